@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create ./.venv when missing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DAG ?= model_retraining
+
+export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+
+.PHONY: venv run test export bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 needed, {sys.executable} is {sys.version.split()[0]}"'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt -c constraints.txt
+	touch $(STAMP)
+
+run: venv
+	$(PY) -m retraining_cli run $(if $(ONCE),--once,)
+
+test: venv
+	$(PY) -m pytest tests -q
+
+export: venv
+	$(PY) -m exporters export $(DAG)
+
+bench: venv
+	$(PY) bench/parse_time.py
+
+# Refresh constraints.txt from the current venv after editing requirements.txt.
+lock: venv
+	{ sed -n '1,2p' constraints.txt; $(VENV)/bin/pip freeze --exclude-editable; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf .local build tests/output

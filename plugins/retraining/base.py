@@ -1,0 +1,109 @@
+"""What every AWS-facing stage operator shares: a declarative request and polling."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+from airflow.sdk import BaseOperator
+
+from retraining.refs import ResultRef, Ref, find_jinja, iter_refs
+
+from airflow.sdk.exceptions import AirflowException
+
+
+class StageFailed(AirflowException):
+    """The AWS resource a stage started ended in a failed state; the message says why."""
+
+
+class AwsStageOperator(BaseOperator):
+    """A stage whose whole AWS request is plain data held on the operator.
+
+    ``request`` is the API request (e.g. ``CreateTrainingJob``) with literals and
+    references (``ParamRef``, ``ResultRef``, ``Format``, ``RunUniqueName``). Airflow
+    resolves the references when it renders ``template_fields``; the exporter
+    reads the unresolved request to build the equivalent Step Functions state.
+    """
+
+    template_fields: Sequence[str] = ("request",)
+    # The AWS API this stage calls first; exporters and docs read it.
+    api_action: str = ""
+    # Fields of the result kept for downstream tasks (dotted paths). The XCom
+    # value has exactly these, so Airflow and Step Functions pass the same data.
+    result_fields: tuple[str, ...] = ()
+    ui_color = "#f7e8d0"
+
+    def __init__(
+        self,
+        *,
+        request: dict[str, Any],
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        poll_interval: float = 30,
+        max_wait_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        jinja_paths = find_jinja(request)
+        if jinja_paths:
+            raise ValueError(
+                f"task {self.task_id!r}: request field(s) {', '.join(jinja_paths)} contain Jinja; "
+                "stage requests take only literals and ParamRef(...), ResultRef(...), Format(...) or "
+                "RunUniqueName(...) references, so the exporter can translate them"
+            )
+        self.request = request
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.poll_interval = poll_interval
+        self.max_wait_seconds = max_wait_seconds
+        # References to upstream results imply a dependency; declare it so the
+        # graph cannot run a stage before the task it reads from.
+        self._upstream_from_refs = sorted({r.task_id for r in iter_refs(request) if isinstance(r, ResultRef)})
+
+    @property
+    def references(self) -> list[Ref]:
+        return list(iter_refs(self.request))
+
+    @property
+    def upstream_results_used(self) -> list[str]:
+        return list(self._upstream_from_refs)
+
+    def wait_for(
+        self,
+        describe: Callable[[], dict[str, Any]],
+        status_key: str,
+        pending: set[str],
+        what: str,
+    ) -> dict[str, Any]:
+        """Poll ``describe`` until ``status_key`` leaves the pending states; return the last answer."""
+        started = time.monotonic()
+        while True:
+            answer = describe()
+            status = answer[status_key]
+            if status not in pending:
+                return answer
+            waited = time.monotonic() - started
+            if self.max_wait_seconds is not None and waited > self.max_wait_seconds:
+                raise StageFailed(f"{what} still {status} after {int(waited)} s (max_wait_seconds={self.max_wait_seconds})")
+            self.log.info("%s is %s (%d s)", what, status, int(waited))
+            time.sleep(self.poll_interval)
+
+
+def pick_fields(answer: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """Keep only the dotted ``fields`` of an AWS answer, preserving nesting."""
+    kept: dict[str, Any] = {}
+    for dotted in fields:
+        parts = dotted.split(".")
+        value: Any = answer
+        for part in parts:
+            if not isinstance(value, dict) or part not in value:
+                value = None
+                break
+            value = value[part]
+        if value is None:
+            continue
+        target = kept
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return kept

@@ -1,0 +1,68 @@
+"""Stage 1: run an AWS Glue ETL job and wait for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retraining.base import AwsStageOperator, StageFailed
+
+GLUE_PENDING_STATES = {"STARTING", "RUNNING", "STOPPING", "WAITING"}
+
+
+class GlueJobRunOperator(AwsStageOperator):
+    """``StartJobRun`` on an existing Glue job, then wait until the run ends.
+
+    Any end other than ``SUCCEEDED`` (FAILED, STOPPED, TIMEOUT, ERROR) fails the
+    task with Glue's own error message. Result: ``JobName``, ``JobRunId``, ``JobRunState``.
+    """
+
+    api_action = "glue:StartJobRun"
+    result_fields = ("JobName", "JobRunId", "JobRunState")
+    ui_color = "#d6e4f7"
+
+    def __init__(
+        self,
+        *,
+        job_name: Any,
+        script_arguments: dict[str, Any] | None = None,
+        worker_type: str | None = None,
+        number_of_workers: int | None = None,
+        timeout_minutes: int | None = None,
+        poll_interval: float = 15,
+        **kwargs: Any,
+    ) -> None:
+        request: dict[str, Any] = {"JobName": job_name, "Arguments": dict(script_arguments or {})}
+        if worker_type is not None:
+            request["WorkerType"] = worker_type
+        if number_of_workers is not None:
+            request["NumberOfWorkers"] = number_of_workers
+        if timeout_minutes is not None:
+            request["Timeout"] = timeout_minutes
+        super().__init__(request=request, poll_interval=poll_interval, **kwargs)
+        self._job_run_id: str | None = None
+
+    def _hook(self):
+        from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
+
+        return GlueJobHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        glue = self._hook().conn
+        job_name = self.request["JobName"]
+        self._job_run_id = glue.start_job_run(**self.request)["JobRunId"]
+        self.log.info("Started Glue job %s run %s", job_name, self._job_run_id)
+
+        def describe() -> dict[str, Any]:
+            return glue.get_job_run(JobName=job_name, RunId=self._job_run_id)["JobRun"]
+
+        run = self.wait_for(describe, "JobRunState", GLUE_PENDING_STATES, f"Glue job {job_name} run {self._job_run_id}")
+        state = run["JobRunState"]
+        if state != "SUCCEEDED":
+            reason = run.get("ErrorMessage") or "Glue gave no error message; see the job run's logs"
+            raise StageFailed(f"Glue job {job_name!r} run {self._job_run_id} ended {state}: {reason}")
+        self.log.info("Glue job %s run %s succeeded", job_name, self._job_run_id)
+        return {"JobName": job_name, "JobRunId": self._job_run_id, "JobRunState": state}
+
+    def on_kill(self) -> None:
+        if self._job_run_id:
+            self._hook().conn.batch_stop_job_run(JobName=self.request["JobName"], JobRunIds=[self._job_run_id])

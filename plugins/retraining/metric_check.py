@@ -1,0 +1,54 @@
+"""Stage 3: invoke the metric-check Lambda function and keep its answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from retraining.base import AwsStageOperator, StageFailed
+
+
+class LambdaMetricCheckOperator(AwsStageOperator):
+    """Synchronously ``Invoke`` a Lambda function with a JSON payload; the result is its JSON answer.
+
+    A function error (the handler raised) fails the task with the function's
+    own ``errorType: errorMessage``.
+    """
+
+    api_action = "lambda:InvokeFunction"
+    ui_color = "#fde8c8"
+
+    def __init__(self, *, function_name: Any, payload: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(request={"FunctionName": function_name, "Payload": payload}, **kwargs)
+
+    def execute(self, context: Any) -> Any:
+        from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+
+        function_name = self.request["FunctionName"]
+        hook = LambdaHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        response = hook.invoke_lambda(
+            function_name=function_name,
+            invocation_type="RequestResponse",
+            payload=json.dumps(self.request["Payload"]),
+        )
+        raw = response["Payload"].read()
+        if response.get("FunctionError"):
+            raise StageFailed(f"Lambda function {function_name!r} failed: {describe_function_error(raw)}")
+        try:
+            answer = json.loads(raw) if raw else None
+        except ValueError:
+            raise StageFailed(f"Lambda function {function_name!r} returned non-JSON: {raw[:200]!r}") from None
+        self.log.info("Lambda function %s answered: %s", function_name, answer)
+        return answer
+
+
+def describe_function_error(raw: bytes) -> str:
+    """``errorType: errorMessage`` from a Lambda error payload (never its stack trace)."""
+    try:
+        error = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")[:500]
+    if isinstance(error, dict) and "errorMessage" in error:
+        kind = error.get("errorType")
+        return f"{kind}: {error['errorMessage']}" if kind else str(error["errorMessage"])
+    return str(error)[:500]

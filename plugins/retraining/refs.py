@@ -1,0 +1,208 @@
+"""References: the only way a stage request may depend on a run.
+
+A stage request is plain data (the AWS API request) in which some values are
+references instead of literals. Airflow resolves them at run time through its
+templating (``resolve(context)`` is the protocol Airflow's templater calls),
+and the exporter translates the same objects to JSONPath / intrinsic functions.
+Free-form Jinja is rejected, so every request stays translatable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+# SageMaker resource names: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+SAGEMAKER_NAME_MAX = 63
+_SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# Room kept for the per-run suffix: "-" + 14 digits of time + "-" + 6 hex.
+RUN_SUFFIX_LEN = 22
+MAX_NAME_PREFIX = SAGEMAKER_NAME_MAX - RUN_SUFFIX_LEN
+
+
+class UnresolvedReferenceError(LookupError):
+    """A reference could not be resolved for this run (bad param or upstream field)."""
+
+
+class Ref:
+    """Base class of every reference."""
+
+    def resolve(self, context: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def iter_refs(self) -> Iterator[Ref]:
+        yield self
+
+
+@dataclass(frozen=True)
+class ParamRef(Ref):
+    """The value of a DAG param for this run (its default unless the trigger overrides it)."""
+
+    name: str
+
+    def resolve(self, context: Any) -> Any:
+        params = context["params"]
+        if self.name not in params:
+            raise UnresolvedReferenceError(
+                f"param {self.name!r} is not defined on the DAG; defined params: {sorted(params)}"
+            )
+        return params[self.name]
+
+    def __str__(self) -> str:
+        return f"ParamRef({self.name!r})"
+
+
+@dataclass(frozen=True)
+class ResultRef(Ref):
+    """A named field of an upstream task's result, e.g. ``ResultRef("train_model", "TrainingJobName")``.
+
+    Nested fields are given as further path parts:
+    ``ResultRef("train_model", "ModelArtifacts", "S3ModelArtifacts")``.
+    """
+
+    task_id: str
+    path: tuple[str, ...]
+
+    def __init__(self, task_id: str, *path: str):
+        if not path:
+            raise ValueError(f"ResultRef({task_id!r}) needs the name of the field to read")
+        object.__setattr__(self, "task_id", task_id)
+        object.__setattr__(self, "path", tuple(path))
+
+    def resolve(self, context: Any) -> Any:
+        value = context["ti"].xcom_pull(task_ids=self.task_id)
+        if value is None:
+            raise UnresolvedReferenceError(f"task {self.task_id!r} has no result in this run")
+        walked: list[str] = []
+        for part in self.path:
+            if not isinstance(value, dict) or part not in value:
+                available = sorted(value) if isinstance(value, dict) else type(value).__name__
+                where = ".".join(walked) or "its result"
+                raise UnresolvedReferenceError(
+                    f"task {self.task_id!r}: field {part!r} not found in {where} (available: {available})"
+                )
+            value = value[part]
+            walked.append(part)
+        return value
+
+    def __str__(self) -> str:
+        return f"ResultRef({', '.join(repr(p) for p in (self.task_id, *self.path))})"
+
+
+@dataclass(frozen=True)
+class Format(Ref):
+    """String built from a template with ``{}`` placeholders, like ASL's ``States.Format``."""
+
+    template: str
+    args: tuple[Any, ...]
+
+    def __init__(self, template: str, *args: Any):
+        if template.count("{}") != len(args):
+            raise ValueError(
+                f"Format({template!r}) has {template.count('{}')} '{{}}' placeholders but {len(args)} values"
+            )
+        if "{{" in template or "{%" in template:
+            raise ValueError(f"Format({template!r}): Jinja is not allowed in stage requests")
+        object.__setattr__(self, "template", template)
+        object.__setattr__(self, "args", tuple(args))
+
+    def resolve(self, context: Any) -> str:
+        values = [resolve_value(arg, context) for arg in self.args]
+        pieces = self.template.split("{}")
+        out = pieces[0]
+        for value, piece in zip(values, pieces[1:]):
+            out += str(value) + piece
+        return out
+
+    def iter_refs(self) -> Iterator[Ref]:
+        yield self
+        for arg in self.args:
+            yield from iter_refs(arg)
+
+    def __str__(self) -> str:
+        return f"Format({', '.join([repr(self.template), *map(str, self.args)])})"
+
+
+@dataclass(frozen=True)
+class RunUniqueName(Ref):
+    """A SageMaker-valid name unique to this run: ``<prefix>-<YYYYmmddHHMMSS>-<6 hex>``.
+
+    The time part makes names sortable and readable; the hash of the run id
+    keeps two runs with the same logical date apart. In Step Functions the
+    exporter derives the suffix from the execution instead.
+    """
+
+    prefix: Any  # str or Ref resolving to str
+
+    def resolve(self, context: Any) -> str:
+        prefix = resolve_value(self.prefix, context)
+        return run_unique_name(str(prefix), context["run_id"], context.get("logical_date") or context.get("data_interval_start"))
+
+    def iter_refs(self) -> Iterator[Ref]:
+        yield self
+        yield from iter_refs(self.prefix)
+
+    def __str__(self) -> str:
+        return f"RunUniqueName({self.prefix if isinstance(self.prefix, Ref) else repr(self.prefix)})"
+
+
+def check_name_prefix(prefix: str, where: str) -> None:
+    """Fail early (at parse or trigger time) on a prefix that cannot yield a valid SageMaker name."""
+    if not prefix or len(prefix) > MAX_NAME_PREFIX or not _SAGEMAKER_NAME_RE.match(prefix):
+        raise ValueError(
+            f"{where}: name prefix {prefix!r} is not usable: it must be 1-{MAX_NAME_PREFIX} characters "
+            "of letters, digits and '-', starting and ending with a letter or digit"
+        )
+
+
+def run_unique_name(prefix: str, run_id: str, when: Any = None) -> str:
+    check_name_prefix(prefix, "RunUniqueName")
+    stamp = when.strftime("%Y%m%d%H%M%S") if when is not None else "00000000000000"
+    digest = hashlib.sha1(run_id.encode()).hexdigest()[:6]
+    name = f"{prefix}-{stamp}-{digest}"
+    assert _SAGEMAKER_NAME_RE.match(name), name
+    return name
+
+
+def is_valid_sagemaker_name(name: str) -> bool:
+    return bool(_SAGEMAKER_NAME_RE.match(name))
+
+
+def resolve_value(value: Any, context: Any) -> Any:
+    """Resolve every reference inside nested dicts/lists; literals are returned unchanged."""
+    if isinstance(value, Ref):
+        return value.resolve(context)
+    if isinstance(value, dict):
+        return {k: resolve_value(v, context) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [resolve_value(v, context) for v in value]
+    return value
+
+
+def iter_refs(value: Any) -> Iterator[Ref]:
+    """Every reference inside a (nested) request, including those nested in Format."""
+    if isinstance(value, Ref):
+        yield from value.iter_refs()
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_refs(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_refs(v)
+
+
+def find_jinja(value: Any, path: str = "") -> list[str]:
+    """Paths of string literals that contain Jinja markup (not allowed: not translatable)."""
+    found: list[str] = []
+    if isinstance(value, str):
+        if "{{" in value or "{%" in value or "{#" in value:
+            found.append(path or "<value>")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found.extend(find_jinja(v, f"{path}.{k}" if path else str(k)))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found.extend(find_jinja(v, f"{path}[{i}]"))
+    return found

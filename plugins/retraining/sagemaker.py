@@ -1,0 +1,224 @@
+"""Stages 2, 6, 7, 8: SageMaker training, model, endpoint config, endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retraining.base import AwsStageOperator, StageFailed, pick_fields
+
+TRAINING_PENDING_STATES = {"InProgress", "Stopping"}
+ENDPOINT_PENDING_STATES = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
+
+# Built-in XGBoost hyperparameters as the reference notebook sets them.
+DEFAULT_XGBOOST_HYPERPARAMETERS = {
+    "max_depth": "5",
+    "eta": "0.2",
+    "gamma": "4",
+    "min_child_weight": "6",
+    "subsample": "0.8",
+    "objective": "binary:logistic",
+    "eval_metric": "error",
+    "num_round": "100",
+}
+
+
+def xgboost_training_request(
+    *,
+    training_job_name: Any,
+    role_arn: Any,
+    image_uri: Any,
+    train_s3_uri: Any,
+    validation_s3_uri: Any,
+    output_s3_uri: Any,
+    hyperparameters: Any = None,
+    instance_type: Any = "ml.m4.xlarge",
+    instance_count: Any = 1,
+    volume_size_gb: int = 30,
+    max_runtime_seconds: int = 86400,
+) -> dict[str, Any]:
+    """A ``CreateTrainingJob`` request for the built-in XGBoost algorithm on CSV channels."""
+
+    def channel(name: str, uri: Any) -> dict[str, Any]:
+        return {
+            "ChannelName": name,
+            "ContentType": "text/csv",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": uri,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+
+    return {
+        "TrainingJobName": training_job_name,
+        "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File"},
+        "RoleArn": role_arn,
+        "HyperParameters": hyperparameters if hyperparameters is not None else dict(DEFAULT_XGBOOST_HYPERPARAMETERS),
+        "InputDataConfig": [channel("train", train_s3_uri), channel("validation", validation_s3_uri)],
+        "OutputDataConfig": {"S3OutputPath": output_s3_uri},
+        "ResourceConfig": {
+            "InstanceType": instance_type,
+            "InstanceCount": instance_count,
+            "VolumeSizeInGB": volume_size_gb,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
+    }
+
+
+class _SageMakerStage(AwsStageOperator):
+    def _hook(self):
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+        return SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+
+class SageMakerTrainingJobOperator(_SageMakerStage):
+    """``CreateTrainingJob`` and wait for it to end.
+
+    Result: the job name, status, final metrics (``MetricName``/``Value`` pairs),
+    model artifact URI and training image; nothing else, so the same small
+    record flows in Airflow and in Step Functions (whose state data is capped).
+    A failed or stopped job fails the task with SageMaker's ``FailureReason``.
+    """
+
+    api_action = "sagemaker:CreateTrainingJob"
+    result_fields = (
+        "TrainingJobName",
+        "TrainingJobStatus",
+        "FinalMetricDataList",
+        "ModelArtifacts.S3ModelArtifacts",
+        "AlgorithmSpecification.TrainingImage",
+    )
+    ui_color = "#e3d6f7"
+
+    def __init__(self, *, request: dict[str, Any], poll_interval: float = 30, **kwargs: Any) -> None:
+        super().__init__(request=request, poll_interval=poll_interval, **kwargs)
+        self._job_name: str | None = None
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        hook = self._hook()
+        self._job_name = name = self.request["TrainingJobName"]
+        try:
+            hook.get_conn().create_training_job(**self.request)
+            self.log.info("Started training job %s", name)
+        except ClientError as err:
+            # A retry of this task (worker lost mid-wait) finds its own job: adopt it.
+            if "unique" not in str(err).lower() and "already exist" not in str(err).lower():
+                raise
+            self.log.info("Training job %s already exists (a retry of this run): waiting for it", name)
+        job = self.wait_for(
+            lambda: hook.describe_training_job(name), "TrainingJobStatus", TRAINING_PENDING_STATES, f"Training job {name}"
+        )
+        status = job["TrainingJobStatus"]
+        if status != "Completed":
+            reason = job.get("FailureReason") or "SageMaker gave no FailureReason"
+            raise StageFailed(f"Training job {name!r} ended {status}: {reason}")
+        result = pick_fields(job, self.result_fields)
+        # Timestamps are not JSON; downstream stages only need the name and value.
+        result["FinalMetricDataList"] = [
+            {"MetricName": m["MetricName"], "Value": float(m["Value"])} for m in job.get("FinalMetricDataList", [])
+        ]
+        metrics = ", ".join(f"{m['MetricName']}={m['Value']:.4f}" for m in result["FinalMetricDataList"])
+        self.log.info("Training job %s completed: %s", name, metrics or "no metrics reported")
+        return result
+
+    def on_kill(self) -> None:
+        if self._job_name:
+            self._hook().get_conn().stop_training_job(TrainingJobName=self._job_name)
+
+
+class SageMakerCreateModelOperator(_SageMakerStage):
+    """``CreateModel`` from a training job's artifacts and image. Result: ``ModelName``, ``ModelArn``."""
+
+    api_action = "sagemaker:CreateModel"
+    result_fields = ("ModelName", "ModelArn")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        answer = self._hook().get_conn().create_model(**self.request)
+        self.log.info("Created model %s", self.request["ModelName"])
+        return {"ModelName": self.request["ModelName"], "ModelArn": answer["ModelArn"]}
+
+
+class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
+    """``CreateEndpointConfig``. Result: ``EndpointConfigName``, ``EndpointConfigArn``."""
+
+    api_action = "sagemaker:CreateEndpointConfig"
+    result_fields = ("EndpointConfigName", "EndpointConfigArn")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        answer = self._hook().get_conn().create_endpoint_config(**self.request)
+        self.log.info("Created endpoint config %s", self.request["EndpointConfigName"])
+        return {"EndpointConfigName": self.request["EndpointConfigName"], "EndpointConfigArn": answer["EndpointConfigArn"]}
+
+
+class SageMakerDeployEndpointOperator(_SageMakerStage):
+    """Point an endpoint at a new config: ``UpdateEndpoint``, or ``CreateEndpoint`` when it does not exist.
+
+    Waits until the endpoint is ``InService`` on the new config. When an update
+    fails SageMaker keeps the old config serving; the task then fails with the
+    endpoint's ``FailureReason``. Result: ``EndpointName``, ``EndpointArn``,
+    ``EndpointStatus``, ``EndpointConfigName`` and ``Action`` (created/updated).
+    """
+
+    api_action = "sagemaker:UpdateEndpoint"
+    result_fields = ("EndpointName", "EndpointArn", "EndpointStatus", "EndpointConfigName", "Action")
+    ui_color = "#d7f0dc"
+
+    def __init__(self, *, request: dict[str, Any], poll_interval: float = 30, **kwargs: Any) -> None:
+        super().__init__(request=request, poll_interval=poll_interval, **kwargs)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        hook = self._hook()
+        sagemaker = hook.get_conn()
+        endpoint = self.request["EndpointName"]
+        config = self.request["EndpointConfigName"]
+        try:
+            current = sagemaker.describe_endpoint(EndpointName=endpoint)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ValidationException":
+                raise
+            current = None
+
+        if current is None:
+            action = "created"
+            sagemaker.create_endpoint(**self.request)
+            self.log.info("Endpoint %s did not exist: creating it with config %s", endpoint, config)
+        else:
+            if current["EndpointStatus"] == "Failed":
+                raise StageFailed(
+                    f"Endpoint {endpoint!r} is in status Failed ({current.get('FailureReason', 'no reason given')}) "
+                    "and cannot be updated; delete it or deploy under another endpoint_name"
+                )
+            action = "updated"
+            previous_config = current.get("EndpointConfigName")
+            sagemaker.update_endpoint(**self.request)
+            self.log.info("Updating endpoint %s from config %s to %s", endpoint, previous_config, config)
+
+        final = self.wait_for(
+            lambda: sagemaker.describe_endpoint(EndpointName=endpoint),
+            "EndpointStatus",
+            ENDPOINT_PENDING_STATES,
+            f"Endpoint {endpoint}",
+        )
+        status = final["EndpointStatus"]
+        if status != "InService" or final.get("EndpointConfigName") != config:
+            reason = final.get("FailureReason") or "no FailureReason given"
+            serving = final.get("EndpointConfigName")
+            raise StageFailed(
+                f"Endpoint {endpoint!r} was not {action} to config {config!r}: status {status}, "
+                f"still serving config {serving!r}: {reason}"
+            )
+        self.log.info("Endpoint %s is InService on config %s", endpoint, config)
+        return {
+            "EndpointName": endpoint,
+            "EndpointArn": final.get("EndpointArn"),
+            "EndpointStatus": status,
+            "EndpointConfigName": config,
+            "Action": action,
+        }
