@@ -34,8 +34,8 @@ from retraining import (
     xgboost_training_request,
 )
 
-# 1-41 chars so "<prefix>-<timestamp>-<hash>" stays a valid 63-char SageMaker name.
-NAME_PREFIX_SCHEMA = {"type": "string", "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", "maxLength": 41}
+# 1-30 chars so prefix + per-run suffix stays a valid 63-char SageMaker name in Airflow and Step Functions.
+NAME_PREFIX_SCHEMA = {"type": "string", "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,29}$", "maxLength": 30}
 S3_URI_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 S3_PREFIX_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.*/)?$"
 INSTANCE_TYPE_PATTERN = "^ml\\.[a-z0-9]+\\.[a-z0-9]+$"

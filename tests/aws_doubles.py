@@ -5,13 +5,16 @@ never bypassed, where it cannot express what a test needs:
 
 - SageMaker ``UpdateEndpoint`` (moto has no such action): switches the config,
   or, when told to fail, keeps the old config serving with a ``FailureReason``
-  (what SageMaker does when an update fails).
+  (what SageMaker does when an update fails). New endpoints can be told to end
+  ``Failed`` with a ``FailureReason``.
+- ``CreateTrainingJob`` with a name already in use is rejected with SageMaker's
+  own ``ResourceInUse`` error (moto would silently replace the job).
 - Training jobs and Glue job runs end the way a test asks (failed with a reason,
   final metrics such as ``validation:error``); moto otherwise always succeeds.
 - Lambda ``Invoke`` runs the real handler from ``lambda/`` in-process (moto would
   need Docker), with the function's environment applied, and reports a raised
   exception as a function error exactly like Lambda: ``X-Amz-Function-Error:
-  Unhandled`` and an ``errorType``/``errorMessage`` payload.
+  Unhandled`` and an ``errorType``/``errorMessage``/``stackTrace`` payload.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import socket
 import threading
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,7 @@ class Outcomes:
     glue_state: str = "SUCCEEDED"
     glue_error_message: str | None = None
     endpoint_update_failure: str | None = None
+    endpoint_create_failure: str | None = None  # new endpoints end Failed with this FailureReason
 
 
 outcomes = Outcomes()
@@ -69,7 +74,26 @@ def install() -> None:
 def _install_sagemaker() -> None:
     from moto.core.utils import utcnow
     from moto.sagemaker import models, responses
-    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+
+    original_create_training_job = models.SageMakerModelBackend.create_training_job
+
+    def create_training_job(self, training_job_name, *args, **kwargs):
+        if training_job_name in self.training_jobs:
+            arn = models.FakeTrainingJob.arn_formatter(training_job_name, self.account_id, self.region_name)
+            raise ResourceInUseException(
+                "Training job names must be unique within an AWS account and region, "
+                f"and a training job with this name already exists ({arn})"
+            )
+        return original_create_training_job(self, training_job_name, *args, **kwargs)
+
+    original_endpoint_init = models.FakeEndpoint.__init__
+
+    def endpoint_init(self, *args, **kwargs):
+        original_endpoint_init(self, *args, **kwargs)
+        if outcomes.endpoint_create_failure:
+            self.endpoint_status = "Failed"
+            self.failure_reason = outcomes.endpoint_create_failure
 
     original_init = models.FakeTrainingJob.__init__
 
@@ -124,6 +148,8 @@ def _install_sagemaker() -> None:
             )
         )
 
+    models.SageMakerModelBackend.create_training_job = create_training_job
+    models.FakeEndpoint.__init__ = endpoint_init
     models.FakeTrainingJob.__init__ = training_job_init
     models.FakeTrainingJob.response_object = property(training_response)
     models.FakeEndpoint.response_object = property(endpoint_response)
@@ -200,7 +226,11 @@ def _install_lambda() -> None:
         except Exception as err:  # what the Lambda runtime does with an unhandled exception
             response_headers["x-amz-function-error"] = "Unhandled"
             payload = json.dumps(
-                {"errorMessage": str(err), "errorType": type(err).__name__, "stackTrace": ["(omitted)"]}
+                {
+                    "errorMessage": str(err),
+                    "errorType": type(err).__name__,
+                    "stackTrace": traceback.format_tb(err.__traceback__),
+                }
             ).encode()
         response_headers["Content-Length"] = str(len(payload))
         return payload

@@ -17,8 +17,9 @@ from typing import Any, Iterator
 # SageMaker resource names: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 SAGEMAKER_NAME_MAX = 63
 _SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-# Room kept for the per-run suffix: "-" + 14 digits of time + "-" + 6 hex.
-RUN_SUFFIX_LEN = 22
+# Room kept for the longest per-run suffix either runtime appends: Step Functions
+# uses "-" + the 32-hex MD5 of the execution name (Airflow's is 22 chars).
+RUN_SUFFIX_LEN = 33
 MAX_NAME_PREFIX = SAGEMAKER_NAME_MAX - RUN_SUFFIX_LEN
 
 

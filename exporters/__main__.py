@@ -1,0 +1,109 @@
+"""``python -m exporters export|graph|validate``: exit 0 on success, 1 on a problem with the DAG/definition, 2 on usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from exporters.loader import REPO
+
+DEFAULT_OUT = Path("build/stepfunctions")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m exporters", description="Export Airflow DAGs to AWS Step Functions.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    export = sub.add_parser("export", help="write OUT/DAG_ID/state_machine.asl.json and print a summary")
+    export.add_argument("dag_id")
+    export.add_argument("--dags-folder", default=str(REPO / "dags"))
+    export.add_argument("--out", default=str(DEFAULT_OUT))
+
+    graph = sub.add_parser("graph", help="render the exported state machine (Graphviz)")
+    graph.add_argument("dag_id")
+    graph.add_argument("--format", choices=("svg", "png"), default="svg")
+    graph.add_argument("--dags-folder", default=str(REPO / "dags"))
+    graph.add_argument("--out", default=str(DEFAULT_OUT))
+
+    validate = sub.add_parser("validate", help="validate an existing ASL definition file")
+    validate.add_argument("file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from exporters.errors import DagLoadError, ExportError
+
+    try:
+        if args.command == "export":
+            return _export(args)
+        if args.command == "graph":
+            return _graph(args)
+        return _validate(args)
+    except (ExportError, DagLoadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from exporters.api import DEFINITION_FILE, export_result, write_atomically
+    from exporters.validate import validate_definition
+
+    result = export_result(args.dag_id, args.dags_folder)
+    problems = validate_definition(result.definition)
+    if problems:  # our own bug if it happens; never write an invalid definition
+        print("error: the exported definition is invalid:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return 1
+    target = Path(args.out) / args.dag_id / DEFINITION_FILE
+    write_atomically(target, result.to_json())
+    _summary(result, target)
+    return 0
+
+
+def _summary(result, target: Path) -> None:
+    states = result.definition["States"]
+    print(f"Exported DAG {result.dag_id!r} -> {target}")
+    print(f"  {len(states)} states: " + ", ".join(states))
+    print("  integrations: " + (", ".join(result.integrations) or "none"))
+    if result.warnings:
+        print("  warnings:")
+        for warning in result.warnings:
+            print(f"    - {warning}")
+    else:
+        print("  warnings: none")
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from exporters.api import export_result, write_atomically
+    from exporters.graph import render
+
+    result = export_result(args.dag_id, args.dags_folder)
+    try:
+        data = render(result.definition, args.format, title=args.dag_id)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    target = Path(args.out) / args.dag_id / f"state_machine.{args.format}"
+    write_atomically(target, data)
+    print(f"Rendered {args.dag_id!r} -> {target}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from exporters.api import validate
+
+    problems = validate(args.file)
+    if problems:
+        print(f"{args.file}: invalid ({len(problems)} problem(s))")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    definition = json.loads(Path(args.file).read_text())
+    print(f"{args.file}: valid ({len(definition['States'])} top-level states)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The Python API: the CLI's verbs, returning plain data (for notebooks and CI pipelines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from exporters.loader import REPO, load_dag
+
+DEFINITION_FILE = "state_machine.asl.json"
+
+
+def export_dag_object(dag: Any):
+    """Compile an already loaded DAG; returns an ``ExportResult`` (raises ``ExportError``)."""
+    from exporters.compiler import compile_dag
+
+    return compile_dag(dag)
+
+
+def export_result(dag_id: str, dags_folder: str | Path = REPO / "dags"):
+    return export_dag_object(load_dag(dag_id, dags_folder))
+
+
+def export(dag_id: str, dags_folder: str | Path = REPO / "dags", out: str | Path | None = None) -> dict[str, Any]:
+    """The state machine definition of ``dag_id`` as a dict; also written to ``out/dag_id/`` when ``out`` is given."""
+    result = export_result(dag_id, dags_folder)
+    if out is not None:
+        write_atomically(Path(out) / dag_id / DEFINITION_FILE, result.to_json())
+    return result.definition
+
+
+def validate(definition: dict[str, Any] | str | Path) -> list[str]:
+    """Problems in a definition (a dict, or a path to a JSON file); empty when valid."""
+    from exporters.validate import validate_definition
+
+    if not isinstance(definition, dict):
+        path = Path(definition)
+        try:
+            definition = json.loads(path.read_text())
+        except FileNotFoundError:
+            return [f"{path}: no such file"]
+        except ValueError as err:
+            return [f"{path}: not JSON: {err}"]
+    return validate_definition(definition)
+
+
+def graph(dag_id_or_definition: str | dict[str, Any], fmt: str = "svg", dags_folder: str | Path = REPO / "dags") -> bytes:
+    """The rendered state machine graph (svg or png bytes)."""
+    from exporters.graph import render
+
+    if isinstance(dag_id_or_definition, dict):
+        return render(dag_id_or_definition, fmt)
+    return render(export(dag_id_or_definition, dags_folder), fmt, title=dag_id_or_definition)
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write the whole file or nothing: a temp file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode() if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

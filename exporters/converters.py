@@ -1,0 +1,584 @@
+"""One converter per operator class: an Airflow task → a fragment of states.
+
+Extend it for your own operators::
+
+    from exporters.converters import register, Fragment
+
+    @register(MyOperator)
+    def convert_my_operator(task, ctx):
+        state = ctx.task_state(task, "arn:aws:states:::...", ctx.parameters(task, {...}))
+        return Fragment.single(state, ctx.layout(task))
+
+Converters never run the task; they read its declarative attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from exporters import asl
+from exporters.translate import Dynamic, ResultLayout, TranslationError, Translator
+
+ConverterFn = Callable[[Any, "ConvertContext"], "Fragment"]
+_REGISTRY: dict[type, ConverterFn] = {}
+_LAZY: list[tuple[str, str, ConverterFn]] = []  # (module, class name, fn) for optional providers
+
+
+class Unsupported(Exception):
+    """Raised by a converter: the task cannot be translated; ``fix`` tells what to use instead."""
+
+    def __init__(self, reason: str, fix: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.fix = fix
+
+
+def register(operator_cls: type) -> Callable[[ConverterFn], ConverterFn]:
+    def decorate(fn: ConverterFn) -> ConverterFn:
+        _REGISTRY[operator_cls] = fn
+        return fn
+
+    return decorate
+
+
+def register_lazy(module: str, class_name: str) -> Callable[[ConverterFn], ConverterFn]:
+    """Register for a class that is resolved only when a DAG is exported (keeps imports light)."""
+
+    def decorate(fn: ConverterFn) -> ConverterFn:
+        _LAZY.append((module, class_name, fn))
+        return fn
+
+    return decorate
+
+
+def _resolve_lazy() -> None:
+    import importlib
+
+    while _LAZY:
+        module, class_name, fn = _LAZY.pop()
+        try:
+            cls = getattr(importlib.import_module(module), class_name)
+        except (ImportError, AttributeError):
+            continue
+        _REGISTRY.setdefault(cls, fn)
+
+
+def converter_for(task: Any) -> ConverterFn | None:
+    _resolve_lazy()
+    for cls in type(task).__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls]
+    return None
+
+
+@dataclass
+class Port:
+    """Where a 'Next' still has to be filled in: a state's Next, a choice rule, a Choice default."""
+
+    target: Any
+    attr: str = "next"
+
+    def link(self, name: str | None) -> None:
+        if name is None and self.attr == "next" and isinstance(self.target, asl.State):
+            self.target.next = None  # End
+            return
+        setattr(self.target, self.attr, name)
+
+
+@dataclass
+class Fragment:
+    """The states a task became. ``exits`` are linked to whatever follows the task."""
+
+    entry: str
+    states: list[asl.State]
+    exits: list[Port]
+    layout: ResultLayout | None = None
+    # For branch operators: task id → the port to link to that task's entry.
+    branches: dict[str, Port] = field(default_factory=dict)
+
+    @classmethod
+    def single(cls, state: asl.State, layout: ResultLayout | None = None) -> Fragment:
+        exits = [Port(state)] if state.chains else []
+        return cls(entry=state.name, states=[state], exits=exits, layout=layout)
+
+    @property
+    def terminal(self) -> bool:
+        return not self.exits and not self.branches
+
+
+class ConvertContext:
+    """What converters need: translation of references, names, retries, timeouts."""
+
+    def __init__(self, dag: Any, translator: Translator, warnings: list[str]):
+        self.dag = dag
+        self.translator = translator
+        self.warnings = warnings
+
+    # names and keys
+    @staticmethod
+    def result_key(task_id: str) -> str:
+        return result_key(task_id)
+
+    @staticmethod
+    def state_name(task: Any, suffix: str | None = None) -> str:
+        return state_name(task.task_id, suffix)
+
+    # translation
+    def parameters(self, task: Any, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.translator.parameters(request)
+        except TranslationError as err:
+            raise Unsupported(str(err), "use ParamRef/ResultRef/Format/RunUniqueName on fields the exporter keeps") from None
+
+    def expr(self, value: Any) -> Any:
+        try:
+            return self.translator.expr(value)
+        except TranslationError as err:
+            raise Unsupported(str(err)) from None
+
+    def layout(self, task: Any, **kwargs: Any) -> ResultLayout:
+        return ResultLayout(key=result_key(task.task_id), **kwargs)
+
+    # retries and timeouts, as Airflow applies them to the task
+    def retries(self, task: Any) -> list[asl.Retry]:
+        attempts = int(task.retries or 0)
+        if attempts <= 0:
+            return []
+        interval = max(1, int(task.retry_delay.total_seconds())) if task.retry_delay else 300
+        max_delay = int(task.max_retry_delay.total_seconds()) if task.max_retry_delay else None
+        exponential = bool(task.retry_exponential_backoff)
+        return [
+            asl.Retry(
+                error_equals=["States.ALL"],
+                interval_seconds=interval,
+                max_attempts=attempts,
+                backoff_rate=2.0 if exponential else 1.0,
+                max_delay_seconds=max_delay if exponential else None,
+            )
+        ]
+
+    def timeout(self, task: Any) -> int | None:
+        if task.execution_timeout is None:
+            return None
+        return max(1, int(task.execution_timeout.total_seconds()))
+
+    def task_state(
+        self,
+        task: Any,
+        resource: str,
+        parameters: dict[str, Any],
+        *,
+        name: str | None = None,
+        result_selector: dict[str, Any] | None = None,
+        result_path: Any = ...,
+        comment: str | None = None,
+    ) -> asl.Task:
+        return asl.Task(
+            name or state_name(task.task_id),
+            resource=resource,
+            parameters=parameters,
+            result_selector=result_selector,
+            result_path=path_for_key(result_key(task.task_id)) if result_path is ... else result_path,
+            timeout_seconds=self.timeout(task),
+            retry=self.retries(task),
+            comment=comment,
+        )
+
+
+def result_key(task_id: str) -> str:
+    """The state-data key of a task's result: its id, with characters JSONPath dislikes replaced."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in task_id)
+
+
+def path_for_key(key: str) -> str:
+    return f"$.{key}"
+
+
+def state_name(task_id: str, suffix: str | None = None) -> str:
+    name = task_id if suffix is None else f"{task_id}: {suffix}"
+    if len(name) > asl.MAX_STATE_NAME:
+        import hashlib
+
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = name[: asl.MAX_STATE_NAME - 9] + "~" + digest
+    return name
+
+
+def selector_from_fields(fields: tuple[str, ...], renames: dict[str, str] | None = None) -> dict[str, Any]:
+    """``ResultSelector`` keeping dotted ``fields`` of the API answer, nested as in the answer."""
+    renames = renames or {}
+    out: dict[str, Any] = {}
+    for dotted in fields:
+        parts = dotted.split(".")
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        source = renames.get(dotted, dotted)
+        target[f"{parts[-1]}.$"] = f"$.{source}"
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Our operators
+# ---------------------------------------------------------------------------
+from retraining import (  # noqa: E402  (operators import only Airflow: cheap)
+    FailRunOperator,
+    GlueJobRunOperator,
+    LambdaMetricCheckOperator,
+    MetricChoiceOperator,
+    SageMakerCreateEndpointConfigOperator,
+    SageMakerCreateModelOperator,
+    SageMakerDeployEndpointOperator,
+    SageMakerTrainingJobOperator,
+)
+from retraining.refs import ResultRef  # noqa: E402
+
+CHOICE_OPERATORS = {
+    "<": "NumericLessThan",
+    "<=": "NumericLessThanEquals",
+    ">": "NumericGreaterThan",
+    ">=": "NumericGreaterThanEquals",
+    "==": "NumericEquals",
+}
+
+
+@register(GlueJobRunOperator)
+def convert_glue_job_run(task: GlueJobRunOperator, ctx: ConvertContext) -> Fragment:
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::glue:startJobRun.sync",
+        ctx.parameters(task, task.request),
+        # GetJobRun's answer names the run id "Id"; keep Airflow's field names.
+        result_selector=selector_from_fields(task.result_fields, {"JobRunId": "Id"}),
+    )
+    return Fragment.single(state, ctx.layout(task, fields=frozenset(task.result_fields)))
+
+
+@register(SageMakerTrainingJobOperator)
+def convert_training_job(task: SageMakerTrainingJobOperator, ctx: ConvertContext) -> Fragment:
+    # Keep only what downstream states use: a DescribeTrainingJob answer can
+    # exceed Step Functions' 256 KiB state-data limit.
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        ctx.parameters(task, task.request),
+        result_selector=selector_from_fields(task.result_fields),
+    )
+    top = frozenset(f.split(".")[0] for f in task.result_fields)
+    return Fragment.single(state, ctx.layout(task, fields=top))
+
+
+@register(LambdaMetricCheckOperator)
+def convert_lambda_invoke(task: LambdaMetricCheckOperator, ctx: ConvertContext) -> Fragment:
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::lambda:invoke",
+        ctx.parameters(task, task.request),
+        result_selector={"Payload.$": "$.Payload"},
+    )
+    # Airflow keeps the function's answer; Step Functions keeps it under Payload.
+    return Fragment.single(state, ctx.layout(task, prefix=("Payload",)))
+
+
+@register(SageMakerCreateModelOperator)
+def convert_create_model(task: SageMakerCreateModelOperator, ctx: ConvertContext) -> Fragment:
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::sagemaker:createModel",
+        ctx.parameters(task, task.request),
+        result_selector={"ModelArn.$": "$.ModelArn"},
+    )
+    layout = ctx.layout(task, fields=frozenset({"ModelArn"}), aliases={"ModelName": task.request["ModelName"]})
+    return Fragment.single(state, layout)
+
+
+@register(SageMakerCreateEndpointConfigOperator)
+def convert_create_endpoint_config(task: SageMakerCreateEndpointConfigOperator, ctx: ConvertContext) -> Fragment:
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::sagemaker:createEndpointConfig",
+        ctx.parameters(task, task.request),
+        result_selector={"EndpointConfigArn.$": "$.EndpointConfigArn"},
+    )
+    layout = ctx.layout(
+        task,
+        fields=frozenset({"EndpointConfigArn"}),
+        aliases={"EndpointConfigName": task.request["EndpointConfigName"]},
+    )
+    return Fragment.single(state, layout)
+
+
+ENDPOINT_WAIT_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+
+
+def endpoint_deploy_fragment(
+    task: Any, ctx: ConvertContext, request: dict[str, Any], *, create_if_missing: bool, update: bool, wait: bool, poll_seconds: int
+) -> Fragment:
+    """UpdateEndpoint (CreateEndpoint when missing), then Wait → DescribeEndpoint → Choice until InService."""
+    key = result_key(task.task_id)
+    here = f"$.{key}"
+    retry = ctx.retries(task)
+    record = asl.Pass(
+        state_name(task.task_id),
+        parameters=ctx.parameters(task, request),
+        result_path=here,
+        comment="The endpoint and the config it must serve",
+    )
+    names = {"EndpointName.$": f"{here}.EndpointName", "EndpointConfigName.$": f"{here}.EndpointConfigName"}
+    update_state = asl.Task(
+        state_name(task.task_id, "UpdateEndpoint"),
+        resource="arn:aws:states:::sagemaker:updateEndpoint",
+        parameters=dict(names),
+        result_path=None,
+        retry=retry,
+    )
+    create_state = asl.Task(
+        state_name(task.task_id, "CreateEndpoint"),
+        resource="arn:aws:states:::sagemaker:createEndpoint",
+        parameters=dict(names),
+        result_path=None,
+        retry=retry,
+    )
+    states: list[asl.State] = [record]
+    if update and create_if_missing:
+        probe = asl.Task(
+            state_name(task.task_id, "endpoint exists?"),
+            resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
+            parameters={"EndpointName.$": f"{here}.EndpointName"},
+            result_path=None,
+            # DescribeEndpoint on a missing endpoint is a ValidationException: create it instead.
+            catch=[
+                asl.Catch(
+                    ["SageMaker.SageMakerException", "SageMaker.ValidationException"],
+                    create_state.name,
+                    result_path=f"{here}.Missing",
+                )
+            ],
+            comment="Update the endpoint if it exists, create it otherwise (decided at run time)",
+        )
+        record.next = probe.name
+        probe.next = update_state.name
+        states += [probe, update_state, create_state]
+        finishing = [update_state, create_state]
+    elif update:
+        record.next = update_state.name
+        states.append(update_state)
+        finishing = [update_state]
+    else:
+        record.next = create_state.name
+        states.append(create_state)
+        finishing = [create_state]
+
+    if not wait:
+        return Fragment(entry=record.name, states=states, exits=[Port(s) for s in finishing], layout=ctx.layout(task, fields=frozenset({"EndpointName", "EndpointConfigName"})))
+
+    wait_state = asl.Wait(state_name(task.task_id, "wait"), seconds=poll_seconds)
+    describe = asl.Task(
+        state_name(task.task_id, "DescribeEndpoint"),
+        resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
+        parameters={"EndpointName.$": f"{here}.EndpointName"},
+        result_selector={
+            "EndpointStatus.$": "$.EndpointStatus",
+            "EndpointConfigName.$": "$.EndpointConfigName",
+            "EndpointArn.$": "$.EndpointArn",
+        },
+        result_path=f"{here}.Endpoint",
+        retry=retry,
+    )
+    failed = asl.Fail(
+        state_name(task.task_id, "failed"),
+        error="EndpointDeployFailed",
+        cause="The endpoint did not reach InService on the new config; the previous config keeps serving. "
+        "See FailureReason in DescribeEndpoint.",
+    )
+    status = f"{here}.Endpoint.EndpointStatus"
+    in_service = asl.ChoiceRule(
+        and_=[
+            asl.ChoiceRule(variable=status, operator="StringEquals", value="InService"),
+            asl.ChoiceRule(variable=f"{here}.Endpoint.EndpointConfigName", operator="StringEqualsPath", value=f"{here}.EndpointConfigName"),
+        ]
+    )
+    still_working = asl.ChoiceRule(
+        or_=[asl.ChoiceRule(variable=status, operator="StringEquals", value=s) for s in ENDPOINT_WAIT_STATES],
+        next=wait_state.name,
+    )
+    check = asl.Choice(state_name(task.task_id, "InService?"), choices=[in_service, still_working], default=failed.name)
+    for s in finishing:
+        s.next = wait_state.name
+    wait_state.next = describe.name
+    describe.next = check.name
+    states += [wait_state, describe, check, failed]
+    layout = ctx.layout(
+        task,
+        fields=frozenset({"EndpointName", "EndpointConfigName"}),
+        paths={"EndpointStatus": ("Endpoint", "EndpointStatus"), "EndpointArn": ("Endpoint", "EndpointArn")},
+    )
+    return Fragment(entry=record.name, states=states, exits=[Port(in_service)], layout=layout)
+
+
+@register(SageMakerDeployEndpointOperator)
+def convert_deploy_endpoint(task: SageMakerDeployEndpointOperator, ctx: ConvertContext) -> Fragment:
+    return endpoint_deploy_fragment(
+        task, ctx, task.request, create_if_missing=True, update=True, wait=True, poll_seconds=max(1, int(task.poll_interval))
+    )
+
+
+@register(MetricChoiceOperator)
+def convert_metric_choice(task: MetricChoiceOperator, ctx: ConvertContext) -> Fragment:
+    rule = task.rule
+    if not isinstance(rule.metrics, ResultRef):
+        raise Unsupported("the rule's metrics must be a ResultRef to an upstream task's metric list")
+    metrics = ctx.expr(rule.metrics)
+    if not isinstance(metrics, Dynamic) or not metrics.expr.startswith("$"):
+        raise Unsupported("the rule's metrics must come from an upstream result")
+    key = result_key(task.task_id)
+    name_literal = rule.metric.replace("\\", "\\\\").replace("'", "\\'")
+    # Find the metric by name (never by list position), like the Airflow rule does.
+    read = asl.Pass(
+        state_name(task.task_id, f"read {rule.metric}"),
+        parameters={
+            "metric": rule.metric,
+            "value.$": f"States.ArrayGetItem({metrics.expr}[?(@.MetricName == '{name_literal}')].Value, 0)",
+        },
+        result_path=f"$.{key}",
+    )
+    threshold = ctx.expr(rule.threshold)
+    operator = CHOICE_OPERATORS[rule.comparison]
+    if isinstance(threshold, Dynamic):
+        if not threshold.expr.startswith("$"):
+            raise Unsupported("the threshold must be a number or a ParamRef/ResultRef")
+        condition = asl.ChoiceRule(variable=f"$.{key}.value", operator=operator + "Path", value=threshold.expr)
+    else:
+        condition = asl.ChoiceRule(variable=f"$.{key}.value", operator=operator, value=threshold)
+    choice = asl.Choice(state_name(task.task_id), choices=[condition], comment=f"{rule}")
+    read.next = choice.name
+    return Fragment(
+        entry=read.name,
+        states=[read, choice],
+        exits=[],
+        layout=ctx.layout(task, fields=frozenset({"metric", "value"})),
+        branches={rule.if_true: Port(condition), rule.if_false: Port(choice, "default")},
+    )
+
+
+@register(FailRunOperator)
+def convert_fail(task: FailRunOperator, ctx: ConvertContext) -> Fragment:
+    state = asl.Fail(state_name(task.task_id), error=task.error, cause=task.cause)
+    return Fragment.single(state)
+
+
+# ---------------------------------------------------------------------------
+# Stock operators (so existing DAGs export without rewriting)
+# ---------------------------------------------------------------------------
+
+
+@register_lazy("airflow.providers.standard.operators.empty", "EmptyOperator")
+def convert_empty(task: Any, ctx: ConvertContext) -> Fragment:
+    return Fragment.single(asl.Pass(state_name(task.task_id), result_path=None))
+
+
+def _stock_value(task: Any, value: Any, field_name: str) -> Any:
+    """A stock operator's templated value → a reference, when it is a plain param/XCom lookup."""
+    from exporters.jinja import JinjaTranslationError, jinja_to_ref
+
+    try:
+        return jinja_to_ref(value)
+    except JinjaTranslationError as err:
+        raise Unsupported(
+            f"field {field_name!r}: {err}",
+            "use '{{ params.NAME }}' or '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' only, or our operators with ParamRef/ResultRef",
+        ) from None
+
+
+@register_lazy("airflow.providers.amazon.aws.operators.glue", "GlueJobOperator")
+def convert_stock_glue(task: Any, ctx: ConvertContext) -> Fragment:
+    request: dict[str, Any] = {"JobName": _stock_value(task, task.job_name, "job_name")}
+    if task.script_args:
+        request["Arguments"] = _stock_value(task, dict(task.script_args), "script_args")
+    sync = getattr(task, "wait_for_completion", True)
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::glue:startJobRun" + (".sync" if sync else ""),
+        ctx.parameters(task, request),
+        result_selector={"JobName.$": "$.JobName", "JobRunId.$": "$.Id", "JobRunState.$": "$.JobRunState"} if sync else {"JobRunId.$": "$.JobRunId"},
+    )
+    return Fragment.single(state, ctx.layout(task))
+
+
+def _stock_config(task: Any) -> dict[str, Any]:
+    config = task.config
+    if isinstance(config, str):
+        raise Unsupported("config is a string (template or file); give the request as a dict")
+    return _stock_value(task, dict(config), "config")
+
+
+@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerTrainingOperator")
+def convert_stock_training(task: Any, ctx: ConvertContext) -> Fragment:
+    sync = getattr(task, "wait_for_completion", True)
+    fields = SageMakerTrainingJobOperator.result_fields
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::sagemaker:createTrainingJob" + (".sync" if sync else ""),
+        ctx.parameters(task, _stock_config(task)),
+        result_selector=selector_from_fields(fields) if sync else None,
+    )
+    # The stock operator's XCom is {"Training": DescribeTrainingJob}.
+    return Fragment.single(state, ctx.layout(task, paths={"Training": ()}))
+
+
+@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerModelOperator")
+def convert_stock_model(task: Any, ctx: ConvertContext) -> Fragment:
+    config = _stock_config(task)
+    state = ctx.task_state(task, "arn:aws:states:::sagemaker:createModel", ctx.parameters(task, config), result_selector={"ModelArn.$": "$.ModelArn"})
+    return Fragment.single(state, ctx.layout(task))
+
+
+@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerEndpointConfigOperator")
+def convert_stock_endpoint_config(task: Any, ctx: ConvertContext) -> Fragment:
+    config = _stock_config(task)
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::sagemaker:createEndpointConfig",
+        ctx.parameters(task, config),
+        result_selector={"EndpointConfigArn.$": "$.EndpointConfigArn"},
+    )
+    return Fragment.single(state, ctx.layout(task))
+
+
+@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerEndpointOperator")
+def convert_stock_endpoint(task: Any, ctx: ConvertContext) -> Fragment:
+    config = _stock_config(task)
+    if "Model" in config or "EndpointConfig" in config:
+        raise Unsupported(
+            "config bundles Model/EndpointConfig with the endpoint",
+            "use SageMakerModelOperator and SageMakerEndpointConfigOperator tasks before this one",
+        )
+    request = config.get("Endpoint", config)
+    operation = getattr(task, "operation", "create")
+    return endpoint_deploy_fragment(
+        task,
+        ctx,
+        {"EndpointName": request["EndpointName"], "EndpointConfigName": request["EndpointConfigName"]},
+        create_if_missing=operation == "update",
+        update=operation == "update",
+        wait=getattr(task, "wait_for_completion", True),
+        poll_seconds=max(1, int(getattr(task, "check_interval", 30))),
+    )
+
+
+@register_lazy("airflow.providers.amazon.aws.operators.lambda_function", "LambdaInvokeFunctionOperator")
+def convert_stock_lambda(task: Any, ctx: ConvertContext) -> Fragment:
+    if getattr(task, "invocation_type", None) not in (None, "RequestResponse"):
+        raise Unsupported(f"invocation_type {task.invocation_type!r}", "use RequestResponse (synchronous)")
+    payload = task.payload
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = json.loads(payload) if payload else {}
+        except ValueError:
+            raise Unsupported("payload is not JSON", "give the payload as a JSON object") from None
+    request = {"FunctionName": _stock_value(task, task.function_name, "function_name"), "Payload": _stock_value(task, payload, "payload")}
+    state = ctx.task_state(task, "arn:aws:states:::lambda:invoke", ctx.parameters(task, request), result_selector={"Payload.$": "$.Payload"})
+    # The stock operator's XCom is the decoded payload string; keep it under Payload.
+    return Fragment.single(state, ctx.layout(task, prefix=("Payload",)))

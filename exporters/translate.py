@@ -1,0 +1,150 @@
+"""References (params, upstream results, formats, run-unique names) → JSONPath and intrinsic functions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from retraining.refs import Format, ParamRef, Ref, ResultRef, RunUniqueName
+
+# Per-run suffix in Step Functions: the MD5 of the execution name (32 hex, valid in SageMaker names).
+EXECUTION_SUFFIX = "States.Hash($$.Execution.Name, 'MD5')"
+_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TranslationError(ValueError):
+    """A value has no faithful Step Functions equivalent; the message says which and why."""
+
+
+@dataclass
+class ResultLayout:
+    """Where a task's result lives in the state data and which fields it has.
+
+    ``prefix``: path under the task's key where the Airflow result's fields sit
+    (Lambda: ``("Payload",)``). ``fields``: the top-level field names that exist
+    (None: any, e.g. a Lambda payload). ``aliases``: fields whose value is known
+    from the request (e.g. ``ModelName``), translated as that request value.
+    ``paths``: fields stored elsewhere than prefix + name.
+    """
+
+    key: str
+    prefix: tuple[str, ...] = ()
+    fields: frozenset[str] | None = None
+    aliases: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def path_of(*parts: str, root: str = "$") -> str:
+    out = root
+    for part in parts:
+        if _SIMPLE_KEY.match(part):
+            out += f".{part}"
+        else:
+            out += "['" + part.replace("\\", "\\\\").replace("'", "\\'") + "']"
+    return out
+
+
+def intrinsic_string(text: str) -> str:
+    """A string literal inside an intrinsic function (', {, }, \\ escaped)."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("{", "\\{").replace("}", "\\}")
+    return f"'{escaped}'"
+
+
+@dataclass
+class Dynamic:
+    """A value computed by Step Functions: a path or an intrinsic function call."""
+
+    expr: str
+
+
+class Translator:
+    def __init__(self, params: dict[str, Any], layouts: dict[str, ResultLayout]):
+        self.params = params
+        self.layouts = layouts
+
+    # -- single values ---------------------------------------------------
+    def expr(self, value: Any) -> Any:
+        """A Ref → Dynamic; literals unchanged."""
+        if isinstance(value, ParamRef):
+            if value.name not in self.params:
+                raise TranslationError(f"ParamRef({value.name!r}): the DAG has no param {value.name!r}")
+            return Dynamic(path_of("params", value.name))
+        if isinstance(value, ResultRef):
+            return self._result(value)
+        if isinstance(value, Format):
+            args = [self.argument(a) for a in value.args]
+            pieces = value.template.split("{}")
+            template = "{}".join(intrinsic_string(p)[1:-1] for p in pieces)
+            return Dynamic(f"States.Format('{template}'{''.join(', ' + a for a in args)})")
+        if isinstance(value, RunUniqueName):
+            prefix = self.expr(value.prefix)
+            if isinstance(prefix, Dynamic):
+                return Dynamic(f"States.Format('{{}}-{{}}', {prefix.expr}, {EXECUTION_SUFFIX})")
+            literal = intrinsic_string(f"{prefix}-")[1:-1]
+            return Dynamic(f"States.Format('{literal}{{}}', {EXECUTION_SUFFIX})")
+        if isinstance(value, Ref):
+            raise TranslationError(f"{type(value).__name__} has no Step Functions translation")
+        return value
+
+    def argument(self, value: Any) -> str:
+        """A value as an intrinsic-function argument."""
+        translated = self.expr(value)
+        if isinstance(translated, Dynamic):
+            return translated.expr
+        if isinstance(translated, bool) or translated is None:
+            raise TranslationError(f"{translated!r} cannot be an argument of States.Format")
+        if isinstance(translated, (int, float)):
+            return repr(translated)
+        if isinstance(translated, str):
+            return intrinsic_string(translated)
+        raise TranslationError(f"{type(translated).__name__} value {translated!r} cannot be an argument of States.Format")
+
+    def _result(self, ref: ResultRef) -> Any:
+        layout = self.layouts.get(ref.task_id)
+        if layout is None:
+            raise TranslationError(
+                f"ResultRef({ref.task_id!r}, ...): task {ref.task_id!r} is not upstream of this task or has no result"
+            )
+        head, rest = ref.path[0], ref.path[1:]
+        if head in layout.aliases:
+            if rest:
+                raise TranslationError(f"ResultRef{(ref.task_id, *ref.path)}: {head!r} has no sub-fields")
+            return self.expr(layout.aliases[head])
+        if head in layout.paths:
+            return Dynamic(path_of(layout.key, *layout.paths[head], *rest))
+        if layout.fields is not None and head not in layout.fields:
+            raise TranslationError(
+                f"ResultRef{(ref.task_id, *ref.path)}: field {head!r} is not kept in Step Functions "
+                f"(available: {sorted(set(layout.fields) | set(layout.aliases) | set(layout.paths))})"
+            )
+        return Dynamic(path_of(layout.key, *layout.prefix, *ref.path))
+
+    # -- whole requests --------------------------------------------------
+    def parameters(self, request: dict[str, Any]) -> dict[str, Any]:
+        """An API request with references → a ``Parameters`` object (``"Key.$"`` for dynamic values)."""
+        out: dict[str, Any] = {}
+        for key, value in request.items():
+            translated = self._value(value, key)
+            if isinstance(translated, Dynamic):
+                out[f"{key}.$"] = translated.expr
+            else:
+                out[key] = translated
+        return out
+
+    def _value(self, value: Any, where: str) -> Any:
+        if isinstance(value, Ref):
+            return self.expr(value)
+        if isinstance(value, dict):
+            return self.parameters(value)
+        if isinstance(value, (list, tuple)):
+            items = [self._value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            if any(isinstance(i, Dynamic) for i in items):
+                if any(isinstance(i, (dict, list)) for i in items):
+                    raise TranslationError(f"{where}: a list mixing references and objects cannot be expressed")
+                return Dynamic("States.Array(" + ", ".join(self.argument_of(i) for i in items) + ")")
+            return items
+        return value
+
+    def argument_of(self, item: Any) -> str:
+        return item.expr if isinstance(item, Dynamic) else self.argument(item)
