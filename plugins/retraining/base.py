@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -9,7 +10,12 @@ from airflow.sdk import BaseOperator
 
 from retraining.refs import ResultRef, Ref, find_jinja, iter_refs
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
+
+from retraining.local.paths import LOCAL_CONN_ID
+
+# "aws", "local", or "auto": AWS when the stage's AWS connection exists, else the local backend.
+BACKEND_SETTING = "RETRAINING_BACKEND"
 
 
 class StageFailed(AirflowException):
@@ -60,6 +66,25 @@ class AwsStageOperator(BaseOperator):
         # graph cannot run a stage before the task it reads from.
         self._upstream_from_refs = sorted({r.task_id for r in iter_refs(request) if isinstance(r, ResultRef)})
 
+    def connection_id(self) -> str | None:
+        """The Airflow connection this run talks to: AWS, or the local backend standing in for it."""
+        choice = os.environ.get(BACKEND_SETTING, "auto").strip().lower()
+        if choice == "aws":
+            return self.aws_conn_id
+        if choice == "local":
+            return LOCAL_CONN_ID
+        if choice != "auto":
+            raise AirflowException(f"{BACKEND_SETTING}={choice!r}: use aws, local or auto")
+        if self.aws_conn_id is None or _connection_exists(self.aws_conn_id):
+            return self.aws_conn_id
+        if _connection_exists(LOCAL_CONN_ID):
+            self.log.info("No connection %r: using the local backend (%s)", self.aws_conn_id, LOCAL_CONN_ID)
+            return LOCAL_CONN_ID
+        raise AirflowException(
+            f"task {self.task_id!r}: no Airflow connection {self.aws_conn_id!r} for AWS and no {LOCAL_CONN_ID!r} "
+            "for the local backend; add an AWS connection, or run the pipeline locally with `make run`"
+        )
+
     @property
     def references(self) -> list[Ref]:
         return list(iter_refs(self.request))
@@ -87,6 +112,16 @@ class AwsStageOperator(BaseOperator):
                 raise StageFailed(f"{what} still {status} after {int(waited)} s (max_wait_seconds={self.max_wait_seconds})")
             self.log.info("%s is %s (%d s)", what, status, int(waited))
             time.sleep(self.poll_interval)
+
+
+def _connection_exists(conn_id: str) -> bool:
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
 
 
 def pick_fields(answer: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class GlueJobRunOperator(AwsStageOperator):
     def _hook(self):
         from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 
-        return GlueJobHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        return GlueJobHook(aws_conn_id=self.connection_id(), region_name=self.region_name)
 
     def execute(self, context: Any) -> dict[str, Any]:
         glue = self._hook().conn

@@ -25,7 +25,7 @@ class LambdaMetricCheckOperator(AwsStageOperator):
         from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 
         function_name = self.request["FunctionName"]
-        hook = LambdaHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        hook = LambdaHook(aws_conn_id=self.connection_id(), region_name=self.region_name)
         response = hook.invoke_lambda(
             function_name=function_name,
             invocation_type="RequestResponse",

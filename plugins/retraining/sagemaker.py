@@ -71,7 +71,7 @@ class _SageMakerStage(AwsStageOperator):
     def _hook(self):
         from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
-        return SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        return SageMakerHook(aws_conn_id=self.connection_id(), region_name=self.region_name)
 
 
 class SageMakerTrainingJobOperator(_SageMakerStage):

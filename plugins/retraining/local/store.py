@@ -1,0 +1,109 @@
+"""The local backend's registry: one SQLite table of JSON documents, safe across processes.
+
+Training and Glue runs are written by their own worker processes while the
+server reads them, so every write is a short ``BEGIN IMMEDIATE`` transaction
+(WAL mode lets readers go on meanwhile).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (kind, name)
+)
+"""
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+class NotFound(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def create(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM resources WHERE kind=? AND name=?", (kind, name)).fetchone():
+                raise AlreadyExists(f"{kind} {name!r} already exists")
+            db.execute(
+                "INSERT INTO resources (kind, name, body, created, updated) VALUES (?, ?, ?, ?, ?)",
+                (kind, name, json.dumps(body), now, now),
+            )
+        return body
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        with self._connect() as db:
+            row = db.execute("SELECT body FROM resources WHERE kind=? AND name=?", (kind, name)).fetchone()
+        if row is None:
+            raise NotFound(f"{kind} {name!r} not found")
+        return json.loads(row[0])
+
+    def find(self, kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.get(kind, name)
+        except NotFound:
+            return None
+
+    def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """Read-modify-write in one transaction; ``change`` edits the body in place or returns a new one."""
+        with self._write() as db:
+            row = db.execute("SELECT body FROM resources WHERE kind=? AND name=?", (kind, name)).fetchone()
+            if row is None:
+                raise NotFound(f"{kind} {name!r} not found")
+            body = json.loads(row[0])
+            body = change(body) or body
+            db.execute(
+                "UPDATE resources SET body=?, updated=? WHERE kind=? AND name=?",
+                (json.dumps(body), time.time(), kind, name),
+            )
+        return body
+
+    def delete(self, kind: str, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM resources WHERE kind=? AND name=?", (kind, name))
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT body FROM resources WHERE kind=? ORDER BY created", (kind,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
