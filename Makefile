@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: venv run test export bench lock clean
+.PHONY: venv system-deps run test export bench lock clean
 
 venv: $(STAMP)
 
@@ -24,10 +24,16 @@ $(STAMP): requirements.txt constraints.txt
 	touch $(STAMP)
 
 run: venv
-	$(PY) -m retraining_cli run $(if $(ONCE),--once,)
+	$(PY) -m retraining.local.run $(if $(ONCE),--once,)
 
-test: venv
+test: venv system-deps
 	$(PY) -m pytest tests -q
+
+# Graphviz's dot renders the exported graphs (Debian package; we run as root in CI).
+system-deps:
+	@command -v dot >/dev/null || { echo "Installing Graphviz (apt)"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq graphviz >/dev/null; }
 
 export: venv
 	$(PY) -m exporters export $(DAG)

@@ -9,15 +9,17 @@ input width never changes across retrains):
 
     column 0       churn label, 1 = churned, 0 = stayed
     columns 1..67  FEATURE_COLUMNS, in order:
-                     11 numeric usage columns (Phone and the four ``* Charge``
-                        columns are dropped: Phone is an identifier, charges
-                        are exact linear functions of the minutes),
+                     11 numeric columns (account length, voicemail messages,
+                        day/eve/night/intl minutes and calls, customer-service
+                        calls; Phone and the four ``* Charge`` columns are
+                        dropped: Phone is an identifier, charges are exact
+                        linear functions of the minutes),
                       2 plan flags (Int'l Plan, VMail Plan as 1/0),
                       3 Area Code one-hots (408, 415, 510),
                      51 State one-hots (50 states + DC, alphabetical).
 
 Runs unchanged on AWS Glue 5 (Spark 3.5, Python 3.11) and locally with plain
-PySpark; awsglue is only touched in parse_options() and main().
+PySpark; awsglue is only imported in parse_options() and _start_spark().
 
     python glue/churn_etl.py --S3_SOURCE <csv file or prefix> --S3_DEST <prefix> \
         [--TRAIN_KEY train/] [--VAL_KEY validation/] \
@@ -146,10 +148,10 @@ class EtlArgs:
     def from_options(cls, options: Mapping[str, Any]) -> EtlArgs:
         """Build from Glue-style options ({"S3_SOURCE": ..., "SEED": "42", ...})."""
         for name in REQUIRED_ARGS:
-            if not options.get(name):
+            if _option(options, name) is None:
                 raise EtlError(f"missing required argument --{name}")
-        fraction_text = options.get("VALIDATION_FRACTION") or DEFAULT_VALIDATION_FRACTION
-        seed_text = options.get("SEED") or DEFAULT_SEED
+        fraction_text = _option(options, "VALIDATION_FRACTION", DEFAULT_VALIDATION_FRACTION)
+        seed_text = _option(options, "SEED", DEFAULT_SEED)
         try:
             fraction = float(fraction_text)
         except ValueError:
@@ -159,14 +161,17 @@ class EtlArgs:
         except ValueError:
             raise EtlError(f"--SEED must be an integer, got {seed_text!r}") from None
         _check_fraction(fraction)
+        train_key = str(_option(options, "TRAIN_KEY", DEFAULT_TRAIN_KEY))
+        val_key = str(_option(options, "VAL_KEY", DEFAULT_VAL_KEY))
+        _check_keys(train_key, val_key)
         return cls(
             source=str(options["S3_SOURCE"]),
             dest=str(options["S3_DEST"]),
-            train_key=str(options.get("TRAIN_KEY") or DEFAULT_TRAIN_KEY),
-            val_key=str(options.get("VAL_KEY") or DEFAULT_VAL_KEY),
+            train_key=train_key,
+            val_key=val_key,
             validation_fraction=fraction,
             seed=seed,
-            job_name=options.get("JOB_NAME"),
+            job_name=_option(options, "JOB_NAME"),
         )
 
     @property
@@ -231,6 +236,21 @@ def parse_args(argv: Sequence[str] | None = None) -> EtlArgs:
 def _arg_passed(argv: Sequence[str], name: str) -> bool:
     flag = f"--{name}"
     return any(token == flag or token.startswith(flag + "=") for token in argv)
+
+
+def _option(options: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    # Explicit None/"" test so that e.g. SEED=0 is kept rather than replaced by the default.
+    value = options.get(name)
+    return default if value is None or value == "" else value
+
+
+def _check_keys(train_key: str, val_key: str) -> None:
+    # Overwriting one channel must never delete or nest inside the other.
+    train, val = train_key.strip("/"), val_key.strip("/")
+    if not train or not val or (train + "/").startswith(val + "/") or (val + "/").startswith(train + "/"):
+        raise EtlError(
+            f"--TRAIN_KEY and --VAL_KEY must be distinct, non-empty and not nested, got {train_key!r} and {val_key!r}"
+        )
 
 
 def _check_fraction(fraction: float) -> None:
@@ -343,7 +363,11 @@ def transform(
     # Cached: the counts below and both writes reuse one parse of the input.
     checked = cleaned.select(*encoded, drop_reason.alias("_drop_reason"), "_is_validation").cache()
 
-    counts = checked.groupBy("_drop_reason", "_is_validation").count().collect()
+    try:
+        counts = checked.groupBy("_drop_reason", "_is_validation").count().collect()
+    except Exception:
+        checked.unpersist()
+        raise
     rows_in = sum(row["count"] for row in counts)
     dropped_by_reason: dict[str, int] = {}
     rows_split = {True: 0, False: 0}

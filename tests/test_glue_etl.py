@@ -23,6 +23,8 @@ from pyspark.sql import SparkSession
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "glue" / "churn_etl.py"
 SMALL_CSV = REPO_ROOT / "tests" / "data" / "churn_small.csv"
+# C1-only JIT: these JVMs live for seconds, and full JIT warm-up would double their run time.
+FAST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 SMALL_ROWS_IN = 41
 SMALL_VALID_ROWS = 36
@@ -115,6 +117,7 @@ def spark():
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", FAST_JVM_OPTIONS)
         .getOrCreate()
     )
     yield session
@@ -355,6 +358,16 @@ def test_parse_args_rejects_bad_values(extra, message):
         etl.parse_args(["--S3_SOURCE", "a", "--S3_DEST", "b", *extra])
 
 
+def test_parse_args_keeps_zero_seed():
+    assert etl.parse_args(["--S3_SOURCE", "a", "--S3_DEST", "b", "--SEED", "0"]).seed == 0
+
+
+@pytest.mark.parametrize("train_key, val_key", [("data/", "data"), ("/", "validation/"), ("out/", "out/validation/")])
+def test_parse_args_rejects_clashing_output_keys(train_key, val_key):
+    with pytest.raises(etl.EtlError, match="TRAIN_KEY and --VAL_KEY"):
+        etl.EtlArgs.from_options({"S3_SOURCE": "a", "S3_DEST": "b", "TRAIN_KEY": train_key, "VAL_KEY": val_key})
+
+
 def test_parse_args_requires_source_and_dest():
     with pytest.raises(SystemExit):
         etl.parse_args(["--S3_DEST", "b"])
@@ -393,7 +406,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**os.environ, "PYSPARK_SUBMIT_ARGS": f"--driver-java-options {FAST_JVM_OPTIONS} pyspark-shell"},
     )
 
 

@@ -1,0 +1,318 @@
+"""``make run``: the whole retraining pipeline for real on this machine, in Airflow.
+
+Starts the local backend (AWS APIs + endpoints on 127.0.0.1) and ``airflow
+standalone`` (SQLite), seeds the raw data on first use, triggers one
+``model_retraining`` run through Airflow's REST API (the call the UI's Trigger
+button makes), prints each stage as it finishes, the validation error, the
+decision and a sample prediction, then keeps everything up (hourly schedule
+active) until Ctrl-C. ``--once``: exit after the run, 0 if it succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from retraining.local.paths import DEFAULT_PORT, LOCAL_CONN_ID, REPO, data_dir, endpoint_url, s3_to_local
+
+DAG_ID = "model_retraining"
+RAW_DATA = "s3://retraining-demo/raw/churn.csv"
+VALIDATION_DATA = "s3://retraining-demo/processed/validation/"
+FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
+SYMBOL = {"success": "ok", "failed": "FAILED", "skipped": "skipped", "upstream_failed": "not run (upstream failed)"}
+
+
+class RunError(Exception):
+    pass
+
+
+def airflow_environment(api_port: int, backend_port: int) -> dict[str, str]:
+    home = REPO / ".local" / "airflow"
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # `airflow standalone` starts its components as `airflow ...` from PATH.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO), env.get("PYTHONPATH", "")]),
+            "RETRAINING_LOCAL_DATA": str(data_dir()),
+            # The embedded default: stages talk to the local backend unless told otherwise.
+            "RETRAINING_BACKEND": env.get("RETRAINING_BACKEND", "local"),
+            f"AIRFLOW_CONN_{LOCAL_CONN_ID.upper()}": json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "local",
+                    "password": "local",
+                    "extra": {"endpoint_url": endpoint_url(backend_port), "region_name": "us-east-1"},
+                }
+            ),
+        }
+    )
+    return env
+
+
+def seed_raw_data() -> Path:
+    raw = s3_to_local(RAW_DATA)
+    if not raw.exists():
+        from retraining.local.churn_data import write_batch
+
+        write_batch(raw, rows=5000, seed=1)
+        print(f"Seeded {RAW_DATA} ({raw}) with 5000 generated customers")
+    return raw
+
+
+def _http(method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 30) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def _wait(check, what: str, timeout: float, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            last = err
+        time.sleep(interval)
+    raise RunError(f"timed out after {int(timeout)} s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+class Processes:
+    """Children started here; all stopped together (their whole process groups)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(log, "ab")
+        process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append((name, process))
+        return process
+
+    def stop(self) -> None:
+        for name, process in reversed(self.started):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for name, process in reversed(self.started):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        self.started.clear()
+
+
+class Airflow:
+    def __init__(self, base: str):
+        self.base = base
+        self.token: str | None = None
+
+    def login(self, home: Path) -> tuple[str, str]:
+        passwords = home / "simple_auth_manager_passwords.json.generated"
+        users = _wait(lambda: json.loads(passwords.read_text()) if passwords.exists() else None, "Airflow's generated admin password", 180)
+        username, password = next(iter(users.items()))
+        answer = _wait(lambda: _http("POST", f"{self.base}/auth/token", {"username": username, "password": password}), "Airflow's API server", 240, 2)
+        self.token = answer["access_token"]
+        return username, password
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        return _http(method, f"{self.base}/api/v2{path}", body, self.token)
+
+    def active_run(self) -> dict[str, Any] | None:
+        runs = self.api("GET", f"/dags/{DAG_ID}/dagRuns?state=running&state=queued&order_by=-start_date&limit=1")
+        return runs["dag_runs"][0] if runs["dag_runs"] else None
+
+
+def current_schedule_point() -> str:
+    """The latest hourly cron point (UTC): the logical date the scheduler gives this hour's run."""
+    now = time.gmtime()
+    return time.strftime("%Y-%m-%dT%H:00:00Z", now)
+
+
+def trigger_or_reuse(airflow: Airflow) -> str:
+    """Trigger this hour's run, or reuse it when it exists (left by an earlier `make run` or the schedule).
+
+    Triggering with the current schedule point as logical date means the
+    scheduler, which creates a run for that point when the DAG is unpaused
+    (catchup=False runs the latest interval), finds it taken: one run, not two.
+    """
+    active = airflow.active_run()
+    if active:
+        print(f"Following run {active['dag_run_id']} that is already in progress")
+        return active["dag_run_id"]
+    logical_date = current_schedule_point()
+    try:
+        run_id = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": logical_date, "conf": {}})["dag_run_id"]
+        print(f"Triggered {DAG_ID} run {run_id}")
+        return run_id
+    except urllib.error.HTTPError as err:
+        if err.code != 409:
+            raise
+    runs = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns?logical_date_gte={logical_date}&logical_date_lte={logical_date}")["dag_runs"]
+    if not runs:
+        raise RunError(f"Airflow refused a run for {logical_date} but shows none")
+    run = runs[0]
+    print(f"This hour's run {run['dag_run_id']} already exists ({run['state']}): showing it. Trigger another from the UI.")
+    return run["dag_run_id"]
+
+
+def follow(airflow: Airflow, run_id: str, timeout: float) -> str:
+    """Print each stage as it finishes; return the run's final state."""
+    printed: dict[str, str] = {}
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            instances = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+            run = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
+        except (TimeoutError, ConnectionError) as err:  # a busy SQLite-backed API server: ask again
+            print(f"  (Airflow API slow: {err}; retrying)", flush=True)
+            time.sleep(2)
+            continue
+        for ti in sorted(instances, key=lambda t: (t.get("start_date") or "~", t["task_id"])):
+            state = ti.get("state")
+            if state in FINISHED and printed.get(ti["task_id"]) != state:
+                printed[ti["task_id"]] = state
+                took = f" in {ti['duration']:.1f} s" if ti.get("duration") else ""
+                print(f"  {ti['task_id']:<24} {SYMBOL.get(state, state)}{took}", flush=True)
+        if run["state"] in ("success", "failed"):
+            return run["state"]
+        time.sleep(2)
+    raise RunError(f"run {run_id} did not finish within {int(timeout)} s")
+
+
+def report(airflow: Airflow, run_id: str, backend_port: int) -> None:
+    def xcom(task_id: str) -> Any:
+        try:
+            entry = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
+        except urllib.error.HTTPError:
+            return None
+        value = entry.get("value")
+        return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+
+    metrics = xcom("check_metrics") or {}
+    for metric in metrics.get("trainingMetrics", []):
+        if metric["MetricName"] == "validation:error":
+            print(f"Validation error: {metric['Value']:.4f}")
+    decision = xcom("accuracy_check")
+    if decision:
+        chosen = decision if isinstance(decision, str) else ", ".join(decision)
+        print("Decision: " + ("deploy (accuracy above threshold)" if "create_model" in chosen else "do not deploy: model accuracy too low"))
+    endpoint = xcom("update_endpoint")
+    if endpoint:
+        print(f"Endpoint {endpoint['EndpointName']} {endpoint['Action']}: now serving {endpoint['EndpointConfigName']}")
+    sample = _sample_row()
+    if sample:
+        label, features = sample
+        try:
+            request = urllib.request.Request(
+                f"{endpoint_url(backend_port)}/endpoints/churn-endpoint/invocations", data=features.encode(), method="POST", headers={"Content-Type": "text/csv"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                prediction = response.read().decode().strip()
+            print(f"Sample prediction (a validation customer, churned={label}): churn probability {prediction}")
+        except urllib.error.HTTPError as err:
+            print(f"Sample prediction: endpoint answered {err.code}: {err.read().decode()[:200]}")
+        except urllib.error.URLError as err:
+            print(f"Sample prediction: endpoint unreachable: {err.reason}")
+
+
+def _sample_row() -> tuple[str, str] | None:
+    folder = s3_to_local(VALIDATION_DATA)
+    for file in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        with open(file) as fh:
+            line = fh.readline().strip()
+        if line:
+            label, _, features = line.partition(",")
+            return label, features
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retraining.local.run", description="Run the retraining pipeline locally in Airflow.")
+    parser.add_argument("--once", action="store_true", help="exit after one run: 0 if it succeeded")
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 8080)))
+    parser.add_argument("--backend-port", type=int, default=int(os.environ.get("RETRAINING_LOCAL_PORT", DEFAULT_PORT)))
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the run")
+    args = parser.parse_args(argv)
+
+    env = airflow_environment(args.api_port, args.backend_port)
+    home = Path(env["AIRFLOW_HOME"])
+    logs = REPO / ".local" / "logs"
+    processes = Processes()
+
+    def stop(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        seed_raw_data()
+        if not _up(f"{endpoint_url(args.backend_port)}/ping"):
+            processes.start("backend", [sys.executable, "-m", "retraining.local.server", "--port", str(args.backend_port)], env, logs / "backend.log")
+            _wait(lambda: _up(f"{endpoint_url(args.backend_port)}/ping"), "the local backend", 60, 0.5)
+        print(f"Local backend (AWS APIs, endpoints): {endpoint_url(args.backend_port)}   log: {logs / 'backend.log'}")
+        processes.start("airflow", [sys.executable, "-m", "airflow", "standalone"], env, logs / "airflow-standalone.log")
+        airflow = Airflow(f"http://127.0.0.1:{args.api_port}")
+        print("Starting Airflow (first start migrates its SQLite DB)...", flush=True)
+        username, password = airflow.login(home)
+        _wait(lambda: airflow.api("GET", f"/dags/{DAG_ID}"), f"DAG {DAG_ID} to be parsed", 180, 2)
+        run_id = trigger_or_reuse(airflow)
+        airflow.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        state = follow(airflow, run_id, args.timeout)
+        print(f"Run {run_id}: {state}")
+        report(airflow, run_id, args.backend_port)
+        if args.once:
+            return 0 if state == "success" else 1
+        print(f"\nAirflow UI: http://127.0.0.1:{args.api_port}  (login {username} / {password})")
+        print("Hourly schedule active. Trigger again from the UI. Ctrl-C stops everything.", flush=True)
+        while all(p.poll() is None for _, p in processes.started):
+            time.sleep(1)
+        print("A process stopped; see the logs in .local/logs", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping...", file=sys.stderr)
+        return 130
+    except (RunError, urllib.error.HTTPError) as err:
+        print(f"error: {err}; logs in {logs}", file=sys.stderr)
+        return 1
+    finally:
+        processes.stop()
+
+
+def _up(url: str) -> bool:
+    try:
+        _http("GET", url, timeout=2)
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
