@@ -102,6 +102,7 @@ class AwsStageOperator(BaseOperator):
     ) -> dict[str, Any]:
         """Poll ``describe`` until ``status_key`` leaves the pending states; return the last answer."""
         started = time.monotonic()
+        attempt = 0
         while True:
             answer = describe()
             status = answer[status_key]
@@ -111,7 +112,9 @@ class AwsStageOperator(BaseOperator):
             if self.max_wait_seconds is not None and waited > self.max_wait_seconds:
                 raise StageFailed(f"{what} still {status} after {int(waited)} s (max_wait_seconds={self.max_wait_seconds})")
             self.log.info("%s is %s (%d s)", what, status, int(waited))
-            time.sleep(self.poll_interval)
+            # Short waits first (quick resources finish quickly), then every poll_interval.
+            time.sleep(min(self.poll_interval, 2**attempt))
+            attempt += 1
 
 
 def _connection_exists(conn_id: str) -> bool:

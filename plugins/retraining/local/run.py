@@ -184,8 +184,8 @@ def trigger_or_reuse(airflow: Airflow) -> str:
     return run["dag_run_id"]
 
 
-def follow(airflow: Airflow, run_id: str, timeout: float) -> str:
-    """Print each stage as it finishes; return the run's final state."""
+def follow(airflow: Airflow, run_id: str, timeout: float) -> tuple[str, dict[str, str]]:
+    """Print each stage as it finishes; return the run's final state and each task's state."""
     printed: dict[str, str] = {}
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -203,12 +203,12 @@ def follow(airflow: Airflow, run_id: str, timeout: float) -> str:
                 took = f" in {ti['duration']:.1f} s" if ti.get("duration") else ""
                 print(f"  {ti['task_id']:<24} {SYMBOL.get(state, state)}{took}", flush=True)
         if run["state"] in ("success", "failed"):
-            return run["state"]
+            return run["state"], {ti["task_id"]: ti.get("state") for ti in instances}
         time.sleep(2)
     raise RunError(f"run {run_id} did not finish within {int(timeout)} s")
 
 
-def report(airflow: Airflow, run_id: str, backend_port: int) -> None:
+def report(airflow: Airflow, run_id: str, task_states: dict[str, str], backend_port: int) -> None:
     def xcom(task_id: str) -> Any:
         try:
             entry = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
@@ -221,10 +221,10 @@ def report(airflow: Airflow, run_id: str, backend_port: int) -> None:
     for metric in metrics.get("trainingMetrics", []):
         if metric["MetricName"] == "validation:error":
             print(f"Validation error: {metric['Value']:.4f}")
-    decision = xcom("accuracy_check")
-    if decision:
-        chosen = decision if isinstance(decision, str) else ", ".join(decision)
-        print("Decision: " + ("deploy (accuracy above threshold)" if "create_model" in chosen else "do not deploy: model accuracy too low"))
+    if task_states.get("create_model") not in (None, "skipped", "upstream_failed"):
+        print("Decision: deploy (validation error below the threshold)")
+    elif task_states.get("model_accuracy_too_low") == "failed":
+        print("Decision: do not deploy: model accuracy too low (the previous model keeps serving)")
     endpoint = xcom("update_endpoint")
     if endpoint:
         print(f"Endpoint {endpoint['EndpointName']} {endpoint['Action']}: now serving {endpoint['EndpointConfigName']}")
@@ -285,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         _wait(lambda: airflow.api("GET", f"/dags/{DAG_ID}"), f"DAG {DAG_ID} to be parsed", 180, 2)
         run_id = trigger_or_reuse(airflow)
         airflow.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
-        state = follow(airflow, run_id, args.timeout)
+        state, task_states = follow(airflow, run_id, args.timeout)
         print(f"Run {run_id}: {state}")
-        report(airflow, run_id, args.backend_port)
+        report(airflow, run_id, task_states, args.backend_port)
         if args.once:
             return 0 if state == "success" else 1
         print(f"\nAirflow UI: http://127.0.0.1:{args.api_port}  (login {username} / {password})")
