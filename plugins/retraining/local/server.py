@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from retraining.local.paths import DEFAULT_PORT, REPO, db_path, endpoint_url, logs_dir
-from retraining.local.serving import BadRequest, EndpointRegistry, ModelLoadError, load_model
+from retraining.local.serving import MAX_BODY_BYTES, BadRequest, EndpointRegistry, ModelLoadError, load_model
 from retraining.local.store import AlreadyExists, NotFound, Store
 
 LOG = logging.getLogger("retraining.local")
@@ -423,11 +423,15 @@ def create_app(backend: Backend):
         content_type = request.headers.get("content-type", "text/csv").split(";")[0].strip()
         if content_type not in ("text/csv", "text/plain"):
             return JSONResponse({"message": f"content type {content_type} is not supported; send text/csv"}, status_code=415)
-        length = int(request.headers.get("content-length") or 0)
-        if length > 6 * 1024 * 1024:
-            return JSONResponse({"message": f"body of {length} bytes exceeds 6 MB"}, status_code=413)
+        body = bytearray()
+        async for chunk in request.stream():
+            # Read (and drop) an oversized body to its end: answering mid-upload resets the client.
+            if len(body) <= MAX_BODY_BYTES:
+                body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"message": f"body exceeds {MAX_BODY_BYTES} bytes (SageMaker's 6 MB limit)"}, status_code=413)
         try:
-            result = model.predict_csv(await request.body())
+            result = model.predict_csv(bytes(body))
         except BadRequest as err:
             return JSONResponse({"message": str(err)}, status_code=err.status)
         return Response(result, media_type="text/csv", headers={"X-Model-Name": model.model_name})
