@@ -47,7 +47,7 @@ params = {
     "training_output": Param("s3://retraining-demo/output/", type="string", pattern=S3_URI_PATTERN, description="Where SageMaker writes model.tar.gz."),
     "training_job_prefix": Param("churn-xgb", **NAME_PREFIX_SCHEMA, description="Training job name = prefix + run suffix."),
     "model_prefix": Param("churn-model", **NAME_PREFIX_SCHEMA, description="Model and endpoint config name = prefix + run suffix."),
-    "endpoint_name": Param("churn-endpoint", type="string", pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", description="Long-lived endpoint to update (created if missing)."),
+    "endpoint_name": Param("churn-endpoint", type="string", pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", maxLength=63, description="Long-lived endpoint to update (created if missing)."),
     "metric_function_name": Param("query-training-status", type="string", minLength=1, maxLength=140, description="Lambda function that returns the training job's final metrics."),
     "threshold": Param(0.10, type="number", minimum=0, description="Deploy only if the metric is below this."),
     "training_image": Param(

@@ -152,6 +152,14 @@ class Compiler:
         if rule == "all_failed" and len(task.upstream_task_ids) > 1:
             self.problems.append(Problem(tid, "trigger_rule 'all_failed' with several upstream tasks cannot be expressed", "give the handler one upstream task or use one_failed"))
             return
+        ancestors = task.get_flat_relative_ids(upstream=True)
+        for ref in getattr(task, "references", []):
+            read = getattr(ref, "task_id", None)
+            if read is not None and read not in ancestors:
+                self.problems.append(
+                    Problem(tid, f"reads the result of {read!r}, which is not upstream of it", f"add {read} >> {tid} (directly or through other tasks)")
+                )
+                return
         try:
             fragment = converter(task, self.ctx)
         except Unsupported as err:

@@ -383,6 +383,76 @@ def test_create_endpoint_config_uses_the_model_name(aws):
     assert variant["InstanceType"] == "ml.m5.large"
 
 
+# --- Retries of the create stages ------------------------------------------------------------------
+
+
+@pytest.fixture
+def sagemaker_rejects_existing_names(aws, monkeypatch):
+    """CreateModel / CreateEndpointConfig refuse a name in use, with SageMaker's own error (moto overwrites)."""
+    from moto.sagemaker import models
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.utils import arn_formatter
+
+    backend = models.SageMakerModelBackend
+    create_model, create_config = backend.create_model, backend.create_endpoint_config
+
+    def guarded_model(self, model_name, *args, **kwargs):
+        if model_name in self._models:
+            arn = arn_formatter("model", model_name, self.account_id, self.region_name)
+            raise ValidationError(message=f'Cannot create already existing model "{arn}".')
+        return create_model(self, model_name, *args, **kwargs)
+
+    def guarded_config(self, endpoint_config_name, *args, **kwargs):
+        if endpoint_config_name in self.endpoint_configs:
+            arn = arn_formatter("endpoint-config", endpoint_config_name, self.account_id, self.region_name)
+            raise ValidationError(message=f'Cannot create already existing endpoint configuration "{arn}".')
+        return create_config(self, endpoint_config_name, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "create_model", guarded_model)
+    monkeypatch.setattr(backend, "create_endpoint_config", guarded_config)
+    return aws
+
+
+# A retry finds what its first try created (worker lost after the call): it adopts it.
+
+
+def test_create_model_retry_after_the_model_was_created(sagemaker_rejects_existing_names):
+    aws = sagemaker_rejects_existing_names
+    role = aws.create_role()
+    request = {
+        "ModelName": "churn-model-20260301100000-abcdef",
+        "ExecutionRoleArn": role,
+        "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": "s3://retraining-demo/output/j/output/model.tar.gz"},
+    }
+    sm = aws.client("sagemaker")
+    first_try = sm.create_model(**request)
+    with pytest.raises(sm.exceptions.ClientError, match="Cannot create already existing model"):
+        sm.create_model(**request)
+
+    result = _run(SageMakerCreateModelOperator(task_id="create_model", request=dict(request)), _context())
+
+    assert result == {"ModelName": "churn-model-20260301100000-abcdef", "ModelArn": first_try["ModelArn"]}
+
+
+def test_create_endpoint_config_retry_after_the_config_was_created(sagemaker_rejects_existing_names):
+    aws = sagemaker_rejects_existing_names
+    role = aws.create_role()
+    sm = aws.client("sagemaker")
+    sm.create_model(ModelName="churn-model-1", ExecutionRoleArn=role, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"})
+    request = {
+        "EndpointConfigName": "churn-model-1",
+        "ProductionVariants": [
+            {"VariantName": "AllTraffic", "ModelName": "churn-model-1", "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}
+        ],
+    }
+    first_try = sm.create_endpoint_config(**request)
+
+    op = SageMakerCreateEndpointConfigOperator(task_id="create_endpoint_config", request=request)
+    result = _run(op, _context())
+
+    assert result == {"EndpointConfigName": "churn-model-1", "EndpointConfigArn": first_try["EndpointConfigArn"]}
+
+
 # --- Deploy endpoint ----------------------------------------------------------------------------
 
 

@@ -62,8 +62,8 @@ class AwsStageOperator(BaseOperator):
         self.region_name = region_name
         self.poll_interval = poll_interval
         self.max_wait_seconds = max_wait_seconds
-        # References to upstream results imply a dependency; declare it so the
-        # graph cannot run a stage before the task it reads from.
+        # Tasks whose results this stage reads; they must be upstream of it
+        # (the exporter refuses a DAG where one is not, naming both tasks).
         self._upstream_from_refs = sorted({r.task_id for r in iter_refs(request) if isinstance(r, ResultRef)})
 
     def connection_id(self) -> str | None:

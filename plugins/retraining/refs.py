@@ -151,7 +151,7 @@ class RunUniqueName(Ref):
 
 def check_name_prefix(prefix: str, where: str) -> None:
     """Fail early (at parse or trigger time) on a prefix that cannot yield a valid SageMaker name."""
-    if not prefix or len(prefix) > MAX_NAME_PREFIX or not _SAGEMAKER_NAME_RE.match(prefix):
+    if not prefix or len(prefix) > MAX_NAME_PREFIX or not is_valid_sagemaker_name(prefix):
         raise ValueError(
             f"{where}: name prefix {prefix!r} is not usable: it must be 1-{MAX_NAME_PREFIX} characters "
             "of letters, digits and '-', starting and ending with a letter or digit"
@@ -163,12 +163,12 @@ def run_unique_name(prefix: str, run_id: str, when: Any = None) -> str:
     stamp = when.strftime("%Y%m%d%H%M%S") if when is not None else "00000000000000"
     digest = hashlib.sha1(run_id.encode()).hexdigest()[:6]
     name = f"{prefix}-{stamp}-{digest}"
-    assert _SAGEMAKER_NAME_RE.match(name), name
+    assert is_valid_sagemaker_name(name), name
     return name
 
 
 def is_valid_sagemaker_name(name: str) -> bool:
-    return bool(_SAGEMAKER_NAME_RE.match(name))
+    return len(name) <= SAGEMAKER_NAME_MAX and bool(_SAGEMAKER_NAME_RE.match(name))
 
 
 def resolve_value(value: Any, context: Any) -> Any:

@@ -67,6 +67,11 @@ def xgboost_training_request(
     }
 
 
+def _already_exists(err: Exception) -> bool:
+    message = str(err).lower()
+    return "already exist" in message or "must be unique" in message or "resourceinuse" in message
+
+
 class _SageMakerStage(AwsStageOperator):
     def _hook(self):
         from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
@@ -107,7 +112,7 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
             self.log.info("Started training job %s", name)
         except ClientError as err:
             # A retry of this task (worker lost mid-wait) finds its own job: adopt it.
-            if "unique" not in str(err).lower() and "already exist" not in str(err).lower():
+            if not _already_exists(err):
                 raise
             self.log.info("Training job %s already exists (a retry of this run): waiting for it", name)
         job = self.wait_for(
@@ -138,9 +143,24 @@ class SageMakerCreateModelOperator(_SageMakerStage):
     result_fields = ("ModelName", "ModelArn")
 
     def execute(self, context: Any) -> dict[str, Any]:
-        answer = self._hook().get_conn().create_model(**self.request)
-        self.log.info("Created model %s", self.request["ModelName"])
-        return {"ModelName": self.request["ModelName"], "ModelArn": answer["ModelArn"]}
+        from botocore.exceptions import ClientError
+
+        sagemaker = self._hook().get_conn()
+        name = self.request["ModelName"]
+        try:
+            arn = sagemaker.create_model(**self.request)["ModelArn"]
+            self.log.info("Created model %s", name)
+        except ClientError as err:
+            if not _already_exists(err):
+                raise
+            # A retry of this run: the first try created it. Adopt it only if it is the same model.
+            existing = sagemaker.describe_model(ModelName=name)
+            wanted = self.request.get("PrimaryContainer", {}).get("ModelDataUrl")
+            if existing.get("PrimaryContainer", {}).get("ModelDataUrl") != wanted:
+                raise StageFailed(f"Model {name!r} already exists with other model data; choose another model_prefix") from None
+            arn = existing["ModelArn"]
+            self.log.info("Model %s already exists (a retry of this run): using it", name)
+        return {"ModelName": name, "ModelArn": arn}
 
 
 class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
@@ -150,9 +170,23 @@ class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
     result_fields = ("EndpointConfigName", "EndpointConfigArn")
 
     def execute(self, context: Any) -> dict[str, Any]:
-        answer = self._hook().get_conn().create_endpoint_config(**self.request)
-        self.log.info("Created endpoint config %s", self.request["EndpointConfigName"])
-        return {"EndpointConfigName": self.request["EndpointConfigName"], "EndpointConfigArn": answer["EndpointConfigArn"]}
+        from botocore.exceptions import ClientError
+
+        sagemaker = self._hook().get_conn()
+        name = self.request["EndpointConfigName"]
+        try:
+            arn = sagemaker.create_endpoint_config(**self.request)["EndpointConfigArn"]
+            self.log.info("Created endpoint config %s", name)
+        except ClientError as err:
+            if not _already_exists(err):
+                raise
+            existing = sagemaker.describe_endpoint_config(EndpointConfigName=name)
+            models = lambda variants: [v.get("ModelName") for v in variants]  # noqa: E731
+            if models(existing.get("ProductionVariants", [])) != models(self.request.get("ProductionVariants", [])):
+                raise StageFailed(f"Endpoint config {name!r} already exists for other models; choose another model_prefix") from None
+            arn = existing["EndpointConfigArn"]
+            self.log.info("Endpoint config %s already exists (a retry of this run): using it", name)
+        return {"EndpointConfigName": name, "EndpointConfigArn": arn}
 
 
 class SageMakerDeployEndpointOperator(_SageMakerStage):
@@ -185,6 +219,21 @@ class SageMakerDeployEndpointOperator(_SageMakerStage):
                 raise
             current = None
 
+        if current is not None and current["EndpointStatus"] in ENDPOINT_PENDING_STATES:
+            # A retry while our first try's change is still rolling out: let it finish first.
+            self.log.info("Endpoint %s is %s: waiting before deciding", endpoint, current["EndpointStatus"])
+            current = self.wait_for(
+                lambda: sagemaker.describe_endpoint(EndpointName=endpoint), "EndpointStatus", ENDPOINT_PENDING_STATES, f"Endpoint {endpoint}"
+            )
+        if current is not None and current["EndpointStatus"] == "InService" and current.get("EndpointConfigName") == config:
+            self.log.info("Endpoint %s already serves %s", endpoint, config)
+            return {
+                "EndpointName": endpoint,
+                "EndpointArn": current.get("EndpointArn"),
+                "EndpointStatus": "InService",
+                "EndpointConfigName": config,
+                "Action": "updated",
+            }
         if current is None:
             action = "created"
             sagemaker.create_endpoint(**self.request)

@@ -1,0 +1,183 @@
+"""Local endpoint: latency and throughput under 8 concurrent clients, and failed requests across 10 model swaps.
+
+    .venv/bin/python bench/endpoint_latency.py [--seconds 10] [--clients 8]
+
+Starts the real local backend (a separate process), deploys an XGBoost model
+with the churn dataset's 67 features, then drives single-row text/csv requests
+from keep-alive HTTP clients. Printed beside: in-process ``Booster.inplace_predict``
+on the same rows (the floor the server adds its overhead to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import statistics
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+
+from tests.aws_doubles import free_port  # noqa: E402
+from tests.local_backend import LocalBackend  # noqa: E402
+
+FEATURES = 67
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+def train_archive(seed: int):
+    import numpy as np
+    import xgboost as xgb
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(5000, FEATURES)).astype("float32")
+    y = (x[:, 0] + x[:, 1] * 0.5 + rng.normal(scale=0.5, size=5000) > 0).astype("float32")
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 5, "eta": 0.2, "nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=100
+    )
+    raw = bytes(booster.save_raw(raw_format="ubj"))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo("xgboost-model")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    return booster, out.getvalue(), x[:1000]
+
+
+def register(server: LocalBackend, name: str, archive: bytes) -> None:
+    uri = f"s3://bench-models/{name}/model.tar.gz"
+    path = server.s3_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(archive)
+    sagemaker = server.client("sagemaker")
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": uri})
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}],
+    )
+
+
+def wait_serving(server: LocalBackend, endpoint: str, config: str) -> None:
+    sagemaker = server.client("sagemaker")
+    for _ in range(600):
+        answer = sagemaker.describe_endpoint(EndpointName=endpoint)
+        if answer["EndpointStatus"] == "InService" and answer.get("EndpointConfigName") == config:
+            return
+        if answer.get("FailureReason"):
+            raise RuntimeError(answer["FailureReason"])
+        time.sleep(0.05)
+    raise RuntimeError("endpoint did not become InService")
+
+
+def load(server: LocalBackend, endpoint: str, rows: list[bytes], clients: int, seconds: float, during=None):
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0] * clients
+    stop = threading.Event()
+
+    def client(slot: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        path = f"/endpoints/{endpoint}/invocations"
+        i = slot
+        deadline = time.monotonic() + seconds + 120  # bounded even if `during` hangs
+        while not stop.is_set() and time.monotonic() < deadline:
+            body = rows[i % len(rows)]
+            i += clients
+            started = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers={"Content-Type": "text/csv"})
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            latencies[slot].append(time.perf_counter() - started)
+            if not ok:
+                failures[slot] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    if during:
+        during()
+    else:
+        time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    flat = sorted(x for per in latencies for x in per)
+    return flat, sum(failures), elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--swaps", type=int, default=10)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    booster, archive, sample = train_archive(1)
+    rows = [(",".join(f"{v:.5f}" for v in row)).encode() for row in sample]
+
+    # In-process floor: one row at a time, the same rows.
+    booster.set_param({"nthread": 1})
+    inproc = []
+    for row in sample[:1000]:
+        started = time.perf_counter()
+        booster.inplace_predict(row.reshape(1, -1))
+        inproc.append(time.perf_counter() - started)
+    inproc.sort()
+
+    with tempfile.TemporaryDirectory() as data:
+        server = LocalBackend(Path(data), free_port()).start()
+        try:
+            register(server, "bench-0", archive)
+            server.client("sagemaker").create_endpoint(EndpointName="bench", EndpointConfigName="bench-0")
+            wait_serving(server, "bench", "bench-0")
+            load(server, "bench", rows, args.clients, 1.0)  # warm-up
+            latencies, failed, elapsed = load(server, "bench", rows, args.clients, args.seconds)
+
+            swap_archives = [train_archive(10 + i)[1] for i in range(args.swaps)]
+            for i, blob in enumerate(swap_archives):
+                register(server, f"bench-swap-{i}", blob)
+
+            def swaps() -> None:
+                sagemaker = server.client("sagemaker")
+                for i in range(args.swaps):
+                    sagemaker.update_endpoint(EndpointName="bench", EndpointConfigName=f"bench-swap-{i}")
+                    wait_serving(server, "bench", f"bench-swap-{i}")
+                    time.sleep(0.3)
+
+            swap_latencies, swap_failed, swap_elapsed = load(server, "bench", rows, args.clients, 0, during=swaps)
+        finally:
+            server.stop()
+
+    ms = 1000.0
+    print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'requests':>9} {'failed':>7}")
+    print(f"{'in-process Booster.inplace_predict (1 row)':<44} {percentile(inproc, .5) * ms:8.3f} {percentile(inproc, .99) * ms:8.3f} {len(inproc) / sum(inproc):9.0f} {len(inproc):9d} {'-':>7}")
+    print(f"{f'HTTP, {args.clients} clients, 1 row/request':<44} {percentile(latencies, .5) * ms:8.2f} {percentile(latencies, .99) * ms:8.2f} {len(latencies) / elapsed:9.0f} {len(latencies):9d} {failed:7d}")
+    print(f"{f'HTTP during {args.swaps} model swaps':<44} {percentile(swap_latencies, .5) * ms:8.2f} {percentile(swap_latencies, .99) * ms:8.2f} {len(swap_latencies) / swap_elapsed:9.0f} {len(swap_latencies):9d} {swap_failed:7d}")
+    print(f"\ntargets: p50 <= 5 ms, >= 500 req/s, 0 failed requests during swaps; machine: {__import__('os').cpu_count()} cores")
+    _ = np  # numpy is xgboost's input type
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
