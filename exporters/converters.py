@@ -266,6 +266,10 @@ def convert_training_job(task: SageMakerTrainingJobOperator, ctx: ConvertContext
         ctx.parameters(task, task.request),
         result_selector=selector_from_fields(task.result_fields),
     )
+    if state.retry:
+        # A job that ran and failed keeps its per-run name: retrying it cannot succeed and
+        # would hide its FailureReason (the Airflow task also fails at once: no retry).
+        state.retry.insert(0, asl.Retry(["States.TaskFailed"], max_attempts=0))
     top = frozenset(f.split(".")[0] for f in task.result_fields)
     return Fragment.single(state, ctx.layout(task, fields=top))
 
@@ -316,15 +320,22 @@ ENDPOINT_WAIT_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 def endpoint_deploy_fragment(
     task: Any, ctx: ConvertContext, request: dict[str, Any], *, create_if_missing: bool, update: bool, wait: bool, poll_seconds: int
 ) -> Fragment:
-    """UpdateEndpoint (CreateEndpoint when missing), then Wait → DescribeEndpoint → Choice until InService."""
+    """UpdateEndpoint (CreateEndpoint when missing), then Wait → DescribeEndpoint → Choice until InService.
+
+    Like the Airflow operator: only a "not found" answer means "create"; other
+    DescribeEndpoint errors are retried as the task's retries say, then fail.
+    ``execution_timeout`` bounds the wait loop by counting polls.
+    """
     key = result_key(task.task_id)
     here = f"$.{key}"
     retry = ctx.retries(task)
+    attempts_allowed = int(task.retries or 0)
+    retry_seconds = max(1, int(task.retry_delay.total_seconds())) if task.retry_delay else 60
     record = asl.Pass(
         state_name(task.task_id),
-        parameters=ctx.parameters(task, request),
+        parameters={**ctx.parameters(task, request), "Attempts": {"value": 0}, "Polls": {"value": 0}},
         result_path=here,
-        comment="The endpoint and the config it must serve",
+        comment="The endpoint, the config it must serve, and counters for retries and polls",
     )
     names = {"EndpointName.$": f"{here}.EndpointName", "EndpointConfigName.$": f"{here}.EndpointConfigName"}
     update_state = asl.Task(
@@ -343,24 +354,37 @@ def endpoint_deploy_fragment(
     )
     states: list[asl.State] = [record]
     if update and create_if_missing:
+        missing = asl.Choice(state_name(task.task_id, "endpoint missing?"))
         probe = asl.Task(
             state_name(task.task_id, "endpoint exists?"),
             resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
             parameters={"EndpointName.$": f"{here}.EndpointName"},
             result_path=None,
-            # DescribeEndpoint on a missing endpoint is a ValidationException: create it instead.
-            catch=[
-                asl.Catch(
-                    ["SageMaker.SageMakerException", "SageMaker.ValidationException"],
-                    create_state.name,
-                    result_path=f"{here}.Missing",
-                )
-            ],
+            catch=[asl.Catch(["States.ALL"], missing.name, result_path=f"{here}.Error")],
             comment="Update the endpoint if it exists, create it otherwise (decided at run time)",
         )
+        count_attempt = asl.Pass(
+            state_name(task.task_id, "count attempt"),
+            parameters={"value.$": f"States.MathAdd({here}.Attempts.value, 1)"},
+            result_path=f"{here}.Attempts",
+        )
+        retry_wait = asl.Wait(state_name(task.task_id, "wait to retry"), seconds=retry_seconds)
+        describe_failed = asl.Fail(
+            state_name(task.task_id, "DescribeEndpoint failed"),
+            error="EndpointDescribeFailed",
+            cause_path=f"{here}.Error.Cause",
+        )
+        missing.choices = [
+            # SageMaker answers a missing endpoint with "Could not find endpoint ...".
+            asl.ChoiceRule(variable=f"{here}.Error.Cause", operator="StringMatches", value="*Could not find endpoint*", next=create_state.name),
+            asl.ChoiceRule(variable=f"{here}.Attempts.value", operator="NumericLessThan", value=attempts_allowed, next=count_attempt.name),
+        ]
+        missing.default = describe_failed.name
         record.next = probe.name
         probe.next = update_state.name
-        states += [probe, update_state, create_state]
+        count_attempt.next = retry_wait.name
+        retry_wait.next = probe.name
+        states += [probe, update_state, missing, create_state, count_attempt, retry_wait, describe_failed]
         finishing = [update_state, create_state]
     elif update:
         record.next = update_state.name
@@ -400,16 +424,36 @@ def endpoint_deploy_fragment(
             asl.ChoiceRule(variable=f"{here}.Endpoint.EndpointConfigName", operator="StringEqualsPath", value=f"{here}.EndpointConfigName"),
         ]
     )
-    still_working = asl.ChoiceRule(
-        or_=[asl.ChoiceRule(variable=status, operator="StringEquals", value=s) for s in ENDPOINT_WAIT_STATES],
+    count_poll = asl.Pass(
+        state_name(task.task_id, "count poll"),
+        parameters={"value.$": f"States.MathAdd({here}.Polls.value, 1)"},
+        result_path=f"{here}.Polls",
         next=wait_state.name,
     )
-    check = asl.Choice(state_name(task.task_id, "InService?"), choices=[in_service, still_working], default=failed.name)
+    still_working = asl.ChoiceRule(
+        or_=[asl.ChoiceRule(variable=status, operator="StringEquals", value=s) for s in ENDPOINT_WAIT_STATES],
+        next=count_poll.name,
+    )
+    choices = [in_service]
+    extra: list[asl.State] = []
+    timeout = ctx.timeout(task)
+    if timeout is not None:
+        # execution_timeout bounds the whole wait, as it bounds the Airflow task.
+        max_polls = max(1, -(-timeout // poll_seconds))
+        timed_out = asl.Fail(
+            state_name(task.task_id, "timed out"),
+            error="EndpointDeployTimeout",
+            cause=f"The endpoint was not InService on the new config within {timeout} s (execution_timeout)",
+        )
+        choices.append(asl.ChoiceRule(variable=f"{here}.Polls.value", operator="NumericGreaterThanEquals", value=max_polls, next=timed_out.name))
+        extra.append(timed_out)
+    choices.append(still_working)
+    check = asl.Choice(state_name(task.task_id, "InService?"), choices=choices, default=failed.name)
     for s in finishing:
         s.next = wait_state.name
     wait_state.next = describe.name
     describe.next = check.name
-    states += [wait_state, describe, check, failed]
+    states += [wait_state, describe, check, count_poll, failed, *extra]
     layout = ctx.layout(
         task,
         fields=frozenset({"EndpointName", "EndpointConfigName"}),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from retraining.base import AwsStageOperator, StageFailed, pick_fields
 
 TRAINING_PENDING_STATES = {"InProgress", "Stopping"}
@@ -67,6 +69,10 @@ def xgboost_training_request(
     }
 
 
+class TrainingJobFailed(StageFailed, AirflowFailException):
+    """The training job ran and failed: no retry (the Step Functions export does not retry it either)."""
+
+
 def _already_exists(err: Exception) -> bool:
     message = str(err).lower()
     return "already exist" in message or "must be unique" in message or "resourceinuse" in message
@@ -121,7 +127,8 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
         status = job["TrainingJobStatus"]
         if status != "Completed":
             reason = job.get("FailureReason") or "SageMaker gave no FailureReason"
-            raise StageFailed(f"Training job {name!r} ended {status}: {reason}")
+            # Final: the job's name belongs to this run, so a retry could only find the same failure.
+            raise TrainingJobFailed(f"Training job {name!r} ended {status}: {reason}")
         result = pick_fields(job, self.result_fields)
         # Timestamps are not JSON; downstream stages only need the name and value.
         result["FinalMetricDataList"] = [
