@@ -33,6 +33,7 @@ import functools
 import importlib.util
 import json
 import logging
+import os
 import operator
 import sys
 from dataclasses import dataclass, field, replace
@@ -527,9 +528,13 @@ def _start_spark(options: Mapping[str, Any], on_glue: bool):
         job = Job(glue_context)
         job.init(job_name, dict(options))
         return glue_context.spark_session, job
+    # Off Glue (the local backend, tests): one machine, small data; no web UI to bind ports.
     spark = (
         SparkSession.builder.appName(job_name)
+        .master(os.environ.get("SPARK_MASTER", "local[*]"))
+        .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()
     )
     return spark, None
