@@ -412,30 +412,6 @@ def create_app(backend: Backend):
             return JSONResponse({"Type": "User", "message": err.message}, status_code=err.status, headers={"x-amzn-ErrorType": err.code})
         return Response(payload, status_code=200, headers={**headers, "X-Amz-Executed-Version": "$LATEST"}, media_type="application/json")
 
-    async def invocations(request: Request) -> Response:
-        name = request.path_params["name"]
-        model = backend.endpoints.get(name)
-        if model is None:
-            endpoint = backend.store.find("endpoint", name)
-            if endpoint is None:
-                return JSONResponse({"message": f"Endpoint {name} not found"}, status_code=404)
-            return JSONResponse({"message": f"Endpoint {name} is {endpoint['EndpointStatus']}, not serving"}, status_code=503)
-        content_type = request.headers.get("content-type", "text/csv").split(";")[0].strip()
-        if content_type not in ("text/csv", "text/plain"):
-            return JSONResponse({"message": f"content type {content_type} is not supported; send text/csv"}, status_code=415)
-        body = bytearray()
-        async for chunk in request.stream():
-            # Read (and drop) an oversized body to its end: answering mid-upload resets the client.
-            if len(body) <= MAX_BODY_BYTES:
-                body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse({"message": f"body exceeds {MAX_BODY_BYTES} bytes (SageMaker's 6 MB limit)"}, status_code=413)
-        try:
-            result = model.predict_csv(bytes(body))
-        except BadRequest as err:
-            return JSONResponse({"message": str(err)}, status_code=err.status)
-        return Response(result, media_type="text/csv", headers={"X-Model-Name": model.model_name})
-
     async def ping(request: Request) -> Response:
         return JSONResponse({"status": "ok", "endpoints": backend.endpoints.names()})
 
@@ -447,15 +423,65 @@ def create_app(backend: Backend):
         rows = "".join(f"<tr><th>{_html(k)}</th><td>{_html(v)}</td></tr>" for k, v in endpoint.items())
         return HTMLResponse(f"<h1>Endpoint {_html(name)}</h1><table>{rows}</table><p>POST text/csv to <code>/endpoints/{_html(name)}/invocations</code></p>")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", aws_json, methods=["POST"]),
             Route("/2015-03-31/functions/{name}/invocations", lambda_invoke, methods=["POST"]),
-            Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
             Route("/endpoints/{name}", endpoint_page, methods=["GET"]),
             Route("/ping", ping, methods=["GET"]),
         ]
     )
+    return serving_fast_path(app, backend)
+
+
+def serving_fast_path(app, backend: Backend):
+    """Invocations skip the framework (routing, Request objects): they are the hot path under load."""
+    prefix, suffix = "/endpoints/", "/invocations"
+
+    async def send_json(send, status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+        body = json.dumps({"message": message}).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *extra]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def invoke(scope, receive, send, name: str) -> None:
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            # Read (and drop) an oversized body to its end: answering mid-upload resets the client.
+            if len(body) <= MAX_BODY_BYTES:
+                body += message.get("body", b"")
+            more = message.get("more_body", False)
+        model = backend.endpoints.get(name)
+        if model is None:
+            endpoint = backend.store.find("endpoint", name)
+            if endpoint is None:
+                return await send_json(send, 404, f"Endpoint {name} not found")
+            return await send_json(send, 503, f"Endpoint {name} is {endpoint['EndpointStatus']}, not serving")
+        content_type = dict(scope["headers"]).get(b"content-type", b"text/csv").split(b";")[0].strip().decode("latin-1")
+        if content_type not in ("text/csv", "text/plain"):
+            return await send_json(send, 415, f"content type {content_type} is not supported; send text/csv")
+        if len(body) > MAX_BODY_BYTES:
+            return await send_json(send, 413, f"body exceeds {MAX_BODY_BYTES} bytes (SageMaker's 6 MB limit)")
+        try:
+            result = model.predict_csv(bytes(body))
+        except BadRequest as err:
+            return await send_json(send, err.status, str(err))
+        headers = [(b"content-type", b"text/csv"), (b"x-model-name", model.model_name.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": result})
+
+    async def asgi(scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(prefix) and path.endswith(suffix):
+            name = path[len(prefix) : -len(suffix)]
+            if name and "/" not in name:
+                return await invoke(scope, receive, send, name)
+        await app(scope, receive, send)
+
+    return asgi
 
 
 def _html(value: Any) -> str:
