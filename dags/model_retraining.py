@@ -77,7 +77,7 @@ params = {
 aws_stage_defaults = {
     "retries": 2,
     "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
+    "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3 (True would mean 1.0: constant delay)
     "max_retry_delay": timedelta(minutes=10),
 }
 

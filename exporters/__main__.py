@@ -29,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="validate an existing ASL definition file")
     validate.add_argument("file")
+
+    from exporters import cli_deploy
+
+    cli_deploy.add_subcommands(sub)  # deploy, start, executions, diff
     return parser
 
 
@@ -41,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "graph":
             return _graph(args)
-        return _validate(args)
+        if args.command == "validate":
+            return _validate(args)
+        from exporters import cli_deploy
+
+        return cli_deploy.run(args)
     except (ExportError, DagLoadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

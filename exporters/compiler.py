@@ -18,6 +18,7 @@ from exporters.converters import (
     Unsupported,
     converter_for,
     result_key,
+    state_name,
 )
 from exporters.errors import ExportError, Problem
 from exporters.translate import ResultLayout, Translator
@@ -71,7 +72,9 @@ class Compiler:
         self.warnings: list[str] = []
         self.fragments: dict[str, Fragment] = {}
         self.layouts: dict[str, ResultLayout] = {}
-        self.translator = Translator(param_defaults(dag), self.layouts)
+        self.translator = Translator(param_defaults(dag), self.layouts, is_upstream=self._is_upstream)
+        self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE}
+        self._owner: dict[str, str] = {}
         self.ctx = ConvertContext(dag, self.translator, self.warnings)
         self._succeed: asl.Succeed | None = None
 
@@ -88,8 +91,7 @@ class Compiler:
         # Converters run in dependency order so references see upstream layouts.
         for tid in self._topological_order():
             self._convert(self.tasks[tid])
-        if self.problems:
-            raise ExportError(dag.dag_id, self.problems)
+        converted_cleanly = not self.problems
 
         machine = asl.StateMachine(comment=f"Exported from Airflow DAG {dag.dag_id!r}")
         if dag.dagrun_timeout is not None:
@@ -109,6 +111,8 @@ class Compiler:
             entry, exits = self._region(roots, None, main_set, body)
         machine.states[-1].next = entry
         machine.add(*body)
+        if not converted_cleanly:
+            raise ExportError(dag.dag_id, self.problems)
         self._finish(exits, machine.states)
 
         for handler in sorted(handlers):
@@ -134,8 +138,15 @@ class Compiler:
                 self.problems.append(Problem(None, f"param name {name!r} is not usable in JSONPath", "use letters, digits and _"))
 
     def _convert(self, task: Any) -> None:
+        before = len(self.problems)
+        self._convert_task(task)
+        if len(self.problems) > before:
+            # Stand-in so the structure can still be checked and its problems listed too.
+            self.fragments[task.task_id] = Fragment.single(asl.Pass(state_name(task.task_id)))
+
+    def _convert_task(self, task: Any) -> None:
         tid = task.task_id
-        rule = task.trigger_rule
+        rule = str(getattr(task.trigger_rule, "value", task.trigger_rule))
         converter = converter_for(task)
         if converter is None:
             self.problems.append(Problem(tid, f"{type(task).__name__} has no Step Functions converter", _advice_for(task)))
@@ -152,19 +163,21 @@ class Compiler:
         if rule == "all_failed" and len(task.upstream_task_ids) > 1:
             self.problems.append(Problem(tid, "trigger_rule 'all_failed' with several upstream tasks cannot be expressed", "give the handler one upstream task or use one_failed"))
             return
-        ancestors = task.get_flat_relative_ids(upstream=True)
-        for ref in getattr(task, "references", []):
-            read = getattr(ref, "task_id", None)
-            if read is not None and read not in ancestors:
-                self.problems.append(
-                    Problem(tid, f"reads the result of {read!r}, which is not upstream of it", f"add {read} >> {tid} (directly or through other tasks)")
-                )
-                return
+        self.translator.reader = tid
         try:
             fragment = converter(task, self.ctx)
         except Unsupported as err:
             self.problems.append(Problem(tid, err.reason, err.fix))
             return
+        finally:
+            self.translator.reader = None
+        duplicates = sorted(s.name for s in _all_states(fragment.states) if s.name in self._names)
+        if duplicates:
+            self.problems.append(Problem(tid, f"state name(s) {duplicates} already used by another task", "rename the task"))
+            return
+        self._names.update(s.name for s in _all_states(fragment.states))
+        for state in fragment.states:
+            self._owner[state.name] = tid
         self.fragments[tid] = fragment
         if fragment.layout is not None:
             self.layouts[tid] = fragment.layout
@@ -200,6 +213,19 @@ class Compiler:
                 if indegree[nxt] == 0:
                     ready.append(nxt)
         return out
+
+    def _is_upstream(self, target: str, reader: str) -> bool:
+        """Whether ``target`` runs before ``reader`` (walks up from the reader only as far as needed)."""
+        seen: set[str] = set()
+        stack = list(self.tasks[reader].upstream_task_ids) if reader in self.tasks else []
+        while stack:
+            tid = stack.pop()
+            if tid == target:
+                return True
+            if tid not in seen:
+                seen.add(tid)
+                stack.extend(self.tasks[tid].upstream_task_ids)
+        return False
 
     def _downstream_closure(self, starts: set[str]) -> set[str]:
         seen: set[str] = set()
@@ -334,6 +360,8 @@ class Compiler:
                 self._finish(sub_exits, sub)
                 branches.append(asl.StateMachine(states=sub, start_at=sub_entry))
         name = _parallel_name(starts)
+        if not dry_run:
+            name = self._unique_name(name)
         if dry_run:
             return name, []
         merged = "$[0]"
@@ -393,42 +421,54 @@ class Compiler:
             if port not in needs_succeed:
                 port.link(None)
         if needs_succeed:
-            done = asl.Succeed(_unique_name("Done", states))
+            done = asl.Succeed(self._unique_name("Done"))
             states.append(done)
             for port in needs_succeed:
                 port.link(done.name)
+
+    def _unique_name(self, base: str) -> str:
+        """A state name no other state uses (names are unique across the whole machine, branches included)."""
+        name, n = base, 1
+        while name in self._names:
+            n += 1
+            name = f"{base} {n}"
+        self._names.add(name)
+        return name
 
     # -- failure handlers (trigger_rule one_failed / all_failed) --------------
     def _attach_failure_handler(self, handler: str, handler_region: set[str], machine: asl.StateMachine) -> None:
         task = self.tasks[handler]
         watched = sorted(task.upstream_task_ids)
-        top_level = {s.name for s in machine.states}
         for up in watched:
             if up in handler_region:
                 self.problems.append(Problem(handler, f"failure handler downstream of another handler ({up!r})", "attach handlers to main-flow tasks only"))
                 return
-            fragment = self.fragments[up]
-            if fragment.entry not in top_level:
-                self.problems.append(
-                    Problem(handler, f"watches {up!r}, which runs inside a parallel branch", "watch the tasks after the fan-in instead")
-                )
-                return
-        sub: list[asl.State] = []
+        # one_failed fires when a watched task fails *or* is upstream_failed: so a failure of any
+        # watched task or of anything it depends on.
+        covered = set(watched)
+        for up in watched:
+            covered |= set(self.tasks[up].get_flat_relative_ids(upstream=True))
+        covered -= handler_region
         region = self._downstream_closure({handler})
         order = [t for t in self._topological_order() if t in region]
+        sub: list[asl.State] = []
         entry, exits = self._linear(order, sub)
-        fail = asl.Fail(
-            _unique_name(f"{handler}: run failed", machine.states),
-            error="UpstreamTaskFailed",
-            cause_path="$.error.Cause",
-        )
+        fail = asl.Fail(self._unique_name(f"{handler}: run failed"), error="UpstreamTaskFailed", cause_path="$.error.Cause")
         self._link(exits, fail.name)
         sub.append(fail)
+        for state in list(machine.states):
+            if not isinstance(state, (asl.Task, asl.Parallel)):
+                continue
+            owners = {self._owner[s.name] for s in _all_states([state]) if s.name in self._owner}
+            if not owners or not owners & covered:
+                continue
+            if not owners <= covered:
+                self.problems.append(
+                    Problem(handler, f"watches tasks that run in parallel with tasks it does not depend on ({sorted(owners - covered)})", "watch the task after the fan-in instead")
+                )
+                return
+            state.catch.append(asl.Catch(["States.ALL"], entry, result_path="$.error"))
         machine.add(*sub)
-        for up in watched:
-            for state in self.fragments[up].states:
-                if isinstance(state, (asl.Task, asl.Parallel)):
-                    state.catch.append(asl.Catch(["States.ALL"], entry, result_path="$.error"))
 
     # -- reporting -----------------------------------------------------------
     def _dag_level_warnings(self) -> None:
@@ -473,13 +513,11 @@ def _parallel_name(starts: list[str]) -> str:
     return state_name("Parallel: " + ", ".join(starts))
 
 
-def _unique_name(base: str, states: list[asl.State]) -> str:
-    names = {s.name for s in states}
-    name, n = base, 1
-    while name in names:
-        n += 1
-        name = f"{base} {n}"
-    return name
+def _all_states(states: list[asl.State]):
+    for state in states:
+        yield state
+        for branch in getattr(state, "branches", []) or []:
+            yield from _all_states(branch.states)
 
 
 def _advice_for(task: Any) -> str:

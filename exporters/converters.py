@@ -15,6 +15,7 @@ Converters never run the task; they read its declarative attributes.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -130,32 +131,33 @@ class ConvertContext:
         try:
             return self.translator.parameters(request)
         except TranslationError as err:
-            raise Unsupported(str(err), "use ParamRef/ResultRef/Format/RunUniqueName on fields the exporter keeps") from None
+            raise Unsupported(str(err), getattr(err, "fix", "use ParamRef/ResultRef/Format/RunUniqueName on fields the exporter keeps")) from None
 
     def expr(self, value: Any) -> Any:
         try:
             return self.translator.expr(value)
         except TranslationError as err:
-            raise Unsupported(str(err)) from None
+            raise Unsupported(str(err), getattr(err, "fix", "")) from None
 
     def layout(self, task: Any, **kwargs: Any) -> ResultLayout:
         return ResultLayout(key=result_key(task.task_id), **kwargs)
 
     # retries and timeouts, as Airflow applies them to the task
-    def retries(self, task: Any) -> list[asl.Retry]:
+    def retries(self, task: Any, error_equals: tuple[str, ...] = ("States.ALL",)) -> list[asl.Retry]:
         attempts = int(task.retries or 0)
         if attempts <= 0:
             return []
         interval = max(1, int(task.retry_delay.total_seconds())) if task.retry_delay else 300
         max_delay = int(task.max_retry_delay.total_seconds()) if task.max_retry_delay else None
-        exponential = bool(task.retry_exponential_backoff)
+        # Airflow 3: retry_exponential_backoff is the multiplier (0 and 1 mean a constant delay).
+        multiplier = float(task.retry_exponential_backoff or 0) or 1.0
         return [
             asl.Retry(
-                error_equals=["States.ALL"],
+                error_equals=list(error_equals),
                 interval_seconds=interval,
                 max_attempts=attempts,
-                backoff_rate=2.0 if exponential else 1.0,
-                max_delay_seconds=max_delay if exponential else None,
+                backoff_rate=multiplier,
+                max_delay_seconds=max_delay if multiplier > 1.0 else None,
             )
         ]
 
@@ -187,9 +189,12 @@ class ConvertContext:
         )
 
 
+_KEY_UNSAFE = re.compile(r"[^0-9A-Za-z_]")
+
+
 def result_key(task_id: str) -> str:
     """The state-data key of a task's result: its id, with characters JSONPath dislikes replaced."""
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in task_id)
+    return _KEY_UNSAFE.sub("_", task_id)
 
 
 def path_for_key(key: str) -> str:
@@ -235,6 +240,8 @@ from retraining import (  # noqa: E402  (operators import only Airflow: cheap)
 )
 from retraining.refs import ResultRef  # noqa: E402
 
+TRAINING_API_ERRORS = ("SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException", "States.Timeout")
+
 CHOICE_OPERATORS = {
     "<": "NumericLessThan",
     "<=": "NumericLessThanEquals",
@@ -266,10 +273,10 @@ def convert_training_job(task: SageMakerTrainingJobOperator, ctx: ConvertContext
         ctx.parameters(task, task.request),
         result_selector=selector_from_fields(task.result_fields),
     )
-    if state.retry:
-        # A job that ran and failed keeps its per-run name: retrying it cannot succeed and
-        # would hide its FailureReason (the Airflow task also fails at once: no retry).
-        state.retry.insert(0, asl.Retry(["States.TaskFailed"], max_attempts=0))
+    # Retry what the SageMaker API answers (throttling, limits, outages), not a job that ran and
+    # failed (States.TaskFailed): its name belongs to the run, so a retry could only collide, and the
+    # Airflow task also fails at once. (States.TaskFailed in a retrier would match every error.)
+    state.retry = ctx.retries(task, TRAINING_API_ERRORS)
     top = frozenset(f.split(".")[0] for f in task.result_fields)
     return Fragment.single(state, ctx.layout(task, fields=top))
 
@@ -541,6 +548,8 @@ def convert_stock_glue(task: Any, ctx: ConvertContext) -> Fragment:
     request: dict[str, Any] = {"JobName": _stock_value(task, task.job_name, "job_name")}
     if task.script_args:
         request["Arguments"] = _stock_value(task, dict(task.script_args), "script_args")
+    for key, value in sorted((getattr(task, "run_job_kwargs", None) or {}).items()):
+        request[key] = _stock_value(task, value, f"run_job_kwargs.{key}")  # StartJobRun fields
     sync = getattr(task, "wait_for_completion", True)
     state = ctx.task_state(
         task,
@@ -605,8 +614,10 @@ def convert_stock_endpoint(task: Any, ctx: ConvertContext) -> Fragment:
         task,
         ctx,
         {"EndpointName": request["EndpointName"], "EndpointConfigName": request["EndpointConfigName"]},
-        create_if_missing=operation == "update",
-        update=operation == "update",
+        # Airflow's operation='create' falls back to an update when the endpoint exists;
+        # operation='update' fails when it does not.
+        create_if_missing=operation == "create",
+        update=True,
         wait=getattr(task, "wait_for_completion", True),
         poll_seconds=max(1, int(getattr(task, "check_interval", 30))),
     )
@@ -623,6 +634,8 @@ def convert_stock_lambda(task: Any, ctx: ConvertContext) -> Fragment:
         except ValueError:
             raise Unsupported("payload is not JSON", "give the payload as a JSON object") from None
     request = {"FunctionName": _stock_value(task, task.function_name, "function_name"), "Payload": _stock_value(task, payload, "payload")}
+    if getattr(task, "qualifier", None):
+        request["Qualifier"] = _stock_value(task, task.qualifier, "qualifier")
     state = ctx.task_state(task, "arn:aws:states:::lambda:invoke", ctx.parameters(task, request), result_selector={"Payload.$": "$.Payload"})
     # The stock operator's XCom is the decoded payload string; keep it under Payload.
     return Fragment.single(state, ctx.layout(task, prefix=("Payload",)))

@@ -17,6 +17,12 @@ class TranslationError(ValueError):
     """A value has no faithful Step Functions equivalent; the message says which and why."""
 
 
+class NotUpstream(TranslationError):
+    def __init__(self, read: str, reader: str):
+        super().__init__(f"reads the result of {read!r}, which is not upstream of it")
+        self.fix = f"add {read} >> {reader} (directly or through other tasks)"
+
+
 @dataclass
 class ResultLayout:
     """Where a task's result lives in the state data and which fields it has.
@@ -59,9 +65,12 @@ class Dynamic:
 
 
 class Translator:
-    def __init__(self, params: dict[str, Any], layouts: dict[str, ResultLayout]):
+    def __init__(self, params: dict[str, Any], layouts: dict[str, ResultLayout], is_upstream=None):
         self.params = params
         self.layouts = layouts
+        # (target, reader) -> whether target runs before reader; reader = the task being converted.
+        self.is_upstream = is_upstream
+        self.reader: str | None = None
 
     # -- single values ---------------------------------------------------
     def expr(self, value: Any) -> Any:
@@ -101,6 +110,8 @@ class Translator:
         raise TranslationError(f"{type(translated).__name__} value {translated!r} cannot be an argument of States.Format")
 
     def _result(self, ref: ResultRef) -> Any:
+        if self.reader is not None and self.is_upstream is not None and not self.is_upstream(ref.task_id, self.reader):
+            raise NotUpstream(ref.task_id, self.reader)
         layout = self.layouts.get(ref.task_id)
         if layout is None:
             raise TranslationError(

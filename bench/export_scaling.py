@@ -1,0 +1,238 @@
+"""Export time of ``exporters.api.export_dag_object`` against DAG size (10 to 5,000 tasks), two shapes.
+
+Method: for each shape, one DAG per size is built in memory (not timed: no
+DagBag, no file) and exported once untimed (warm-up); then ``--runs`` rounds each
+time ``export_dag_object(dag)`` for every size in turn (sizes interleaved, so a
+load change on a shared machine hits all sizes alike), and likewise ``json.dumps``
+of each definition (``indent=2``, what the CLI writes). Median and min are reported.
+
+Shapes, built from our operators with references so converters and the
+reference translator do real work:
+
+* ``chain``: one sequence; every task a ``GlueJobRunOperator`` whose job name is
+  a ``ParamRef`` and whose arguments read the previous task's run id (``ResultRef``).
+* ``fanout``: repeated width-10 fan-out/fan-in stages: a hub (``LambdaMetricCheckOperator``
+  reading a ``ResultRef`` of the previous stage; ``EmptyOperator`` for the first)
+  then 10 ``GlueJobRunOperator`` workers side by side; the next hub joins them.
+  Each stage becomes a Parallel state with 10 branches and a JsonMerge of their outputs.
+
+Targets: 1,000 tasks in at most 1 s; linear growth (5,000 tasks at most 5.5x the
+1,000-task time), per shape. Exit status is non-zero only when an export fails,
+never because a target is missed.
+
+    .venv/bin/python bench/export_scaling.py [--runs 7] [--sizes 10,100,1000,5000] [--json out.json] [--profile SHAPE:SIZE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (10, 100, 1000, 5000)
+SHAPES = ("chain", "fanout")
+WIDTH = 10
+TARGET_1000_MS = 1000.0
+TARGET_GROWTH = 5.5
+
+
+def prepare() -> None:
+    """Our operators importable; Airflow's home in a temp dir (the bench writes nothing in the repo)."""
+    for extra in (ROOT / "plugins", ROOT):
+        if str(extra) not in sys.path:
+            sys.path.insert(0, str(extra))
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="export-bench-airflow-"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+
+def build_dag(shape: str, size: int):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG, Param
+
+    from retraining import GlueJobRunOperator, LambdaMetricCheckOperator, ParamRef, ResultRef
+
+    params = {"job": Param("etl", type="string"), "fn": Param("check", type="string")}
+    dag = DAG(dag_id=f"bench_{shape}_{size}", schedule=None, params=params)
+    with dag:
+        if shape == "chain":
+            previous = None
+            for i in range(size):
+                args = {"--STEP": str(i)}
+                if previous is not None:
+                    args["--PREVIOUS_RUN"] = ResultRef(previous.task_id, "JobRunId")
+                task = GlueJobRunOperator(task_id=f"t{i:05d}", job_name=ParamRef("job"), script_arguments=args)
+                if previous is not None:
+                    previous >> task
+                previous = task
+        elif shape == "fanout":
+            made = 0
+            workers: list = []
+            stage = 0
+            while made < size:
+                if stage == 0:
+                    new_hub = EmptyOperator(task_id=f"s{stage:04d}_hub")
+                else:
+                    new_hub = LambdaMetricCheckOperator(
+                        task_id=f"s{stage:04d}_hub",
+                        function_name=ParamRef("fn"),
+                        payload={"first_run": ResultRef(workers[0].task_id, "JobRunId")},
+                    )
+                if workers:
+                    workers >> new_hub
+                hub = new_hub
+                made += 1
+                width = min(WIDTH, size - made)
+                if width == 1:  # a fan-out needs two branches: end on a plain successor
+                    width = 0
+                    tail = EmptyOperator(task_id=f"s{stage:04d}_tail")
+                    hub >> tail
+                    made += 1
+                workers = [
+                    GlueJobRunOperator(task_id=f"s{stage:04d}_w{j}", job_name=ParamRef("job"), script_arguments={"--W": str(j)})
+                    for j in range(width)
+                ]
+                if workers:
+                    hub >> workers
+                made += width
+                stage += 1
+            # The last stage's workers fan in to nothing: they end the run side by side.
+        else:
+            raise ValueError(shape)
+    assert len(dag.tasks) == size, (shape, size, len(dag.tasks))
+    return dag
+
+
+def measure_shape(shape: str, sizes: list[int], runs: int) -> list[dict]:
+    """Time every size of one shape, sizes interleaved within each repetition (load drifts hit all sizes alike)."""
+    from exporters.api import export_dag_object
+
+    dags = {size: build_dag(shape, size) for size in sizes}
+    results = {size: export_dag_object(dag) for size, dag in dags.items()}  # warm-up, untimed
+    definitions = {size: result.definition for size, result in results.items()}
+    export_ms: dict[int, list[float]] = {size: [] for size in sizes}
+    dumps_ms: dict[int, list[float]] = {size: [] for size in sizes}
+    texts: dict[int, str] = {}
+    for _ in range(runs):
+        for size in sizes:
+            gc.collect()
+            start = time.perf_counter()
+            results[size] = export_dag_object(dags[size])
+            export_ms[size].append((time.perf_counter() - start) * 1000)
+        for size in sizes:
+            gc.collect()
+            start = time.perf_counter()
+            texts[size] = json.dumps(definitions[size], indent=2, ensure_ascii=False)
+            dumps_ms[size].append((time.perf_counter() - start) * 1000)
+    rows = []
+    for size in sizes:
+        median = statistics.median(export_ms[size])
+        rows.append(
+            {
+                "tasks": size,
+                "shape": shape,
+                "export_ms": median,
+                "export_min_ms": min(export_ms[size]),
+                "dumps_ms": statistics.median(dumps_ms[size]),
+                "per_task_us": median * 1000 / size,
+                "top_states": len(definitions[size]["States"]),
+                "json_kb": len(texts[size]) / 1024,
+                "warnings": len(results[size].warnings),
+                "export_times_ms": export_ms[size],
+            }
+        )
+    return rows
+
+
+def profile(shape: str, size: int) -> None:
+    import cProfile
+    import pstats
+
+    from exporters.api import export_dag_object
+
+    dag = build_dag(shape, size)
+    export_dag_object(dag)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    export_dag_object(dag)
+    profiler.disable()
+    stats = pstats.Stats(profiler).strip_dirs().sort_stats("cumulative")
+    stats.print_stats(25)
+    stats.sort_stats("tottime").print_stats(15)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed exports per size and shape (median reported; default 7)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated task counts")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--profile", metavar="SHAPE:SIZE", help="print a cProfile of one export instead of the table")
+    args = parser.parse_args(argv)
+    prepare()
+
+    if args.profile:
+        shape, size = args.profile.split(":")
+        profile(shape, int(size))
+        return 0
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    import airflow
+
+    load_before = os.getloadavg()[0]
+    rows = []
+    try:
+        for shape in SHAPES:
+            rows.extend(measure_shape(shape, sizes, args.runs))
+    except Exception as err:  # an export failing is a bug to report, not a timing
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    load = f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs"
+
+    by = {(r["shape"], r["tasks"]): r for r in rows}
+    print(
+        f"Export time (DAG built in memory, not timed), median and min of {args.runs} runs, sizes interleaved; "
+        f"Airflow {airflow.__version__}, Python {platform.python_version()}, {platform.machine()}"
+    )
+    print(load)
+    print()
+    print("| tasks | shape | export ms (median) | export ms (min) | json.dumps ms | per-task µs | ratio 5000/1000 (median) | ratio 5000/1000 (min) | top-level states | JSON KiB |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = ratio_min = ""
+        if r["tasks"] == 5000 and (r["shape"], 1000) in by:
+            base = by[(r["shape"], 1000)]
+            ratio = f"{r['export_ms'] / base['export_ms']:.2f}x"
+            ratio_min = f"{r['export_min_ms'] / base['export_min_ms']:.2f}x"
+        print(
+            f"| {r['tasks']:,} | {r['shape']} | {r['export_ms']:.1f} | {r['export_min_ms']:.1f} | {r['dumps_ms']:.1f} "
+            f"| {r['per_task_us']:.0f} | {ratio} | {ratio_min} | {r['top_states']} | {r['json_kb']:.0f} |"
+        )
+    print()
+    for shape in SHAPES:
+        if (shape, 1000) in by:
+            ms = by[(shape, 1000)]["export_ms"]
+            print(f"target {shape}: 1,000 tasks <= {TARGET_1000_MS:.0f} ms: {'met' if ms <= TARGET_1000_MS else 'MISSED'} ({ms:.0f} ms median)")
+        if (shape, 1000) in by and (shape, 5000) in by:
+            big, base = by[(shape, 5000)], by[(shape, 1000)]
+            ratio = big["export_ms"] / base["export_ms"]
+            ratio_min = big["export_min_ms"] / base["export_min_ms"]
+            print(
+                f"target {shape}: 5,000 tasks <= {TARGET_GROWTH}x 1,000: {'met' if ratio <= TARGET_GROWTH else 'MISSED'} "
+                f"({ratio:.2f}x median, {ratio_min:.2f}x min)"
+            )
+
+    if args.json:
+        args.json.write_text(json.dumps({"airflow_version": airflow.__version__, "runs": args.runs, "load": load, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,760 @@
+"""A deployable CloudFormation template for an exported DAG (``OUT/DAG_ID/template.json``).
+
+``build_template(result, dag, ...)`` returns the template as a dict; ``template_json``
+serialises it deterministically. The template holds:
+
+* ``AWS::StepFunctions::StateMachine`` with the exported definition, optional
+  CloudWatch Logs logging (its own log group) and X-Ray tracing;
+* its IAM role, with the least-privilege policy ``exporters.iam`` derives from the
+  states actually used;
+* the DAG's schedule as an ``AWS::Scheduler::Schedule`` (or a classic
+  ``AWS::Events::Rule``), with its own role allowed only ``states:StartExecution`` on
+  this state machine (``exporters.schedule`` translates the schedule exactly or fails);
+* optionally the ``lambda/`` function and the ``glue/`` job, each with its own role.
+
+How the DAG's params reach AWS (the single source of truth is the template's parameters):
+every string-valued DAG param becomes a template parameter (default: the DAG's default,
+constraints from the param's schema). The definition keeps its "Param defaults" state,
+but those values become ``${Parameter}`` placeholders filled by ``DefinitionSubstitutions``,
+so the state machine itself (console runs, API runs with partial input) and the schedule
+use the same values; the schedule's constant input is built from the same placeholders,
+so it cannot drift from the definition either. Non-string params (numbers, objects) keep
+their DAG defaults, as literals, in both. Nothing is read from Airflow connections.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from exporters import iam
+from exporters.schedule import ScheduleError, ScheduleSpec, events_rule_expression, translate_schedule
+
+__all__ = ["TEMPLATE_FILE", "TemplateError", "build_template", "template_json", "write_template"]
+
+TEMPLATE_FILE = "template.json"
+SCHEDULE_KINDS = ("scheduler", "events-rule", "none")
+LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
+INLINE_CODE_LIMIT = 4096  # CloudFormation's limit on Code.ZipFile for Python
+LAMBDA_RUNTIME = "python3.12"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_LAMBDA_SOURCE = REPO / "lambda" / "query_training_status.py"
+DEFAULT_GLUE_SCRIPT = REPO / "glue" / "churn_etl.py"
+
+# Logical ids of the resources this module creates; parameters never take these.
+RESOURCE_IDS = {
+    "StateMachine",
+    "StateMachineRole",
+    "StateMachineLogGroup",
+    "Schedule",
+    "ScheduleRole",
+    "ScheduleRule",
+    "ScheduleRuleRole",
+    "LambdaFunction",
+    "LambdaFunctionRole",
+    "LambdaFunctionLogGroup",
+    "LambdaCodeBucket",
+    "LambdaCodeKey",
+    "GlueJob",
+    "GlueJobRole",
+    "GlueScriptBucket",
+    "GlueScriptKey",
+}
+# Substitutions are inserted as raw text into JSON strings (and DefinitionSubstitutions re-scans
+# what it inserted): no quote, backslash or control character, and no "${".
+JSON_SAFE = r'[^"\\\x00-\x1f]*'
+NO_PLACEHOLDER = r"(?!.*\$\{)"
+NO_WILDCARDS = r"[^*?]*"  # a '*' in a name would widen the IAM resource it scopes
+LOWER_CASE = r"[^A-Z]*"  # SageMaker lower-cases names in ARNs; IAM compares ARNs case-sensitively
+LAMBDA_NAME = r"[A-Za-z0-9_-]{1,64}"
+ROLE_ARN = r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+"
+S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+STATES_PREFIX = "arn:aws:states:::"
+
+
+class TemplateError(ValueError):
+    """The template cannot be built as asked (a missing source file, ambiguous resources, ...)."""
+
+
+# ---------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------
+
+
+def build_template(
+    result: Any,
+    dag: Any,
+    *,
+    schedule_kind: str = "scheduler",
+    allow_unsupported_schedule: bool = False,
+    include_lambda: bool = False,
+    include_glue: bool = False,
+    logging_level: str | None = "ERROR",
+    tracing: bool = False,
+    lambda_source: str | Path | None = None,
+    glue_script: str | Path | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The CloudFormation template (a dict) deploying ``result`` (an ``ExportResult`` of ``dag``).
+
+    ``schedule_kind``: ``"scheduler"`` (EventBridge Scheduler, the DAG's timezone kept),
+    ``"events-rule"`` (a classic EventBridge rule: UTC only, no start/end date) or ``"none"``.
+    ``allow_unsupported_schedule``: export a schedule EventBridge cannot express *without*
+    a schedule (and a warning) instead of raising ``ScheduleError``.
+    ``logging_level``: ``ALL``/``ERROR``/``FATAL`` log to a new CloudWatch Logs group;
+    ``OFF`` or ``None``: no logging. ``tracing``: X-Ray.
+    ``include_lambda`` / ``include_glue``: also create the metric-check function
+    (``lambda_source``, default ``lambda/query_training_status.py``) / the Glue job
+    (``glue_script``'s name is the default S3 key of the script).
+    ``now``: the deployment reference time (default: the current time); a StartDate
+    already past is left out, since EventBridge rejects one more than 5 minutes old.
+
+    Warnings (schedule caveats, names only known at run time) are appended to
+    ``result.warnings``. Raises ``ScheduleError``, ``iam.PolicyError`` or ``TemplateError``.
+    """
+    if schedule_kind not in SCHEDULE_KINDS:
+        raise TemplateError(f"schedule_kind must be one of {', '.join(SCHEDULE_KINDS)}, not {schedule_kind!r}")
+    level = "OFF" if logging_level is None else str(logging_level).upper()
+    if level not in LOG_LEVELS:
+        raise TemplateError(f"logging_level must be one of {', '.join(LOG_LEVELS)} (or None), not {logging_level!r}")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    builder = _Builder(result, dag, level, tracing, now)
+    builder.state_machine()
+    if schedule_kind != "none":
+        builder.schedule(schedule_kind, allow_unsupported_schedule)
+    if include_lambda:
+        builder.lambda_function(Path(lambda_source) if lambda_source else DEFAULT_LAMBDA_SOURCE)
+    if include_glue:
+        builder.glue_job(Path(glue_script) if glue_script else DEFAULT_GLUE_SCRIPT)
+    return builder.finish()
+
+
+def template_json(template: dict[str, Any]) -> str:
+    """Deterministic JSON (indent 2): mapping keys sorted, except the state machine definition,
+    which keeps the exporter's state order (as in ``state_machine.asl.json``), and the top-level
+    sections, which keep CloudFormation's conventional order."""
+    order = ["AWSTemplateFormatVersion", "Description", "Metadata", "Parameters", "Conditions", "Resources", "Outputs"]
+    top = {key: _sorted(template[key]) for key in order if key in template}
+    for key in sorted(set(template) - set(order)):
+        top[key] = _sorted(template[key])
+    return json.dumps(top, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_template(template: dict[str, Any], out: str | Path, dag_id: str) -> Path:
+    """Write ``out/dag_id/template.json`` atomically; returns the path."""
+    from exporters.api import write_atomically
+
+    target = Path(out) / dag_id / TEMPLATE_FILE
+    write_atomically(target, template_json(template))
+    return target
+
+
+def _sorted(value: Any, *, keep: bool = False) -> Any:
+    if isinstance(value, dict):
+        if keep:
+            return value
+        is_machine = value.get("Type") == "AWS::StepFunctions::StateMachine"
+        out = {}
+        for key in sorted(value):
+            if is_machine and key == "Properties":
+                props = value[key]
+                out[key] = {k: (props[k] if k == "Definition" else _sorted(props[k])) for k in sorted(props)}
+            else:
+                out[key] = _sorted(value[key])
+        return out
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------
+# The builder
+# ---------------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, result: Any, dag: Any, level: str, tracing: bool, now: dt.datetime):
+        self.result = result
+        self.dag = dag
+        self.dag_id = dag.dag_id
+        self.level = level
+        self.tracing = tracing
+        self.now = now
+        self.warnings: list[str] = []
+        self.parameters: dict[str, dict[str, Any]] = {}
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.depends: list[str] = []
+        self.schedule_source: str | None = None
+        self.definition = copy.deepcopy(result.definition)
+        if "${" in json.dumps(self.definition):
+            raise TemplateError(
+                f"DAG {self.dag_id!r}: the definition contains '${{', which DefinitionSubstitutions would treat as a placeholder"
+            )
+        self.param_ids = self._param_ids()
+        self.param_values = self._param_values()
+        self.context = iam.PolicyContext(
+            params={name: ({"Ref": self.param_ids[name]} if name in self.param_ids else value) for name, value in self.param_values.items()},
+            logging=level != "OFF",
+            tracing=tracing,
+        )
+
+    # -- DAG params → template parameters --------------------------------------
+    def _param_values(self) -> dict[str, Any]:
+        from exporters.compiler import param_defaults
+
+        return param_defaults(self.dag)
+
+    def _param_ids(self) -> dict[str, str]:
+        from exporters.compiler import param_defaults
+
+        ids: dict[str, str] = {}
+        taken = set(RESOURCE_IDS)
+        for name, value in param_defaults(self.dag).items():
+            if not isinstance(value, str):
+                continue
+            logical = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part) or "Param"
+            if not logical[0].isalpha():
+                logical = "P" + logical
+            while logical in taken:
+                logical += "Param"
+            taken.add(logical)
+            ids[name] = logical
+        return ids
+
+    def _template_parameters(self) -> None:
+        usages = self.context.usages
+        for name, logical in self.param_ids.items():
+            param = self.dag.params.get_param(name)
+            schema = dict(getattr(param, "schema", {}) or {})
+            default = self.param_values[name]
+            lookaheads = [JSON_SAFE]
+            notes = []
+            used = usages.get(name, set())
+            if used & {"sagemaker-name", "lambda-function", "glue-job"}:
+                lookaheads.append(NO_WILDCARDS)
+                notes.append("no '*' or '?': it scopes IAM permissions")
+            if "sagemaker-name" in used:
+                lookaheads.append(LOWER_CASE)
+                notes.append("lower case: SageMaker ARNs carry lower-cased names and the IAM policy is scoped on them")
+            if "lambda-function" in used:
+                lookaheads.append(LAMBDA_NAME)
+                notes.append("a function name (not an ARN)")
+            if "iam-role" in used:
+                lookaheads.append(ROLE_ARN)
+                notes.append("a role ARN: iam:PassRole is granted on exactly this role")
+            spec: dict[str, Any] = {"Type": "String", "Default": default}
+            description = (getattr(param, "description", None) or "").strip()
+            about = f"DAG param {name}" + (f"; {'; '.join(notes)}" if notes else "")
+            spec["Description"] = (f"{description} ({about})" if description else about)[:4000]
+            spec["AllowedPattern"] = _allowed_pattern(schema.get("pattern"), lookaheads)
+            spec["ConstraintDescription"] = (
+                f"must match {schema['pattern']} and " if schema.get("pattern") else "must "
+            ) + "contain no double quote, backslash, control character or '${'" + (
+                f"; {'; '.join(notes)}" if notes else ""
+            )
+            if isinstance(schema.get("minLength"), int):
+                spec["MinLength"] = schema["minLength"]
+            if isinstance(schema.get("maxLength"), int):
+                spec["MaxLength"] = schema["maxLength"]
+            if isinstance(schema.get("enum"), list) and all(isinstance(v, str) for v in schema["enum"]):
+                spec["AllowedValues"] = list(schema["enum"])
+            if not re.fullmatch(spec["AllowedPattern"], default):
+                raise TemplateError(
+                    f"DAG {self.dag_id!r}: param {name!r} default {default!r} breaks the template constraint "
+                    f"({spec['ConstraintDescription']})"
+                )
+            self.parameters[logical] = spec
+
+    # -- the state machine -------------------------------------------------------
+    def state_machine(self) -> None:
+        from exporters.compiler import DEFAULTS_STATE
+
+        substitutions = {}
+        defaults_state = self.definition.get("States", {}).get(DEFAULTS_STATE)
+        defaults = ((defaults_state or {}).get("Parameters") or {}).get("param_defaults")
+        if self.param_ids and not isinstance(defaults, dict):
+            raise TemplateError(f"DAG {self.dag_id!r}: the definition has no {DEFAULTS_STATE!r} state to put the template parameters in")
+        for name, logical in self.param_ids.items():
+            if defaults.get(name) != self.param_values[name]:
+                raise TemplateError(f"DAG {self.dag_id!r}: {DEFAULTS_STATE!r} does not hold param {name!r}'s default")
+            defaults[name] = "${" + logical + "}"
+            substitutions[logical] = {"Ref": logical}
+
+        policy = iam.state_machine_policy(self.result.definition, self.context)
+        self.warnings.extend(self.context.warnings)
+        self.resources["StateMachineRole"] = _role(
+            "states.amazonaws.com",
+            f"Runs the Step Functions state machine exported from DAG {self.dag_id}",
+            {"StateMachinePermissions": policy},
+        )
+        props: dict[str, Any] = {
+            "StateMachineType": "STANDARD",
+            "RoleArn": {"Fn::GetAtt": ["StateMachineRole", "Arn"]},
+            "Definition": self.definition,
+        }
+        if substitutions:
+            props["DefinitionSubstitutions"] = substitutions
+        if self.level != "OFF":
+            self.resources["StateMachineLogGroup"] = {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {
+                    # /aws/vendedlogs/ keeps Step Functions' log delivery within the resource-policy size limit.
+                    "LogGroupName": {"Fn::Sub": f"/aws/vendedlogs/states/${{AWS::StackName}}-{_safe(self.dag_id)}"},
+                    "RetentionInDays": 30,
+                },
+            }
+            props["LoggingConfiguration"] = {
+                "Level": self.level,
+                "IncludeExecutionData": False,  # params and results stay out of the logs
+                "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}],
+            }
+        if self.tracing:
+            props["TracingConfiguration"] = {"Enabled": True}
+        self.resources["StateMachine"] = {"Type": "AWS::StepFunctions::StateMachine", "Properties": props}
+        self.outputs["StateMachineArn"] = {"Description": "The state machine's ARN", "Value": {"Ref": "StateMachine"}}
+        self.outputs["StateMachineName"] = {"Description": "The state machine's name", "Value": {"Fn::GetAtt": ["StateMachine", "Name"]}}
+
+    # -- the schedule ------------------------------------------------------------
+    def schedule(self, kind: str, allow_unsupported: bool) -> None:
+        notes: list[str] = []
+        spec = translate_schedule(self.dag, allow_unsupported=allow_unsupported, warnings=notes)
+        self.warnings.extend(notes)
+        if spec is None:
+            return
+        self.warnings.extend(spec.notes)
+        if spec.end_date is not None and spec.end_date <= self.now:
+            self.warnings.append(
+                f"schedule {spec.source}: end_date has passed, Airflow schedules no more runs: no schedule is exported"
+            )
+            return
+        try:
+            if kind == "events-rule":
+                self._events_rule(spec)
+            else:
+                self._scheduler(spec)
+        except ScheduleError as err:
+            if not allow_unsupported:
+                raise
+            self.warnings.append(f"{err}; exported WITHOUT a schedule (allow_unsupported_schedule): trigger executions another way")
+            for logical in ("Schedule", "ScheduleRole", "ScheduleRule", "ScheduleRuleRole"):
+                self.resources.pop(logical, None)
+            return
+        self.schedule_source = spec.source
+
+    def _start_date(self, spec: ScheduleSpec) -> dt.datetime | None:
+        if spec.start_date is None:
+            return None
+        if spec.start_date > self.now:
+            return spec.start_date
+        if spec.kind == "rate":
+            step = _rate_step(spec.expression)
+            ahead = self.now - spec.start_date
+            next_run = spec.start_date + -(-ahead // step) * step
+            self.warnings.append(
+                f"schedule {spec.source}: start_date {ScheduleSpec.iso(spec.start_date)} has passed, so no StartDate is set "
+                f"and {spec.expression} counts from when the schedule is created; Airflow counts from start_date "
+                f"(next run {ScheduleSpec.iso(next_run)}): set StartDate to such a time to keep Airflow's phase"
+            )
+        return None
+
+    def _input(self) -> dict[str, Any]:
+        """The schedule's constant input: the DAG's param defaults, the template's values for its parameters."""
+
+        def escape(value: Any) -> Any:
+            if isinstance(value, str):
+                return value.replace("${", "${!")
+            if isinstance(value, dict):
+                return {k: escape(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [escape(v) for v in value]
+            return value
+
+        payload = {name: escape(value) for name, value in self.param_values.items()}
+        for name, logical in self.param_ids.items():
+            payload[name] = "${" + logical + "}"
+        return _sub(json.dumps(payload, sort_keys=True, separators=(", ", ": ")))
+
+    def _scheduler(self, spec: ScheduleSpec) -> None:
+        props: dict[str, Any] = {
+            "Description": f"Airflow schedule of DAG {self.dag_id}: {spec.source}"[:512],
+            "ScheduleExpression": spec.expression,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED",
+            "Target": {
+                "Arn": {"Ref": "StateMachine"},
+                "RoleArn": {"Fn::GetAtt": ["ScheduleRole", "Arn"]},
+                "Input": self._input(),
+            },
+        }
+        if spec.timezone:
+            props["ScheduleExpressionTimezone"] = spec.timezone
+        start = self._start_date(spec)
+        if start is not None:
+            props["StartDate"] = ScheduleSpec.iso(start)
+        if spec.end_date is not None:
+            props["EndDate"] = ScheduleSpec.iso(spec.end_date)
+        self.resources["ScheduleRole"] = _role(
+            "scheduler.amazonaws.com",
+            f"Lets EventBridge Scheduler start executions of the state machine of DAG {self.dag_id}",
+            {"StartStateMachineExecution": _start_execution_policy()},
+        )
+        self.resources["Schedule"] = {"Type": "AWS::Scheduler::Schedule", "Properties": props}
+        self.outputs["ScheduleArn"] = {"Description": "The EventBridge Scheduler schedule", "Value": {"Fn::GetAtt": ["Schedule", "Arn"]}}
+
+    def _events_rule(self, spec: ScheduleSpec) -> None:
+        expression = events_rule_expression(spec)
+        if spec.start_date is not None and spec.start_date > self.now:
+            raise ScheduleError(
+                self.dag_id,
+                spec.source,
+                f"start_date {ScheduleSpec.iso(spec.start_date)} is in the future and EventBridge rules have no start date",
+                "use the EventBridge Scheduler (the default), which has StartDate",
+            )
+        if spec.end_date is not None:
+            raise ScheduleError(
+                self.dag_id,
+                spec.source,
+                f"end_date {ScheduleSpec.iso(spec.end_date)}: EventBridge rules have no end date",
+                "use the EventBridge Scheduler (the default), which has EndDate",
+            )
+        self._start_date(spec)  # the rate-phase warning, if any
+        self.resources["ScheduleRuleRole"] = _role(
+            "events.amazonaws.com",
+            f"Lets the EventBridge rule start executions of the state machine of DAG {self.dag_id}",
+            {"StartStateMachineExecution": _start_execution_policy()},
+        )
+        self.resources["ScheduleRule"] = {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Description": f"Airflow schedule of DAG {self.dag_id}: {spec.source} (UTC)"[:512],
+                "ScheduleExpression": expression,
+                "State": "ENABLED",
+                "Targets": [
+                    {
+                        "Id": "StateMachine",
+                        "Arn": {"Ref": "StateMachine"},
+                        "RoleArn": {"Fn::GetAtt": ["ScheduleRuleRole", "Arn"]},
+                        "Input": self._input(),
+                    }
+                ],
+            },
+        }
+        self.outputs["ScheduleRuleArn"] = {"Description": "The EventBridge rule", "Value": {"Fn::GetAtt": ["ScheduleRule", "Arn"]}}
+
+    # -- the Lambda function -----------------------------------------------------
+    def _single_name(self, integration_prefix: str, key: str, what: str) -> tuple[Any, list[iam.Piece]]:
+        """The one name every ``integration_prefix`` state uses for ``key``, as a template value."""
+        found = []
+        for state_name, state in iam.task_states(self.result.definition):
+            resource = state.get("Resource", "")
+            if resource.startswith(STATES_PREFIX + integration_prefix):
+                pieces = iam.resolve_name(self.result.definition, state.get("Parameters"), key)
+                found.append((state_name, tuple(iam._normal(pieces or [iam.ANY]))))
+        if not found:
+            raise TemplateError(f"DAG {self.dag_id!r} has no {integration_prefix} state: nothing for the {what} to serve")
+        names = {pieces for _, pieces in found}
+        if len(names) > 1:
+            raise TemplateError(f"DAG {self.dag_id!r}: the {integration_prefix} states use different {key}s; one {what} cannot serve them")
+        pieces = list(next(iter(names)))
+        if len(pieces) == 1 and isinstance(pieces[0], iam.Par) and pieces[0].name in self.param_ids:
+            return {"Ref": self.param_ids[pieces[0].name]}, pieces
+        if len(pieces) == 1 and isinstance(pieces[0], iam.Lit):
+            return pieces[0].text, pieces
+        raise TemplateError(f"DAG {self.dag_id!r}: the {key} of state {found[0][0]!r} is only known at run time; cannot create that {what}")
+
+    def lambda_function(self, source: Path) -> None:
+        function_name, pieces = self._single_name("lambda:invoke", "FunctionName", "Lambda function")
+        if not source.is_file():
+            raise TemplateError(f"Lambda source {source} does not exist")
+        code = source.read_text()
+        if not re.search(r"^def lambda_handler\(", code, re.M):
+            raise TemplateError(f"{source} has no lambda_handler function")
+        name_sub = iam.sub_text(pieces, self.context)
+        log_group_name = _sub(f"/aws/lambda/{name_sub}")
+        if len(code.encode()) <= INLINE_CODE_LIMIT:
+            # Small single-file handler: inline (CloudFormation writes it to index.py).
+            code_prop: dict[str, Any] = {"ZipFile": code}
+            handler = "index.lambda_handler"
+        else:
+            self.parameters["LambdaCodeBucket"] = {
+                "Type": "String",
+                "Description": f"S3 bucket holding the zip of {source.name} ({len(code)} characters: over the {INLINE_CODE_LIMIT}-character inline limit)",
+                "AllowedPattern": f"^{S3_BUCKET}$",
+            }
+            self.parameters["LambdaCodeKey"] = {
+                "Type": "String",
+                "Description": f"S3 key of that zip ({source.name} at its root)",
+                "Default": f"lambda/{source.stem}.zip",
+                "MinLength": 1,
+            }
+            code_prop = {"S3Bucket": {"Ref": "LambdaCodeBucket"}, "S3Key": {"Ref": "LambdaCodeKey"}}
+            handler = f"{source.stem}.lambda_handler"
+        statements = []
+        training_jobs = self._training_job_resources()
+        if training_jobs:
+            # The handler calls DescribeTrainingJob on the jobs this state machine starts.
+            statements.append({"Sid": "DescribeTrainingJobs", "Effect": "Allow", "Action": ["sagemaker:DescribeTrainingJob"], "Resource": training_jobs})
+        else:
+            self.warnings.append("the Lambda function gets no SageMaker permission: the state machine starts no training job")
+        statements.append(
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/{name_sub}:*"}],
+            }
+        )
+        self.resources["LambdaFunctionRole"] = _role(
+            "lambda.amazonaws.com",
+            f"Execution role of the Lambda function of DAG {self.dag_id}",
+            {"FunctionPermissions": {"Version": "2012-10-17", "Statement": statements}},
+        )
+        self.resources["LambdaFunctionLogGroup"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"LogGroupName": log_group_name, "RetentionInDays": 30},
+        }
+        self.resources["LambdaFunction"] = {
+            "Type": "AWS::Lambda::Function",
+            # Its log group exists first, so the function never needs logs:CreateLogGroup.
+            "DependsOn": ["LambdaFunctionLogGroup"],
+            "Properties": {
+                "FunctionName": function_name,
+                "Description": f"{source.name}, called by the state machine of DAG {self.dag_id}"[:256],
+                "Runtime": LAMBDA_RUNTIME,
+                "Handler": handler,
+                "Role": {"Fn::GetAtt": ["LambdaFunctionRole", "Arn"]},
+                "Code": code_prop,
+                "Timeout": 30,
+                "MemorySize": 256,
+            },
+        }
+        self.depends.append("LambdaFunction")
+        self.outputs["LambdaFunctionArn"] = {"Description": "The Lambda function", "Value": {"Fn::GetAtt": ["LambdaFunction", "Arn"]}}
+
+    def _training_job_resources(self) -> list[Any]:
+        """The training-job ARNs the state machine's policy lets it create."""
+        found: list[Any] = []
+        policies = self.resources["StateMachineRole"]["Properties"]["Policies"]
+        for statement in (s for p in policies for s in p["PolicyDocument"]["Statement"]):
+            if "sagemaker:CreateTrainingJob" in statement["Action"]:
+                found.extend(r for r in statement["Resource"] if r not in found)
+        return found
+
+    # -- the Glue job ------------------------------------------------------------------
+    def glue_job(self, script: Path) -> None:
+        job_name, _ = self._single_name("glue:startJobRun", "JobName", "Glue job")
+        arguments = []
+        for _, state in iam.task_states(self.result.definition):
+            if state.get("Resource", "").startswith(STATES_PREFIX + "glue:startJobRun"):
+                args = (state.get("Parameters") or {}).get("Arguments")
+                if isinstance(args, dict):
+                    arguments.append(args)
+        reads: dict[str, Any] = {}
+        writes: dict[str, Any] = {}
+        default_bucket = None
+        for args in arguments:
+            for key, value in args.items():
+                name = key[:-2] if key.endswith(".$") else key
+                pieces = iam.resolve_name(self.result.definition, args, name) or []
+                bucket, default = self._s3_bucket(pieces)
+                if bucket is None:
+                    continue
+                default_bucket = default_bucket or default
+                target = writes if re.search(r"DEST|OUT|TARGET|SINK", name, re.I) else reads
+                target[json.dumps(bucket, sort_keys=True)] = bucket
+        self.parameters["GlueScriptBucket"] = {
+            "Type": "String",
+            "Description": f"S3 bucket holding the Glue script {script.name}",
+            "AllowedPattern": f"^{S3_BUCKET}$",
+            **({"Default": default_bucket} if default_bucket else {}),
+        }
+        self.parameters["GlueScriptKey"] = {
+            "Type": "String",
+            "Description": f"S3 key of the Glue script ({script.name})",
+            "Default": f"scripts/{script.name}",
+            "AllowedPattern": f"^{NO_WILDCARDS}$",
+            "MinLength": 1,
+        }
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "ReadScript",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${GlueScriptBucket}/${GlueScriptKey}"}],
+            }
+        ]
+        if reads or writes:
+            every = {**reads, **writes}
+            statements.append(
+                {
+                    "Sid": "ListDataBuckets",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket"],
+                    "Resource": [_bucket_arn(b, "") for _, b in sorted(every.items())],
+                }
+            )
+            statements.append(
+                {
+                    "Sid": "ReadData",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [_bucket_arn(b, "/*") for _, b in sorted(every.items())],
+                }
+            )
+        if writes:
+            statements.append(
+                {
+                    "Sid": "WriteData",
+                    "Effect": "Allow",
+                    "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:PutObject"],
+                    "Resource": [_bucket_arn(b, "/*") for _, b in sorted(writes.items())],
+                }
+            )
+        statements.append(
+            {
+                "Sid": "WriteGlueLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*"}],
+            }
+        )
+        self.resources["GlueJobRole"] = _role(
+            "glue.amazonaws.com",
+            f"Role of the Glue job of DAG {self.dag_id}",
+            {"GlueJobPermissions": {"Version": "2012-10-17", "Statement": statements}},
+        )
+        self.resources["GlueJob"] = {
+            "Type": "AWS::Glue::Job",
+            "Properties": {
+                "Name": job_name,
+                "Description": f"{script.name}, run by the state machine of DAG {self.dag_id}",
+                "Role": {"Fn::GetAtt": ["GlueJobRole", "Arn"]},
+                "Command": {
+                    "Name": "glueetl",
+                    "PythonVersion": "3",
+                    "ScriptLocation": {"Fn::Sub": "s3://${GlueScriptBucket}/${GlueScriptKey}"},
+                },
+                "GlueVersion": "5.0",
+                "WorkerType": "G.1X",
+                "NumberOfWorkers": 2,
+                "Timeout": 60,
+                "ExecutionProperty": {"MaxConcurrentRuns": 2},
+                "DefaultArguments": {"--job-language": "python"},
+            },
+        }
+        self.depends.append("GlueJob")
+        self.outputs["GlueJobName"] = {"Description": "The Glue job", "Value": {"Ref": "GlueJob"}}
+
+    def _s3_bucket(self, pieces: list[Any]) -> tuple[Any, str | None]:
+        """(the bucket of an ``s3://`` value as a template value, its default name) or (None, None)."""
+        pieces = iam._normal(pieces)
+        if not pieces:
+            return None, None
+        head = pieces[0]
+        if isinstance(head, iam.Par) and isinstance(self.param_values.get(head.name), str) and self.param_values[head.name].startswith("s3://"):
+            default = self.param_values[head.name][5:].split("/")[0]
+            if head.name in self.param_ids:
+                return {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": self.param_ids[head.name]}]}]}, default
+            return default, default
+        if isinstance(head, iam.Lit) and head.text.startswith("s3://") and "/" in head.text[5:] + "/":
+            bucket = head.text[5:].split("/")[0]
+            return (bucket, bucket) if bucket else (None, None)
+        return None, None
+
+    # -- assembling ----------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        self._template_parameters()
+        if self.depends:
+            self.resources["StateMachine"]["DependsOn"] = sorted(self.depends)
+        for warning in self.warnings:
+            if warning not in self.result.warnings:
+                self.result.warnings.append(warning)
+        description = f"Step Functions state machine exported from Airflow DAG '{self.dag_id}'"
+        if getattr(self.dag, "description", None):
+            description += f": {self.dag.description}"
+        metadata = {"DagId": self.dag_id, "Schedule": self.schedule_source or "none"}
+        if self.warnings:
+            metadata["Warnings"] = list(self.warnings)
+        template: dict[str, Any] = {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Description": description[:1024],
+            "Metadata": {"AirflowExport": metadata},
+        }
+        if self.parameters:
+            template["Parameters"] = self.parameters
+        template["Resources"] = self.resources
+        template["Outputs"] = self.outputs
+        return template
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def _role(service: str, description: str, policies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": description[:1000],
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": service},
+                        "Action": "sts:AssumeRole",
+                        # Only this account's resources may use the role (confused-deputy protection).
+                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+                    }
+                ],
+            },
+            # IAM rejects a policy without statements: a role that needs nothing gets no policy.
+            "Policies": [
+                {"PolicyName": name, "PolicyDocument": document} for name, document in sorted(policies.items()) if document["Statement"]
+            ],
+        },
+    }
+
+
+def _start_execution_policy() -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "StartExecution", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": [{"Ref": "StateMachine"}]}],
+    }
+
+
+def _sub(text: str) -> Any:
+    """``Fn::Sub`` when ``text`` has a ``${...}`` variable; otherwise the plain string (``${!`` unescaped)."""
+    if re.search(r"\$\{(?!!)", text):
+        return {"Fn::Sub": text}
+    return text.replace("${!", "${")
+
+
+def _bucket_arn(bucket: Any, suffix: str) -> Any:
+    if isinstance(bucket, str):
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}{suffix}"}
+    return {"Fn::Sub": [f"arn:${{AWS::Partition}}:s3:::${{Bucket}}{suffix}", {"Bucket": bucket}]}
+
+
+def _allowed_pattern(own: str | None, lookaheads: list[str]) -> str:
+    """One AllowedPattern: every lookahead must match the whole value, then the param's own pattern."""
+    if own:
+        body = own[1:-1] if own.startswith("^") and own.endswith("$") and not own.endswith("\\$") else f".*(?:{own}).*"
+    else:
+        body = ".*"
+    return "^" + NO_PLACEHOLDER + "".join(f"(?={look}$)" for look in lookaheads) + f"(?:{body})$"
+
+
+def _rate_step(expression: str) -> dt.timedelta:
+    number, unit = re.fullmatch(r"rate\((\d+) (minute|hour|day)s?\)", expression).groups()  # type: ignore[union-attr]
+    return dt.timedelta(**{unit + "s": int(number)})
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
