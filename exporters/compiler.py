@@ -74,6 +74,7 @@ class Compiler:
         self.layouts: dict[str, ResultLayout] = {}
         self.translator = Translator(param_defaults(dag), self.layouts, is_upstream=self._is_upstream)
         self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE}
+        self._order: list[str] | None = None
         self._owner: dict[str, str] = {}
         self.ctx = ConvertContext(dag, self.translator, self.warnings)
         self._succeed: asl.Succeed | None = None
@@ -199,6 +200,11 @@ class Compiler:
 
     # -- structure ----------------------------------------------------------
     def _topological_order(self) -> list[str]:
+        if self._order is None:
+            self._order = self._compute_topological_order()
+        return self._order
+
+    def _compute_topological_order(self) -> list[str]:
         order = [t.task_id for t in self.dag.topological_sort()] if hasattr(self.dag, "topological_sort") else None
         if order:
             return order
@@ -216,15 +222,18 @@ class Compiler:
 
     def _is_upstream(self, target: str, reader: str) -> bool:
         """Whether ``target`` runs before ``reader`` (walks up from the reader only as far as needed)."""
+        from collections import deque
+
+        # Breadth first: the task read is nearly always close above the reader.
         seen: set[str] = set()
-        stack = list(self.tasks[reader].upstream_task_ids) if reader in self.tasks else []
-        while stack:
-            tid = stack.pop()
+        queue = deque(self.tasks[reader].upstream_task_ids if reader in self.tasks else ())
+        while queue:
+            tid = queue.popleft()
             if tid == target:
                 return True
             if tid not in seen:
                 seen.add(tid)
-                stack.extend(self.tasks[tid].upstream_task_ids)
+                queue.extend(self.tasks[tid].upstream_task_ids)
         return False
 
     def _downstream_closure(self, starts: set[str]) -> set[str]:
@@ -532,8 +541,17 @@ def _advice_for(task: Any) -> str:
 
 
 def compile_dag(dag: Any) -> ExportResult:
+    import gc
+
     compiler = Compiler(dag)
+    # Compiling allocates many small objects and frees none: the cyclic GC's repeated
+    # scans of a growing heap would make big exports superlinear for nothing.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         return compiler.compile()
     except _Structure as err:
         raise ExportError(dag.dag_id, [*compiler.problems, Problem(err.task_id, err.reason, err.fix)]) from None
+    finally:
+        if enabled:
+            gc.enable()
