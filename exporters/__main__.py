@@ -16,10 +16,25 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m exporters", description="Export Airflow DAGs to AWS Step Functions.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    export = sub.add_parser("export", help="write OUT/DAG_ID/state_machine.asl.json and print a summary")
+    export = sub.add_parser("export", help="write OUT/DAG_ID/state_machine.asl.json and template.json, print a summary")
     export.add_argument("dag_id")
     export.add_argument("--dags-folder", default=str(REPO / "dags"))
     export.add_argument("--out", default=str(DEFAULT_OUT))
+    export.add_argument(
+        "--schedule-kind",
+        choices=("scheduler", "events-rule", "none"),
+        default="scheduler",
+        help="the DAG's schedule as an EventBridge Scheduler schedule (default), a classic EventBridge rule, or none",
+    )
+    export.add_argument(
+        "--allow-unsupported-schedule",
+        action="store_true",
+        help="export without a schedule (and a warning) when AWS cannot express the DAG's schedule",
+    )
+    export.add_argument("--with-lambda", action="store_true", help="include the lambda/ metric-check function and its role")
+    export.add_argument("--with-glue", action="store_true", help="include the Glue job for glue/ and its role")
+    export.add_argument("--logging-level", choices=("ALL", "ERROR", "FATAL", "OFF"), default="ERROR", help="CloudWatch Logs level of the state machine")
+    export.add_argument("--tracing", action="store_true", help="enable X-Ray tracing")
 
     graph = sub.add_parser("graph", help="render the exported state machine (Graphviz)")
     graph.add_argument("dag_id")
@@ -56,23 +71,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from exporters.api import DEFINITION_FILE, export_result, write_atomically
+    from exporters.api import DEFINITION_FILE, export_dag_object, write_atomically
+    from exporters.cloudformation import TEMPLATE_FILE, build_template, template_json
+    from exporters.loader import load_dag
     from exporters.validate import validate_definition
 
-    result = export_result(args.dag_id, args.dags_folder)
+    dag = load_dag(args.dag_id, args.dags_folder)
+    result = export_dag_object(dag)
     problems = validate_definition(result.definition)
     if problems:  # our own bug if it happens; never write an invalid definition
         print("error: the exported definition is invalid:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 1
-    target = Path(args.out) / args.dag_id / DEFINITION_FILE
-    write_atomically(target, result.to_json())
-    _summary(result, target)
+    try:
+        template = build_template(
+            result,
+            dag,
+            schedule_kind=args.schedule_kind,
+            allow_unsupported_schedule=args.allow_unsupported_schedule,
+            include_lambda=args.with_lambda,
+            include_glue=args.with_glue,
+            logging_level=None if args.logging_level == "OFF" else args.logging_level,
+            tracing=args.tracing,
+        )
+    except ValueError as err:  # ScheduleError, PolicyError, TemplateError: what to change is in the message
+        print(f"error: DAG {args.dag_id!r}: {err}", file=sys.stderr)
+        return 1
+    # Both files or neither: each is written whole, and only once both are built.
+    folder = Path(args.out) / args.dag_id
+    write_atomically(folder / DEFINITION_FILE, result.to_json())
+    write_atomically(folder / TEMPLATE_FILE, template_json(template))
+    _summary(result, folder / DEFINITION_FILE, folder / TEMPLATE_FILE)
     return 0
 
 
-def _summary(result, target: Path) -> None:
+def _summary(result, target: Path, template: Path) -> None:
     states = result.definition["States"]
     print(f"Exported DAG {result.dag_id!r} -> {target}")
+    print(f"  CloudFormation template -> {template}")
     print(f"  {len(states)} states: " + ", ".join(states))
     print("  integrations: " + (", ".join(result.integrations) or "none"))
     if result.warnings:

@@ -40,6 +40,7 @@ TEMPLATE_FILE = "template.json"
 SCHEDULE_KINDS = ("scheduler", "events-rule", "none")
 LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
 INLINE_CODE_LIMIT = 4096  # CloudFormation's limit on Code.ZipFile for Python
+TEMPLATE_BODY_LIMIT = 51200  # bytes; larger templates must be deployed from S3
 LAMBDA_RUNTIME = "python3.12"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LAMBDA_SOURCE = REPO / "lambda" / "query_training_status.py"
@@ -454,7 +455,7 @@ class _Builder:
             resource = state.get("Resource", "")
             if resource.startswith(STATES_PREFIX + integration_prefix):
                 pieces = iam.resolve_name(self.result.definition, state.get("Parameters"), key)
-                found.append((state_name, tuple(iam._normal(pieces or [iam.ANY]))))
+                found.append((state_name, tuple(iam.normalize(pieces or [iam.ANY]))))
         if not found:
             raise TemplateError(f"DAG {self.dag_id!r} has no {integration_prefix} state: nothing for the {what} to serve")
         names = {pieces for _, pieces in found}
@@ -652,7 +653,7 @@ class _Builder:
 
     def _s3_bucket(self, pieces: list[Any]) -> tuple[Any, str | None]:
         """(the bucket of an ``s3://`` value as a template value, its default name) or (None, None)."""
-        pieces = iam._normal(pieces)
+        pieces = iam.normalize(pieces)
         if not pieces:
             return None, None
         head = pieces[0]
@@ -671,15 +672,24 @@ class _Builder:
         self._template_parameters()
         if self.depends:
             self.resources["StateMachine"]["DependsOn"] = sorted(self.depends)
+        size = len(template_json(self._assemble({})).encode())
+        if size > TEMPLATE_BODY_LIMIT - 2048:  # the warnings added below make it slightly larger
+            self.warnings.append(
+                f"the template is about {size} bytes; CloudFormation takes at most {TEMPLATE_BODY_LIMIT} bytes inline: "
+                "deploy it through S3 (aws cloudformation deploy --s3-bucket ...)"
+            )
         for warning in self.warnings:
             if warning not in self.result.warnings:
                 self.result.warnings.append(warning)
+        metadata: dict[str, Any] = {"DagId": self.dag_id, "Schedule": self.schedule_source or "none"}
+        if self.result.warnings:  # the export's and the template's, as the CLI prints them
+            metadata["Warnings"] = list(self.result.warnings)
+        return self._assemble(metadata)
+
+    def _assemble(self, metadata: dict[str, Any]) -> dict[str, Any]:
         description = f"Step Functions state machine exported from Airflow DAG '{self.dag_id}'"
         if getattr(self.dag, "description", None):
             description += f": {self.dag.description}"
-        metadata = {"DagId": self.dag_id, "Schedule": self.schedule_source or "none"}
-        if self.warnings:
-            metadata["Warnings"] = list(self.warnings)
         template: dict[str, Any] = {
             "AWSTemplateFormatVersion": "2010-09-09",
             "Description": description[:1024],

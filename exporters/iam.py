@@ -34,7 +34,9 @@ __all__ = [
     "RESOURCE_STAR_ACTIONS",
     "state_machine_policy",
     "resolve_name",
+    "normalize",
     "sub_text",
+    "task_states",
     "Lit",
     "Par",
     "ANY",
@@ -145,6 +147,11 @@ def _normal(pieces: list[Piece]) -> list[Piece]:
         else:
             out.append(p)
     return out
+
+
+def normalize(pieces: list[Piece]) -> list[Piece]:
+    """Adjacent literals joined, empty ones and repeated run-time parts dropped (so equal names compare equal)."""
+    return _normal(pieces)
 
 
 class _Resolver:

@@ -1,0 +1,338 @@
+"""Least-privilege IAM in the exported template (exporters.iam, exporters.cloudformation).
+
+Policies are checked as they appear in the built template (the real context: template
+parameters as ``Ref``s), statement by statement: exact action sets and resources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from exporters import iam
+from exporters.api import export_dag_object
+from exporters.cloudformation import build_template
+from exporters.loader import REPO, load_dag
+
+CFN_DAGS = Path(__file__).resolve().parent / "export_dags" / "cfn_dags" / "cfn_schedules.py"
+NOW = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)
+HEAD = "arn:${AWS::Partition}"
+REGIONAL = "${AWS::Region}:${AWS::AccountId}"
+
+
+def sm(kind: str, name: str) -> dict:
+    return {"Fn::Sub": f"{HEAD}:sagemaker:{REGIONAL}:{kind}/{name}"}
+
+
+@pytest.fixture(scope="module")
+def retraining():
+    dag = load_dag("model_retraining", REPO / "dags")
+    return dag, export_dag_object(dag)
+
+
+@pytest.fixture(scope="module")
+def cfn_dags():
+    loaded = {}
+    for dag_id in ("cfn_timedelta", "cfn_unscheduled", "cfn_paris", "cfn_assets"):
+        dag = load_dag(dag_id, CFN_DAGS)
+        loaded[dag_id] = (dag, export_dag_object(dag))
+    return loaded
+
+
+def template_for(dag_and_result, **options) -> dict:
+    dag, result = dag_and_result
+    options.setdefault("now", NOW)
+    options.setdefault("allow_unsupported_schedule", True)
+    return build_template(result, dag, **options)
+
+
+def role_policy(template: dict, role: str = "StateMachineRole") -> list[dict]:
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def by_sid(statements: list[dict]) -> dict[str, dict]:
+    return {s["Sid"]: s for s in statements}
+
+
+# ---------------------------------------------------------------------------
+# The retraining DAG: one statement per integration, exact
+# ---------------------------------------------------------------------------
+
+RETRAINING_EXPECTED = {
+    "GlueJobRunSync": (
+        {"glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"},
+        [{"Fn::Sub": f"{HEAD}:glue:{REGIONAL}:job/${{GlueJobName}}"}],
+    ),
+    "SageMakerTrainingJobSync": (
+        {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"},
+        [sm("training-job", "${TrainingJobPrefix}-*")],
+    ),
+    # .sync tags the jobs it starts (MANAGED_BY_AWS): AddTags on those jobs only.
+    "SageMakerTrainingJobTags": ({"sagemaker:AddTags"}, [sm("training-job", "${TrainingJobPrefix}-*")]),
+    "SageMakerTrainingJobEvents": (
+        {"events:PutTargets", "events:PutRule", "events:DescribeRule"},
+        [{"Fn::Sub": f"{HEAD}:events:{REGIONAL}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"}],
+    ),
+    "LambdaInvoke": ({"lambda:InvokeFunction"}, [{"Fn::Sub": f"{HEAD}:lambda:{REGIONAL}:function:${{MetricFunctionName}}"}]),
+    "PassRoleToSageMaker": ({"iam:PassRole"}, [{"Ref": "SagemakerRoleArn"}]),
+    "SageMakerCreateModel": ({"sagemaker:CreateModel"}, [sm("model", "${ModelPrefix}-*")]),
+    "SageMakerCreateEndpointConfig": ({"sagemaker:CreateEndpointConfig"}, [sm("endpoint-config", "${ModelPrefix}-*")]),
+    "SageMakerCreateEndpoint": (
+        {"sagemaker:CreateEndpoint"},
+        [sm("endpoint-config", "${ModelPrefix}-*"), sm("endpoint", "${EndpointName}")],
+    ),
+    "SageMakerUpdateEndpoint": (
+        {"sagemaker:UpdateEndpoint"},
+        [sm("endpoint-config", "${ModelPrefix}-*"), sm("endpoint", "${EndpointName}")],
+    ),
+    "SageMakerDescribeEndpoint": ({"sagemaker:DescribeEndpoint"}, [sm("endpoint", "${EndpointName}")]),
+}
+
+
+def test_retraining_policy_has_exactly_the_statements_its_states_need(retraining):
+    statements = by_sid(role_policy(template_for(retraining, logging_level="OFF")))
+    assert set(statements) == set(RETRAINING_EXPECTED)
+    for sid, (actions, resources) in RETRAINING_EXPECTED.items():
+        assert set(statements[sid]["Action"]) == actions, sid
+        assert len(statements[sid]["Action"]) == len(actions), sid
+        assert statements[sid]["Resource"] == resources, sid
+        assert statements[sid]["Effect"] == "Allow"
+
+
+def test_pass_role_is_conditioned_on_sagemaker(retraining):
+    statement = by_sid(role_policy(template_for(retraining)))["PassRoleToSageMaker"]
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert statement["Resource"] == [{"Ref": "SagemakerRoleArn"}]  # the SageMaker execution role only
+
+
+def test_lambda_is_scoped_to_the_one_function(retraining):
+    statements = [s for s in role_policy(template_for(retraining)) if any(a.startswith("lambda:") for a in s["Action"])]
+    assert len(statements) == 1
+    assert statements[0]["Action"] == ["lambda:InvokeFunction"]
+    assert statements[0]["Resource"] == [{"Fn::Sub": f"{HEAD}:lambda:{REGIONAL}:function:${{MetricFunctionName}}"}]
+
+
+def test_logging_and_tracing_add_only_their_own_statements(retraining):
+    base = by_sid(role_policy(template_for(retraining, logging_level="OFF")))
+    full = by_sid(role_policy(template_for(retraining, logging_level="ALL", tracing=True)))
+    assert set(full) - set(base) == {"CloudWatchLogsDelivery", "XRayTracing"}
+    assert set(full["CloudWatchLogsDelivery"]["Action"]) == set(iam.LOGGING_ACTIONS)
+    assert set(full["XRayTracing"]["Action"]) == set(iam.TRACING_ACTIONS)
+    assert full["CloudWatchLogsDelivery"]["Resource"] == ["*"] and full["XRayTracing"]["Resource"] == ["*"]
+
+
+# ---------------------------------------------------------------------------
+# Invariants over every template the tests build
+# ---------------------------------------------------------------------------
+
+
+def every_template(retraining, cfn_dags):
+    yield "retraining", template_for(retraining, logging_level="ALL", tracing=True, include_lambda=True, include_glue=True)
+    yield "retraining-events-rule", template_for(retraining, schedule_kind="events-rule")
+    for dag_id, loaded in cfn_dags.items():
+        yield dag_id, template_for(loaded, tracing=True, include_lambda=dag_id in ("cfn_timedelta", "cfn_paris"))
+    yield "cfn_timedelta-glue", template_for(cfn_dags["cfn_timedelta"], include_glue=True)
+
+
+def all_statements(template: dict):
+    for logical, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    yield logical, statement
+
+
+def test_no_wildcard_actions_and_resource_star_only_where_unavoidable(retraining, cfn_dags):
+    checked = 0
+    for name, template in every_template(retraining, cfn_dags):
+        for role, statement in all_statements(template):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            where = f"{name}/{role}/{statement.get('Sid')}"
+            assert statement["Effect"] == "Allow", where
+            for action in actions:
+                assert "*" not in action, f"{where}: wildcard action {action}"
+                assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), f"{where}: {action}"
+            if "*" in resources:
+                assert set(actions) <= iam.RESOURCE_STAR_ACTIONS, f"{where}: Resource '*' for {actions}"
+                assert resources == ["*"], where
+            for resource in resources:
+                # A named resource is never "every resource of that type": its name keeps a literal or a parameter.
+                text = resource if isinstance(resource, str) else json.dumps(resource)
+                named = re.search(r":(training-job|model|endpoint-config|endpoint|job|function)[/:]([^\"]*)", text)
+                if named:
+                    assert named.group(2) not in ("", "*"), f"{where}: every {named.group(1)}: {text}"
+            checked += 1
+    assert checked > 40
+
+
+def test_resource_star_actions_are_exactly_logging_and_tracing():
+    assert iam.RESOURCE_STAR_ACTIONS == set(iam.LOGGING_ACTIONS) | set(iam.TRACING_ACTIONS)
+
+
+def test_state_machine_arns_use_partition_region_and_account(retraining):
+    for statement in role_policy(template_for(retraining, logging_level="OFF")):
+        for resource in statement["Resource"]:
+            if "Fn::Sub" in resource:
+                assert resource["Fn::Sub"].startswith(f"{HEAD}:")
+                assert "${AWS::AccountId}" in resource["Fn::Sub"]
+                assert "123456789012" not in resource["Fn::Sub"]
+
+
+def test_scheduler_and_rule_roles_may_only_start_this_state_machine(retraining):
+    for kind, role, service in (("scheduler", "ScheduleRole", "scheduler.amazonaws.com"), ("events-rule", "ScheduleRuleRole", "events.amazonaws.com")):
+        template = template_for(retraining, schedule_kind=kind)
+        statements = role_policy(template, role)
+        assert statements == [{"Sid": "StartExecution", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": [{"Ref": "StateMachine"}]}]
+        trust = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [t["Principal"] for t in trust] == [{"Service": service}]
+        assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+# ---------------------------------------------------------------------------
+# Other shapes: Parallel branches, request/response training, tags, literal names
+# ---------------------------------------------------------------------------
+
+
+def test_states_inside_parallel_branches_are_covered(cfn_dags):
+    dag, result = cfn_dags["cfn_timedelta"]
+    top_level_tasks = [s for s in result.definition["States"].values() if s["Type"] == "Task"]
+    assert top_level_tasks == []  # the Glue job and the Lambda call run in a Parallel state
+    statements = by_sid(role_policy(template_for(cfn_dags["cfn_timedelta"], logging_level="OFF")))
+    assert set(statements) == {"GlueJobRunSync", "LambdaInvoke"}
+    assert statements["GlueJobRunSync"]["Resource"] == [{"Fn::Sub": f"{HEAD}:glue:{REGIONAL}:job/${{JobA}}"}]
+    assert statements["LambdaInvoke"]["Resource"] == [{"Fn::Sub": f"{HEAD}:lambda:{REGIONAL}:function:${{Function}}"}]
+
+
+def test_request_response_training_tags_and_literal_names(cfn_dags):
+    statements = by_sid(role_policy(template_for(cfn_dags["cfn_unscheduled"], logging_level="OFF")))
+    assert set(statements) == {"SageMakerCreateTrainingJob", "SageMakerTrainingJobTags", "SageMakerCreateModel", "PassRoleToSageMaker"}
+    # Without .sync: CreateTrainingJob only (no Describe/Stop, no EventBridge rule)...
+    assert statements["SageMakerCreateTrainingJob"]["Action"] == ["sagemaker:CreateTrainingJob"]
+    # ... and AddTags because the request carries Tags.
+    assert statements["SageMakerTrainingJobTags"]["Action"] == ["sagemaker:AddTags"]
+    assert statements["SageMakerTrainingJobTags"]["Resource"] == [sm("training-job", "${JobName}")]
+    # A literal name is lower-cased, as SageMaker writes it in the ARN.
+    assert statements["SageMakerCreateModel"]["Resource"] == [sm("model", "literal-model")]
+    assert statements["PassRoleToSageMaker"]["Resource"] == ["arn:aws:iam::123456789012:role/LiteralModelRole", {"Ref": "RoleArn"}]
+
+
+def test_a_state_machine_without_tasks_gets_a_role_without_policy(cfn_dags):
+    template = template_for(cfn_dags["cfn_assets"], logging_level="OFF")
+    assert template["Resources"]["StateMachineRole"]["Properties"]["Policies"] == []
+
+
+def test_unknown_integration_is_an_error_not_a_guess():
+    definition = {
+        "StartAt": "notify",
+        "States": {"notify": {"Type": "Task", "Resource": "arn:aws:states:::sns:publish", "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:1:t"}, "End": True}},
+    }
+    with pytest.raises(iam.PolicyError, match="sns:publish"):
+        iam.state_machine_policy(definition, iam.PolicyContext())
+
+
+def test_run_time_names_fall_back_to_the_resource_type_with_a_warning():
+    definition = {
+        "StartAt": "train",
+        "States": {
+            "train": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sagemaker:createModel",
+                "Parameters": {"ModelName.$": "$.somewhere.name", "ExecutionRoleArn": "arn:aws:iam::123456789012:role/R"},
+                "End": True,
+            }
+        },
+    }
+    context = iam.PolicyContext()
+    statements = by_sid(iam.state_machine_policy(definition, context)["Statement"])
+    assert statements["SageMakerCreateModel"]["Resource"] == [sm("model", "*")]
+    assert any("ModelName is only known at run time" in w for w in context.warnings)
+
+
+def test_names_are_resolved_through_format_and_pass_states():
+    definition = {
+        "StartAt": "names",
+        "States": {
+            "names": {
+                "Type": "Pass",
+                "Parameters": {"endpoint.$": "States.Format('{}-live', $.params.env)", "nested": {"config.$": "$.params.config"}},
+                "ResultPath": "$.names",
+                "Next": "update",
+            },
+            "update": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sagemaker:updateEndpoint",
+                "Parameters": {"EndpointName.$": "$.names.endpoint", "EndpointConfigName.$": "$.names.nested.config"},
+                "End": True,
+            },
+        },
+    }
+    context = iam.PolicyContext(params={"env": {"Ref": "Env"}, "config": "Fixed-Config"})
+    statement = iam.state_machine_policy(definition, context)["Statement"][0]
+    assert statement["Resource"] == [sm("endpoint-config", "fixed-config"), sm("endpoint", "${Env}-live")]
+    assert context.usages == {"env": {"sagemaker-name"}}
+
+
+def test_format_templates_with_escapes_are_parsed():
+    expr = r"States.Format('a\{b\}\'c-{}-{}', $.params.x, States.Hash($$.Execution.Name, 'MD5'))"
+    pieces = iam._Resolver({"States": {}}).expr(expr)
+    assert pieces == [iam.Lit("a{b}'c-"), iam.Par("x"), iam.Lit("-"), iam.ANY]
+
+
+# ---------------------------------------------------------------------------
+# Parameters that scope permissions are constrained
+# ---------------------------------------------------------------------------
+
+
+def test_parameters_that_scope_permissions_are_constrained(retraining):
+    parameters = template_for(retraining)["Parameters"]
+
+    def allowed(name: str, value: str) -> bool:
+        return re.fullmatch(parameters[name]["AllowedPattern"], value) is not None
+
+    for name in parameters:
+        assert allowed(name, parameters[name]["Default"]), name
+        assert not allowed(name, parameters[name]["Default"] + '"'), name  # never breaks the definition's JSON
+        assert not allowed(name, "${Other}"), name  # never re-substituted
+    assert not allowed("TrainingJobPrefix", "Churn-XGB")  # SageMaker ARNs are lower case
+    assert not allowed("EndpointName", "Churn-Endpoint")
+    assert not allowed("ModelPrefix", "churn-*")
+    assert not allowed("MetricFunctionName", "arn:aws:lambda:us-east-1:123456789012:function:f")
+    assert not allowed("SagemakerRoleArn", "*")
+    assert not allowed("SagemakerRoleArn", "arn:aws:iam::123456789012:role/*")
+    assert allowed("SagemakerRoleArn", "arn:aws-cn:iam::210987654321:role/path/Other_Role")
+    assert not allowed("GlueJobName", "*")
+
+
+# ---------------------------------------------------------------------------
+# The optional function and job have their own narrow roles
+# ---------------------------------------------------------------------------
+
+
+def test_lambda_role_reads_training_jobs_of_the_prefix_and_writes_its_own_logs(retraining):
+    statements = by_sid(role_policy(template_for(retraining, include_lambda=True), "LambdaFunctionRole"))
+    assert statements["DescribeTrainingJobs"]["Action"] == ["sagemaker:DescribeTrainingJob"]
+    assert statements["DescribeTrainingJobs"]["Resource"] == [sm("training-job", "${TrainingJobPrefix}-*")]
+    assert statements["WriteOwnLogs"]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert statements["WriteOwnLogs"]["Resource"] == [
+        {"Fn::Sub": f"{HEAD}:logs:{REGIONAL}:log-group:/aws/lambda/${{MetricFunctionName}}:*"}
+    ]
+    assert set(statements) == {"DescribeTrainingJobs", "WriteOwnLogs"}
+
+
+def test_glue_role_reads_its_script_and_its_data_and_writes_only_the_destination(retraining):
+    statements = by_sid(role_policy(template_for(retraining, include_glue=True), "GlueJobRole"))
+    assert statements["ReadScript"]["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${GlueScriptBucket}/${GlueScriptKey}"}]
+
+    def bucket(param: str, suffix: str) -> dict:
+        return {"Fn::Sub": [f"arn:${{AWS::Partition}}:s3:::${{Bucket}}{suffix}", {"Bucket": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": param}]}]}}]}
+
+    assert statements["WriteData"]["Resource"] == [bucket("S3Dest", "/*")]
+    assert set(statements["WriteData"]["Action"]) == {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+    assert bucket("S3Source", "/*") in statements["ReadData"]["Resource"]
+    assert statements["WriteGlueLogs"]["Resource"] == [{"Fn::Sub": f"{HEAD}:logs:{REGIONAL}:log-group:/aws-glue/*"}]
