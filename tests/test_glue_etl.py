@@ -7,6 +7,8 @@ below 900, some with label/whitespace/case variants the ETL must accept) and
 
 from __future__ import annotations
 
+import logging
+
 import csv
 import importlib.util
 import math
@@ -122,6 +124,8 @@ def spark():
     )
     yield session
     session.stop()
+    # py4j logs "Closing down clientserver connection" at interpreter exit, after pytest closed its streams.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="module")
