@@ -97,19 +97,14 @@ class _DataState(State):
 
 
 @dataclass
-class Task(_DataState):
-    resource: str = ""
-    timeout_seconds: int | None = field(default=None, kw_only=True)
+class _HandlesErrors(_DataState):
+    """States that take Retry and Catch (Task, Parallel)."""
+
     retry: list[Retry] = field(default_factory=list, kw_only=True)
     catch: list[Catch] = field(default_factory=list, kw_only=True)
 
-    type_name = "Task"
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"Resource": self.resource}
-        out.update(self.io_fields())
-        if self.timeout_seconds is not None:
-            out["TimeoutSeconds"] = self.timeout_seconds
+    def error_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if self.retry:
             out["Retry"] = [r.to_dict() for r in self.retry]
         if self.catch:
@@ -118,6 +113,22 @@ class Task(_DataState):
 
     def successors(self) -> list[str]:
         return [*super().successors(), *(c.next for c in self.catch)]
+
+
+@dataclass
+class Task(_HandlesErrors):
+    resource: str = ""
+    timeout_seconds: int | None = field(default=None, kw_only=True)
+
+    type_name = "Task"
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Resource": self.resource}
+        out.update(self.io_fields())
+        if self.timeout_seconds is not None:
+            out["TimeoutSeconds"] = self.timeout_seconds
+        out.update(self.error_fields())
+        return out
 
 
 @dataclass
@@ -218,24 +229,16 @@ class Choice(State):
 
 
 @dataclass
-class Parallel(_DataState):
+class Parallel(_HandlesErrors):
     branches: list[StateMachine] = field(default_factory=list)
-    retry: list[Retry] = field(default_factory=list, kw_only=True)
-    catch: list[Catch] = field(default_factory=list, kw_only=True)
 
     type_name = "Parallel"
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Branches": [b.to_dict(top_level=False) for b in self.branches]}
         out.update(self.io_fields())
-        if self.retry:
-            out["Retry"] = [r.to_dict() for r in self.retry]
-        if self.catch:
-            out["Catch"] = [c.to_dict() for c in self.catch]
+        out.update(self.error_fields())
         return out
-
-    def successors(self) -> list[str]:
-        return [*super().successors(), *(c.next for c in self.catch)]
 
 
 @dataclass
