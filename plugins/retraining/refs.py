@@ -139,7 +139,11 @@ class RunUniqueName(Ref):
 
     def resolve(self, context: Any) -> str:
         prefix = resolve_value(self.prefix, context)
-        return run_unique_name(str(prefix), context["run_id"], context.get("logical_date") or context.get("data_interval_start"))
+        when = context.get("logical_date") or context.get("data_interval_start")
+        if when is None:  # Airflow 3 runs may have no logical date: use when the run was due
+            dag_run = context.get("dag_run")
+            when = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
+        return run_unique_name(str(prefix), context["run_id"], when)
 
     def iter_refs(self) -> Iterator[Ref]:
         yield self
