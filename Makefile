@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: venv system-deps run test export bench lock clean
+.PHONY: venv system-deps browser-deps browser-system-deps run test export bench bench-ui lock clean
 
 venv: $(STAMP)
 
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt constraints.txt
 run: venv
 	$(PY) -m retraining.local.run $(if $(ONCE),--once,)
 
-test: venv system-deps
+test: venv system-deps browser-deps
 	$(PY) -m pytest tests -q
 
 # Graphviz's dot renders the exported graphs (Debian package; we run as root in CI).
@@ -35,11 +35,33 @@ system-deps:
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq graphviz >/dev/null; }
 
+# The browser test (tests/test_ui_browser.py): Debian's Chromium and Node.js (apt, when missing),
+# and playwright-core (pinned by tests/browser/package-lock.json) into tests/browser/node_modules.
+# playwright-core drives /usr/bin/chromium; no browser build is ever downloaded.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+BROWSER_STAMP := tests/browser/node_modules/.installed
+
+browser-deps: browser-system-deps $(BROWSER_STAMP)
+
+browser-system-deps:
+	@test -x /usr/bin/chromium || { echo "Installing Chromium (apt)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "Installing Node.js (apt)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json | browser-system-deps
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 export: venv
 	$(PY) -m exporters export $(DAG)
 
 bench: venv
 	$(PY) bench/parse_time.py
+
+# Step Functions view response times (see docs/benchmarks.md).
+bench-ui: venv system-deps
+	$(PY) bench/ui_view.py
 
 # Refresh constraints.txt from the current venv after editing requirements.txt.
 lock: venv

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from retraining.base import AwsStageOperator, StageFailed
+from retraining.ui.links import GlueJobRunLink
 
 GLUE_PENDING_STATES = {"STARTING", "RUNNING", "STOPPING", "WAITING"}
 
@@ -19,6 +20,7 @@ class GlueJobRunOperator(AwsStageOperator):
     api_action = "glue:StartJobRun"
     result_fields = ("JobName", "JobRunId", "JobRunState")
     ui_color = "#d6e4f7"
+    operator_extra_links = (GlueJobRunLink(),)
 
     def __init__(
         self,

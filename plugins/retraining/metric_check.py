@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from retraining.base import AwsStageOperator, StageFailed
+from retraining.ui.links import LambdaFunctionLink
 
 
 class LambdaMetricCheckOperator(AwsStageOperator):
@@ -17,6 +18,7 @@ class LambdaMetricCheckOperator(AwsStageOperator):
 
     api_action = "lambda:InvokeFunction"
     ui_color = "#fde8c8"
+    operator_extra_links = (LambdaFunctionLink(),)
 
     def __init__(self, *, function_name: Any, payload: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(request={"FunctionName": function_name, "Payload": payload}, **kwargs)

@@ -7,6 +7,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from retraining.base import AwsStageOperator, StageFailed, pick_fields
+from retraining.ui.links import EndpointConfigLink, EndpointLink, ModelLink, TrainingJobLink
 
 TRAINING_PENDING_STATES = {"InProgress", "Stopping"}
 ENDPOINT_PENDING_STATES = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
@@ -103,6 +104,7 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
         "AlgorithmSpecification.TrainingImage",
     )
     ui_color = "#e3d6f7"
+    operator_extra_links = (TrainingJobLink(),)
 
     def __init__(self, *, request: dict[str, Any], poll_interval: float = 30, **kwargs: Any) -> None:
         super().__init__(request=request, poll_interval=poll_interval, **kwargs)
@@ -148,6 +150,7 @@ class SageMakerCreateModelOperator(_SageMakerStage):
 
     api_action = "sagemaker:CreateModel"
     result_fields = ("ModelName", "ModelArn")
+    operator_extra_links = (ModelLink(),)
 
     def execute(self, context: Any) -> dict[str, Any]:
         from botocore.exceptions import ClientError
@@ -175,6 +178,7 @@ class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
 
     api_action = "sagemaker:CreateEndpointConfig"
     result_fields = ("EndpointConfigName", "EndpointConfigArn")
+    operator_extra_links = (EndpointConfigLink(),)
 
     def execute(self, context: Any) -> dict[str, Any]:
         from botocore.exceptions import ClientError
@@ -208,6 +212,7 @@ class SageMakerDeployEndpointOperator(_SageMakerStage):
     api_action = "sagemaker:UpdateEndpoint"
     result_fields = ("EndpointName", "EndpointArn", "EndpointStatus", "EndpointConfigName", "Action")
     ui_color = "#d7f0dc"
+    operator_extra_links = (EndpointLink(),)
 
     def __init__(self, *, request: dict[str, Any], poll_interval: float = 30, **kwargs: Any) -> None:
         super().__init__(request=request, poll_interval=poll_interval, **kwargs)

@@ -1,0 +1,297 @@
+"""The FastAPI app of the Step Functions view, mounted by Airflow's API server at ``/stepfunctions``.
+
+Every route sits behind Airflow's own authentication and authorisation, the same dependencies
+Airflow's REST API uses (``airflow.api_fastapi.core_api.security``):
+
+- who: ``get_user`` (the ``Authorization: Bearer`` token, else the UI's ``_token`` cookie). No
+  or an expired token: 401; browsers asking for a page are redirected to the auth manager's
+  login page instead, with ``next`` back to the page;
+- what: ``requires_access_dag("GET")`` for everything about one DAG (403 when the auth manager
+  says no); the overview lists only ``get_authorized_dag_ids(user)``.
+
+DAG ids in URLs must match Airflow's id rule (letters, digits, ``_``, ``-``, ``.``; not ``.``
+or ``..``): anything else is a 400; an id unknown to Airflow's DB is a 404 with a message. The
+DAG file read is the one Airflow's DB names for that id: nothing from the URL reaches a path.
+
+Routes (relative to the mount):
+
+- ``GET /``: overview, every readable DAG and whether it exports (HTML); ``GET /api/dags``: same, JSON
+- ``GET /dags/{dag_id}``: the view (HTML); ``GET /api/dags/{dag_id}``: the export as JSON
+- ``GET /dags/{dag_id}/definition.json`` / ``template.json``: downloads; ``graph.svg``: the graph
+- ``GET /dags/{dag_id}/deployed`` (HTML fragment) / ``GET /api/dags/{dag_id}/deployed`` (JSON):
+  the comparison with what is deployed in AWS
+- ``GET /static/icon.svg``: the menu icon
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+
+from retraining.ui import aws, service
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+FRAGMENTS = {"dag_deployed"}  # HTML pieces the view fetches
+STATUS_LABELS = {"exportable": "Exportable", "not-exportable": "Not exportable", "load-error": "Cannot load"}
+DEPLOYED_LABELS = {
+    "in-sync": "In sync",
+    "drift": "Drift",
+    "not-deployed": "Not deployed",
+    "not-connected": "Not connected",
+    "unreachable": "Unreachable",
+    "error": "Error",
+    "not-exportable": "Not exportable",
+}
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#c2185b" stroke-width="2" '
+    'stroke-linecap="round" stroke-linejoin="round"><rect x="3" y="3" width="7" height="5" rx="1"/>'
+    '<rect x="14" y="16" width="7" height="5" rx="1"/><rect x="3" y="16" width="7" height="5" rx="1"/>'
+    '<path d="M6.5 8v3h11v5M6.5 11v5"/></svg>'
+)
+
+
+def _templates():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+    )
+
+
+class Pages:
+    def __init__(self) -> None:
+        self.env = _templates()
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context)
+
+
+def mount_path(request: Request, name: str, **params: Any) -> str:
+    """A route's path as the browser sees it (API root path + mount prefix + route)."""
+    return request.scope.get("root_path", "").rstrip("/") + str(request.app.url_path_for(name, **params))
+
+
+def _wants_html(request: Request) -> bool:
+    route = request.scope.get("route")
+    if route is not None:
+        return getattr(route, "response_class", None) is HTMLResponse
+    return not request.url.path.rstrip("/").split("/")[-1].endswith((".json", ".svg")) and "/api/" not in request.url.path
+
+
+def _login_url(request: Request) -> str | None:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    try:
+        return get_auth_manager().get_url_login(next_url=target)
+    except Exception:  # noqa: BLE001 - an auth manager without a login URL
+        return None
+
+
+def readable_dag(request: Request, dag_id: str, user: GetUserDep, session: SessionDep) -> service.DagRecord:
+    """Authenticated (``user``), a well-formed id, authorised to read that DAG, and known to Airflow."""
+    if not service.valid_dag_id(dag_id):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"{dag_id[:100]!r} is not a DAG id: DAG ids are letters, digits, '_', '-' and '.'.",
+        )
+    requires_access_dag("GET")(request, user)
+    record = service.find_dag(dag_id, session)
+    if record is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"No DAG {dag_id!r} in Airflow. The overview lists the DAGs you can read.",
+        )
+    return record
+
+
+def create_app() -> FastAPI:
+    pages = Pages()
+    app = FastAPI(
+        title="Step Functions view",
+        description="The Step Functions export of each DAG (graph, validation, downloads, deployed comparison).",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_errors(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if not _wants_html(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        login = _login_url(request) if exc.status_code == status.HTTP_401_UNAUTHORIZED else None
+        route = request.scope.get("route")
+        if getattr(route, "name", None) in FRAGMENTS:  # fetched by a page: a short answer, never the login page
+            return HTMLResponse(f"<p>{exc.status_code}: {html.escape(str(exc.detail))}</p>", status_code=exc.status_code)
+        if login and "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(login, status_code=status.HTTP_303_SEE_OTHER)
+        titles = {400: "Bad request", 401: "Sign in to see this page", 403: "Not allowed", 404: "Not found"}
+        body = pages.render(
+            "error.html",
+            title=titles.get(exc.status_code, "Error"),
+            message=str(exc.detail),
+            login_url=login,
+            overview_url=_overview_path(request),
+        )
+        return HTMLResponse(body, status_code=exc.status_code, headers=headers)
+
+    # -- overview --------------------------------------------------------------
+    def overview_rows(request: Request, user: Any, session: Any) -> list[dict[str, Any]]:
+        allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET", session=session)
+        rows = []
+        for record in service.list_dags(session, allowed):
+            view = service.CACHE.get(record)
+            rows.append(
+                {
+                    "dag_id": record.dag_id,
+                    "status": view.status,
+                    "label": STATUS_LABELS[view.status],
+                    "exportable": view.exportable,
+                    "states": view.state_count,
+                    "problems": len(view.problems) + len(view.invalid) + (1 if view.load_error else 0),
+                    "warnings": len(view.warnings),
+                    "integrations": len(view.integrations),
+                    "url": mount_path(request, "dag_view", dag_id=record.dag_id),
+                }
+            )
+        return rows
+
+    @app.get("/", response_class=HTMLResponse, name="overview")
+    def overview(request: Request, user: GetUserDep, session: SessionDep) -> HTMLResponse:
+        rows = overview_rows(request, user, session)
+        body = pages.render("overview.html", rows=rows, exportable=sum(1 for r in rows if r["exportable"]))
+        return HTMLResponse(body)
+
+    @app.get("/api/dags", name="api_dags")
+    def api_dags(request: Request, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
+        rows = overview_rows(request, user, session)
+        for row in rows:
+            row.pop("label")
+        return {"dags": rows, "total_entries": len(rows)}
+
+    # -- one DAG ---------------------------------------------------------------
+    def load(record: service.DagRecord) -> tuple[service.ExportView, float]:
+        started = time.perf_counter()
+        view = service.CACHE.get(record)
+        return view, (time.perf_counter() - started) * 1000
+
+    @app.get("/dags/{dag_id}", response_class=HTMLResponse, name="dag_view")
+    def dag_view(request: Request, record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
+        view, took = load(record)
+        svg, svg_note = view.svg()
+        template_json, template_note = view.template()
+        urls = {
+            name: mount_path(request, f"dag_{name}", dag_id=view.dag_id)
+            for name in ("definition", "template", "deployed", "graph")
+        }
+        body = pages.render(
+            "view.html",
+            view=view,
+            status_label=STATUS_LABELS[view.status],
+            svg=svg,
+            svg_note=svg_note,
+            template_json=template_json,
+            template_note=template_note,
+            stages=view.stages(),
+            urls=urls,
+            overview_url=mount_path(request, "overview"),
+        )
+        return HTMLResponse(body, headers={"Server-Timing": f"export;dur={took:.1f}", "Cache-Control": "no-store"})
+
+    @app.get("/api/dags/{dag_id}", name="api_dag")
+    def api_dag(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
+        view, _ = load(record)
+        template_json, template_note = view.template()
+        return {
+            "dag_id": view.dag_id,
+            "status": view.status,
+            "exportable": view.exportable,
+            "load_error": view.load_error,
+            "headline": view.headline,
+            "problems": view.problems,
+            "invalid": view.invalid,
+            "warnings": view.warnings,
+            "integrations": view.integrations,
+            "stages": [{"task_id": t, "states": s} for t, s in view.stages()],
+            "definition": view.definition if view.exportable else None,
+            "template_available": template_json is not None,
+            "template_note": template_note,
+        }
+
+    @app.get("/dags/{dag_id}/definition.json", name="dag_definition")
+    def dag_definition(record: service.DagRecord = Depends(readable_dag)) -> Response:
+        view, _ = load(record)
+        if not view.exportable:
+            raise HTTPException(status.HTTP_409_CONFLICT, _not_exportable(view))
+        return Response(
+            view.definition_json,
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{view.dag_id}.asl.json"', "Cache-Control": "no-store"},
+        )
+
+    @app.get("/dags/{dag_id}/template.json", name="dag_template")
+    def dag_template(record: service.DagRecord = Depends(readable_dag)) -> Response:
+        view, _ = load(record)
+        if not view.exportable:
+            raise HTTPException(status.HTTP_409_CONFLICT, _not_exportable(view))
+        template_json, note = view.template()
+        if template_json is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, note)
+        return Response(
+            template_json,
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{view.dag_id}.cfn.json"', "Cache-Control": "no-store"},
+        )
+
+    @app.get("/dags/{dag_id}/graph.svg", name="dag_graph")
+    def dag_graph(record: service.DagRecord = Depends(readable_dag)) -> Response:
+        view, _ = load(record)
+        svg, note = view.svg()
+        if svg is None:
+            raise HTTPException(status.HTTP_409_CONFLICT if view.definition is None else status.HTTP_503_SERVICE_UNAVAILABLE, note)
+        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @app.get("/dags/{dag_id}/deployed", response_class=HTMLResponse, name="dag_deployed")
+    def dag_deployed(record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
+        view, _ = load(record)
+        outcome = aws.compare(view)
+        body = pages.render("deployed.html", d=outcome, label=DEPLOYED_LABELS.get(outcome.state, outcome.state))
+        return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/dags/{dag_id}/deployed", name="api_deployed")
+    def api_deployed(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
+        view, _ = load(record)
+        return aws.compare(view).to_dict()
+
+    @app.get("/static/icon.svg", name="icon")
+    def icon(user: GetUserDep) -> Response:
+        return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
+
+    return app
+
+
+def _overview_path(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/") + "/"
+
+
+def _not_exportable(view: service.ExportView) -> str:
+    if view.load_error:
+        return view.load_error
+    lines = [view.headline or f"DAG {view.dag_id!r} cannot be exported"]
+    lines += [f"  - {p}" for p in [*view.problems, *view.invalid]]
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""Compare a fresh export with the state machine deployed in AWS, through the DAG's AWS connection.
+
+Uses ``exporters.deploy.diff`` (the ``python -m exporters diff`` logic: the definition the
+``live`` alias runs, else the current revision, against a fresh export) with boto3 clients made
+from the Airflow connection by the Amazon provider's hooks (``StepFunctionHook`` and STS), so
+the region, credentials and endpoint are the connection's. When ``exporters.deploy`` is not
+in the checkout, the deployed definition is read with ``describe_state_machine`` directly.
+
+Never a hang: 3 s to connect, 3 s to read, a single attempt per call, and the whole comparison
+bounded by ``DEADLINE_SECONDS``; the answer is kept ``CACHE_SECONDS`` so reloading the page does
+not call AWS again. Never a secret: messages are built here, and anything taken from an AWS
+error has the connection's login, password and extra values replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import difflib
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 3
+READ_TIMEOUT = 3
+DEADLINE_SECONDS = 10
+CACHE_SECONDS = 30
+DEFAULT_CONN_ID = "aws_default"
+
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="sfn-compare")
+_cache: dict[tuple[Any, ...], tuple[float, Deployed]] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass
+class Deployed:
+    """The comparison's outcome. ``state``: not-exportable, not-connected, not-deployed, in-sync, drift, unreachable, error."""
+
+    state: str
+    message: str
+    conn_id: str | None = None
+    region: str | None = None
+    deployed: str | None = None  # which deployed definition was compared ("name (alias live = version 3)")
+    diff: str = ""
+    elapsed_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def aws_conn_id_of(dag: Any) -> str:
+    """The AWS connection the DAG's stages use (their ``aws_conn_id``), default ``aws_default``."""
+    for task in getattr(dag, "tasks", []):
+        conn_id = getattr(task, "aws_conn_id", None)
+        if conn_id:
+            return conn_id
+    return DEFAULT_CONN_ID
+
+
+def compare(view: Any) -> Deployed:
+    """The deployed state machine against ``view``'s export (an ``ExportView``)."""
+    if not view.exportable:
+        return Deployed("not-exportable", "Nothing to compare: the DAG cannot be exported.")
+    conn_id = aws_conn_id_of(view.dag)
+    key = (view.dag_id, view.key, conn_id)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+    started = time.perf_counter()
+    future = _pool.submit(_compare, view, conn_id)
+    try:
+        outcome = future.result(timeout=DEADLINE_SECONDS)
+    except concurrent.futures.TimeoutError:
+        outcome = Deployed(
+            "unreachable",
+            f"AWS did not answer within {DEADLINE_SECONDS} s: nothing was compared. Check the API server's network access to AWS.",
+            conn_id=conn_id,
+        )
+    outcome.elapsed_ms = (time.perf_counter() - started) * 1000
+    with _cache_lock:
+        _cache[key] = (time.monotonic(), outcome)
+    return outcome
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def _connection(conn_id: str) -> Any | None:
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - AirflowNotFoundException, or no way to read connections
+        return None
+
+
+def _secrets(conn: Any) -> list[str]:
+    values: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and key != "region_name" and len(value) >= 4:
+            values.append(value)
+
+    walk(conn.password or "", "password")
+    walk(conn.login or "", "login")
+    try:
+        walk(conn.extra_dejson)
+    except Exception:  # noqa: BLE001 - unparsable extra: scrub it whole
+        walk(conn.extra or "", "extra")
+    return sorted(set(values), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _compare(view: Any, conn_id: str) -> Deployed:
+    conn = _connection(conn_id)
+    if conn is None:
+        return Deployed(
+            "not-connected",
+            f"Not connected to AWS: there is no Airflow connection {conn_id!r}. "
+            f"Add one (type aws) to compare this export with the state machine deployed in AWS.",
+            conn_id=conn_id,
+        )
+    if (conn.conn_type or "").lower() != "aws":
+        return Deployed(
+            "not-connected",
+            f"Not connected to AWS: connection {conn_id!r} is of type {conn.conn_type!r}, not aws.",
+            conn_id=conn_id,
+        )
+    secrets = _secrets(conn)
+    region: str | None = None
+    try:
+        from botocore.config import Config
+
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        )
+        sfn_hook = StepFunctionHook(aws_conn_id=conn_id, config=config)
+        sfn = sfn_hook.conn
+        region = sfn.meta.region_name
+        sts = AwsBaseHook(aws_conn_id=conn_id, client_type="sts", config=config).conn
+        return _diff(view, sfn, sts, region, conn_id)
+    except Exception as err:  # noqa: BLE001 - every failure becomes a message
+        return _failure(err, conn_id, region, secrets)
+
+
+def _diff(view: Any, sfn: Any, sts: Any, region: str | None, conn_id: str) -> Deployed:
+    try:
+        from exporters import deploy
+        from exporters.aws_clients import AwsClients
+    except ImportError:
+        return _describe_directly(view, sfn, sts, region, conn_id)
+    clients = AwsClients(region=region, overrides={"stepfunctions": sfn, "sts": sts})
+    name = deploy.state_machine_name(view.dag_id)
+    try:
+        result = deploy.diff(clients, view.dag_id, dag=view.dag)
+    except deploy.NotDeployed:
+        return Deployed(
+            "not-deployed",
+            f"Not deployed: there is no state machine {name!r} in {region} (account {clients.identity().account}). "
+            f"Deploy it with `python -m exporters deploy {view.dag_id}` or the CloudFormation template.",
+            conn_id=conn_id,
+            region=region,
+        )
+    if result.code == deploy.NO_DRIFT:
+        return Deployed(
+            "in-sync",
+            f"In sync: the deployed definition ({result.deployed_label}) equals this export.",
+            conn_id=conn_id,
+            region=region,
+            deployed=result.deployed_label,
+        )
+    return Deployed(
+        "drift",
+        f"Drift: the deployed definition ({result.deployed_label}) differs from this export. "
+        f"Deploy again to update it (`python -m exporters deploy {view.dag_id}`).",
+        conn_id=conn_id,
+        region=region,
+        deployed=result.deployed_label,
+        diff=result.text,
+    )
+
+
+def _describe_directly(view: Any, sfn: Any, sts: Any, region: str | None, conn_id: str) -> Deployed:
+    """Without ``exporters.deploy``: the state machine named after the DAG, its current revision."""
+    identity = sts.get_caller_identity()
+    partition = identity["Arn"].split(":")[1] if identity.get("Arn", "").startswith("arn:") else "aws"
+    arn = f"arn:{partition}:states:{region}:{identity['Account']}:stateMachine:{view.dag_id}"
+    try:
+        deployed = sfn.describe_state_machine(stateMachineArn=arn)
+    except Exception as err:  # noqa: BLE001
+        if getattr(err, "response", {}).get("Error", {}).get("Code") == "StateMachineDoesNotExist":
+            return Deployed("not-deployed", f"Not deployed: there is no state machine {view.dag_id!r} in {region}.", conn_id=conn_id, region=region)
+        raise
+    label = f"{view.dag_id} (current revision)"
+    have = json.loads(deployed["definition"])
+    if have == view.definition:
+        return Deployed("in-sync", f"In sync: the deployed definition ({label}) equals this export.", conn_id=conn_id, region=region, deployed=label)
+
+    def pretty(d: Any) -> list[str]:
+        return (json.dumps(d, indent=2, sort_keys=True) + "\n").splitlines(keepends=True)
+
+    text = "".join(difflib.unified_diff(pretty(have), pretty(view.definition), f"deployed: {label}", f"export: DAG {view.dag_id}"))
+    return Deployed("drift", f"Drift: the deployed definition ({label}) differs from this export.", conn_id=conn_id, region=region, deployed=label, diff=text)
+
+
+def _failure(err: BaseException, conn_id: str, region: str | None, secrets: list[str]) -> Deployed:
+    from botocore import exceptions as bx
+
+    where = f" in {region}" if region else ""
+    if isinstance(err, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)):
+        return Deployed(
+            "unreachable",
+            f"AWS is unreachable from the API server (connection {conn_id!r}{where}): no answer within "
+            f"{CONNECT_TIMEOUT} s. Nothing was compared.",
+            conn_id=conn_id,
+            region=region,
+        )
+    if isinstance(err, bx.NoRegionError):
+        return Deployed("error", f"Connection {conn_id!r} has no region: set region_name in its extra.", conn_id=conn_id)
+    if isinstance(err, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return Deployed("error", f"Connection {conn_id!r} gives no usable AWS credentials.", conn_id=conn_id, region=region)
+    if isinstance(err, bx.ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        message = scrub(err.response.get("Error", {}).get("Message", "") or "", secrets)
+        return Deployed("error", f"AWS refused the comparison{where}: {code}: {message}", conn_id=conn_id, region=region)
+    log.warning("Comparing with the deployed state machine failed: %s", type(err).__name__)
+    return Deployed(
+        "error",
+        f"The comparison failed{where}: {type(err).__name__}: {scrub(str(err), secrets)}",
+        conn_id=conn_id,
+        region=region,
+    )
