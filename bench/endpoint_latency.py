@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
-import statistics
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -25,11 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from tests.aws_doubles import free_port  # noqa: E402
-from tests.local_backend import LocalBackend  # noqa: E402
+from tests.local_backend import LocalBackend, model_archive  # noqa: E402
 
 FEATURES = 67
-ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 
 
 def train_archive(seed: int):
@@ -42,26 +37,11 @@ def train_archive(seed: int):
     booster = xgb.train(
         {"objective": "binary:logistic", "max_depth": 5, "eta": 0.2, "nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=100
     )
-    raw = bytes(booster.save_raw(raw_format="ubj"))
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(raw)
-        tar.addfile(info, io.BytesIO(raw))
-    return booster, out.getvalue(), x[:1000]
+    return booster, model_archive(booster), x[:1000]
 
 
 def register(server: LocalBackend, name: str, archive: bytes) -> None:
-    uri = f"s3://bench-models/{name}/model.tar.gz"
-    path = server.s3_path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(archive)
-    sagemaker = server.client("sagemaker")
-    sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": uri})
-    sagemaker.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}],
-    )
+    server.register_model(name, archive)
 
 
 def wait_serving(server: LocalBackend, endpoint: str, config: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 import subprocess
 import sys
 import time
@@ -11,6 +13,19 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+def model_archive(booster) -> bytes:
+    """``model.tar.gz`` holding ``xgboost-model``, as the built-in XGBoost algorithm writes it."""
+    raw = bytes(booster.save_raw(raw_format="ubj"))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo("xgboost-model")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    return out.getvalue()
 
 
 class LocalBackend:
@@ -64,6 +79,20 @@ class LocalBackend:
                 return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as err:
             return err.code, err.read(), dict(err.headers)
+
+    def register_model(self, name: str, archive: bytes) -> str:
+        """Store ``archive`` in the object store and create a model and an endpoint config named ``name``."""
+        uri = f"s3://models/{name}/model.tar.gz"
+        path = self.s3_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(archive)
+        sagemaker = self.client("sagemaker")
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": uri})
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}],
+        )
+        return name
 
     def s3_path(self, uri: str) -> Path:
         bucket_key = uri.split("://", 1)[1]

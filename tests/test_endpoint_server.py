@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import threading
 import time
 
 import pytest
 
-from tests.local_backend import LocalBackend
+from tests.local_backend import LocalBackend, model_archive
 
 FEATURES = 6
-ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 
 
 def _model_archive(seed: int) -> bytes:
@@ -23,14 +19,7 @@ def _model_archive(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(300, FEATURES)).astype("float32")
     y = (x[:, 0] + rng.normal(scale=0.3, size=300) > 0).astype("float32")
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=5 + seed)
-    raw = booster.save_raw(raw_format="ubj")
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(raw)
-        tar.addfile(info, io.BytesIO(bytes(raw)))
-    return out.getvalue()
+    return model_archive(xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=5 + seed))
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +32,7 @@ def server(tmp_path_factory):
 
 
 def _register(server: LocalBackend, name: str, archive: bytes) -> str:
-    uri = f"s3://models/{name}/model.tar.gz"
-    path = server.s3_path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(archive)
-    sagemaker = server.client("sagemaker")
-    sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": uri})
-    sagemaker.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}],
-    )
-    return name
+    return server.register_model(name, archive)
 
 
 def _wait_in_service(server: LocalBackend, endpoint: str, config: str | None = None, timeout: float = 60) -> dict:
