@@ -71,7 +71,15 @@ def install() -> None:
     _install_lambda()
 
 
-def _install_sagemaker() -> None:
+def sagemaker_patches(outcomes: Any) -> list[tuple[Any, str, Any]]:
+    """What moto's SageMaker needs to behave like SageMaker for our tests: ``(owner, attribute, value)``.
+
+    ``outcomes`` says how the next training jobs end (``training_status``, ``training_failure_reason``,
+    ``training_metrics``), whether an endpoint update fails (``endpoint_update_failure``) and,
+    optionally, a status every endpoint reports (``endpoint_status``). Shared by these moto-server
+    doubles and by ``sfn_doubles`` (moto's ASL interpreter), which applies them with a monkeypatch.
+    """
+    from moto.core.responses import ActionResult
     from moto.core.utils import utcnow
     from moto.sagemaker import models, responses
     from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
@@ -79,13 +87,72 @@ def _install_sagemaker() -> None:
     original_create_training_job = models.SageMakerModelBackend.create_training_job
 
     def create_training_job(self, training_job_name, *args, **kwargs):
-        if training_job_name in self.training_jobs:
+        if training_job_name in self.training_jobs:  # moto would silently replace it
             arn = models.FakeTrainingJob.arn_formatter(training_job_name, self.account_id, self.region_name)
             raise ResourceInUseException(
                 "Training job names must be unique within an AWS account and region, "
                 f"and a training job with this name already exists ({arn})"
             )
         return original_create_training_job(self, training_job_name, *args, **kwargs)
+
+    original_job_init = models.FakeTrainingJob.__init__
+
+    def training_job_init(self, *args, **kwargs):
+        original_job_init(self, *args, **kwargs)
+        self.training_job_status = self.secondary_status = outcomes.training_status
+        self.failure_reason = outcomes.training_failure_reason
+        self.final_metric_data_list = [
+            {"MetricName": k, "Value": v, "Timestamp": self.creation_time} for k, v in outcomes.training_metrics.items()
+        ]
+
+    original_job_response = models.FakeTrainingJob.response_object.fget
+
+    def training_job_response(self):
+        answer = original_job_response(self)
+        if getattr(self, "failure_reason", None):
+            answer["FailureReason"] = self.failure_reason
+        return answer
+
+    original_endpoint_response = models.FakeEndpoint.response_object.fget
+
+    def endpoint_response(self):
+        answer = original_endpoint_response(self)
+        if getattr(outcomes, "endpoint_status", None):
+            answer["EndpointStatus"] = outcomes.endpoint_status
+        if getattr(self, "failure_reason", None):
+            answer["FailureReason"] = self.failure_reason
+        return answer
+
+    def update_endpoint(self):  # moto has no UpdateEndpoint
+        backend = self.sagemaker_backend
+        name, config = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+        if name not in backend.endpoints:
+            arn = models.FakeEndpoint.arn_formatter(name, backend.account_id, backend.region_name)
+            raise ValidationError(message=f"Could not find endpoint '{arn}'.")
+        if config not in backend.endpoint_configs:
+            raise ValidationError(message=f"Could not find endpoint configuration '{config}'.")
+        endpoint = backend.endpoints[name]
+        if outcomes.endpoint_update_failure:
+            endpoint.failure_reason = outcomes.endpoint_update_failure  # the old config keeps serving
+        else:
+            endpoint.endpoint_config_name = config
+            endpoint.production_variants = backend.endpoint_configs[config].production_variants
+            endpoint.failure_reason = None
+        endpoint.endpoint_status = "InService"
+        endpoint.last_modified_time = str(utcnow())
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    return [
+        (models.SageMakerModelBackend, "create_training_job", create_training_job),
+        (models.FakeTrainingJob, "__init__", training_job_init),
+        (models.FakeTrainingJob, "response_object", property(training_job_response)),
+        (models.FakeEndpoint, "response_object", property(endpoint_response)),
+        (responses.SageMakerResponse, "update_endpoint", update_endpoint),
+    ]
+
+
+def _install_sagemaker() -> None:
+    from moto.sagemaker import models
 
     original_endpoint_init = models.FakeEndpoint.__init__
 
@@ -95,65 +162,9 @@ def _install_sagemaker() -> None:
             self.endpoint_status = "Failed"
             self.failure_reason = outcomes.endpoint_create_failure
 
-    original_init = models.FakeTrainingJob.__init__
-
-    def training_job_init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.training_job_status = outcomes.training_status
-        self.secondary_status = outcomes.training_status
-        if outcomes.training_failure_reason:
-            self.failure_reason = outcomes.training_failure_reason
-        self.final_metric_data_list = [
-            {"MetricName": k, "Value": v, "Timestamp": self.creation_time} for k, v in outcomes.training_metrics.items()
-        ]
-
-    original_response = models.FakeTrainingJob.response_object.fget
-
-    def training_response(self):
-        answer = original_response(self)
-        if getattr(self, "failure_reason", None):
-            answer["FailureReason"] = self.failure_reason
-        return answer
-
-    def update_endpoint(backend, endpoint_name: str, endpoint_config_name: str) -> dict[str, Any]:
-        if endpoint_name not in backend.endpoints:
-            raise ValidationError(message=f"Could not find endpoint '{endpoint_name}'.")
-        if endpoint_config_name not in backend.endpoint_configs:
-            raise ValidationError(message=f"Could not find endpoint configuration '{endpoint_config_name}'.")
-        endpoint = backend.endpoints[endpoint_name]
-        if outcomes.endpoint_update_failure:
-            endpoint.failure_reason = outcomes.endpoint_update_failure  # old config keeps serving
-        else:
-            endpoint.endpoint_config_name = endpoint_config_name
-            endpoint.production_variants = backend.endpoint_configs[endpoint_config_name].production_variants
-            endpoint.failure_reason = None
-        endpoint.endpoint_status = "InService"
-        endpoint.last_modified_time = str(utcnow())
-        return {"EndpointArn": endpoint.arn}
-
-    original_endpoint_response = models.FakeEndpoint.response_object.fget
-
-    def endpoint_response(self):
-        answer = original_endpoint_response(self)
-        if getattr(self, "failure_reason", None):
-            answer["FailureReason"] = self.failure_reason
-        return answer
-
-    def update_endpoint_action(self):
-        from moto.core.responses import ActionResult
-
-        return ActionResult(
-            update_endpoint(
-                self.sagemaker_backend, self._get_param("EndpointName"), self._get_param("EndpointConfigName")
-            )
-        )
-
-    models.SageMakerModelBackend.create_training_job = create_training_job
     models.FakeEndpoint.__init__ = endpoint_init
-    models.FakeTrainingJob.__init__ = training_job_init
-    models.FakeTrainingJob.response_object = property(training_response)
-    models.FakeEndpoint.response_object = property(endpoint_response)
-    responses.SageMakerResponse.update_endpoint = update_endpoint_action
+    for owner, attribute, value in sagemaker_patches(outcomes):
+        setattr(owner, attribute, value)
 
 
 def _install_glue() -> None:

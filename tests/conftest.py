@@ -40,6 +40,17 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 REGION = "us-east-1"
+# The retraining DAG's tasks, in its order: what every view of its export must show.
+RETRAINING_TASK_IDS = (
+    "extract_transform_load",
+    "train_model",
+    "check_metrics",
+    "accuracy_check",
+    "model_accuracy_too_low",
+    "create_model",
+    "create_endpoint_config",
+    "update_endpoint",
+)
 
 
 @pytest.fixture(scope="session")

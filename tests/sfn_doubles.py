@@ -506,22 +506,12 @@ def _install_interpreter(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
 
 
 def _install_sagemaker(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
-    from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
-    from moto.sagemaker import models, responses
-    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+    from moto.sagemaker import models
+    from moto.sagemaker.exceptions import ValidationError
+
+    from tests.aws_doubles import sagemaker_patches
 
     backend_cls = models.SageMakerModelBackend
-    original_create_training_job = backend_cls.create_training_job
-
-    def create_training_job(self, training_job_name, *args, **kwargs):
-        if training_job_name in self.training_jobs:
-            arn = models.FakeTrainingJob.arn_formatter(training_job_name, self.account_id, self.region_name)
-            raise ResourceInUseException(
-                "Training job names must be unique within an AWS account and region, "
-                f"and a training job with this name already exists ({arn})"
-            )
-        return original_create_training_job(self, training_job_name, *args, **kwargs)
 
     def unique(method: str, name_arg: str, registry: str, kind: str, label: str):
         # SageMaker refuses to create a model, endpoint config or endpoint under a name in use.
@@ -539,59 +529,8 @@ def _install_sagemaker(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
     unique("create_model", "model_name", "_models", "model", "model")
     unique("create_endpoint_config", "endpoint_config_name", "endpoint_configs", "endpoint-config", "endpoint configuration")
     unique("create_endpoint", "endpoint_name", "endpoints", "endpoint", "endpoint")
-
-    original_job_init = models.FakeTrainingJob.__init__
-
-    def training_job_init(self, *args, **kwargs):
-        original_job_init(self, *args, **kwargs)
-        self.training_job_status = self.secondary_status = doubles.training_status
-        self.failure_reason = doubles.training_failure_reason
-        self.final_metric_data_list = [
-            {"MetricName": k, "Value": v, "Timestamp": self.creation_time} for k, v in doubles.training_metrics.items()
-        ]
-
-    original_job_response = models.FakeTrainingJob.response_object.fget
-
-    def training_job_response(self):
-        answer = original_job_response(self)
-        if getattr(self, "failure_reason", None):
-            answer["FailureReason"] = self.failure_reason
-        return answer
-
-    original_endpoint_response = models.FakeEndpoint.response_object.fget
-
-    def endpoint_response(self):
-        answer = original_endpoint_response(self)
-        if doubles.endpoint_status:
-            answer["EndpointStatus"] = doubles.endpoint_status
-        if getattr(self, "failure_reason", None):
-            answer["FailureReason"] = self.failure_reason
-        return answer
-
-    def update_endpoint(self):
-        backend = self.sagemaker_backend
-        name, config = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
-        if name not in backend.endpoints:
-            arn = models.FakeEndpoint.arn_formatter(name, backend.account_id, backend.region_name)
-            raise ValidationError(message=f"Could not find endpoint '{arn}'.")
-        if config not in backend.endpoint_configs:
-            raise ValidationError(message=f"Could not find endpoint configuration '{config}'.")
-        endpoint = backend.endpoints[name]
-        if doubles.endpoint_update_failure:
-            endpoint.failure_reason = doubles.endpoint_update_failure  # the old config keeps serving
-        else:
-            endpoint.endpoint_config_name = config
-            endpoint.production_variants = backend.endpoint_configs[config].production_variants
-            endpoint.failure_reason = None
-        endpoint.endpoint_status = "InService"
-        endpoint.last_modified_time = str(utcnow())
-        return ActionResult({"EndpointArn": endpoint.arn})
-
-    mp.setattr(backend_cls, "create_training_job", create_training_job)
-    mp.setattr(models.FakeTrainingJob, "__init__", training_job_init)
-    mp.setattr(models.FakeTrainingJob, "response_object", property(training_job_response))
-    mp.setattr(models.FakeEndpoint, "response_object", property(endpoint_response))
-    mp.setattr(responses.SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+    for owner, attribute, value in sagemaker_patches(doubles):
+        mp.setattr(owner, attribute, value, raising=False)
 
 
 def _install_glue(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:

@@ -12,19 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.asl_check import assert_valid
+from tests.conftest import RETRAINING_TASK_IDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TASK_IDS = (
-    "extract_transform_load",
-    "train_model",
-    "check_metrics",
-    "accuracy_check",
-    "model_accuracy_too_low",
-    "create_model",
-    "create_endpoint_config",
-    "update_endpoint",
-)
 CHOICE_LABEL = "accuracy_check.value < params.threshold"
 
 
@@ -84,7 +75,7 @@ def test_export_prints_a_one_screen_summary(cli):
     assert lines[0] == f"Exported DAG 'model_retraining' -> {target}"
     states_line = next(line for line in lines if " states: " in line)
     assert states_line.strip().startswith(f"{len(definition['States'])} states: ")
-    for task_id in TASK_IDS:
+    for task_id in RETRAINING_TASK_IDS:
         assert task_id in states_line
     integrations_line = next(line for line in lines if line.strip().startswith("integrations: "))
     for resource in (
@@ -121,7 +112,7 @@ def test_graph_svg(cli):
     root = ET.fromstring(target.read_bytes())  # well-formed XML
     assert root.tag.endswith("svg")
     texts = [t.text or "" for t in root.iter() if t.tag.endswith("text")]
-    for task_id in TASK_IDS:
+    for task_id in RETRAINING_TASK_IDS:
         assert any(task_id in text for text in texts), task_id
     assert CHOICE_LABEL in texts
     assert "Default" in texts

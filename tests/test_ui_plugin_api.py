@@ -25,7 +25,7 @@ import time
 import pytest
 
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
-from tests.conftest import ROOT
+from tests.conftest import RETRAINING_TASK_IDS, ROOT
 
 VIEW = "/stepfunctions"
 DAG_ID = "model_retraining"
@@ -33,16 +33,6 @@ BAD_DAG = "ui_not_exportable"
 GONE_DAG = "ui_file_deleted"
 HOSTILE_DAG = "ui_hostile_names"
 PASSWORDS = {"admin": "admin-pw", "viewer": "viewer-pw", "outsider": "outsider-pw", "limited": "limited-pw"}
-TASKS = [
-    "extract_transform_load",
-    "train_model",
-    "check_metrics",
-    "accuracy_check",
-    "model_accuracy_too_low",
-    "create_model",
-    "create_endpoint_config",
-    "update_endpoint",
-]
 CHOICE_RULE = "accuracy_check.value &lt; params.threshold"
 SECRET = "wJalrXUtnFEMI-K7MDENG-not-a-real-secret"
 
@@ -268,7 +258,7 @@ def test_the_view_shows_the_graph_with_every_stage_and_the_choice_rule(ui):
     assert page.status_code == 200
     html = page.text
     svg = html[html.index("<svg") : html.index("</svg>")]
-    for task_id in TASKS:
+    for task_id in RETRAINING_TASK_IDS:
         assert f">{task_id}</text>" in svg, task_id
     assert CHOICE_RULE in svg
     assert 'data-status="exportable"' in html and ">Exportable<" in html
