@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from retraining.local.paths import DEFAULT_PORT, REPO, db_path, endpoint_url, logs_dir
+from retraining.local.paths import DEFAULT_PORT, REPO, db_path, endpoint_url, logs_dir, s3_to_local
 from retraining.local.serving import MAX_BODY_BYTES, BadRequest, EndpointRegistry, ModelLoadError, load_model
 from retraining.local.store import AlreadyExists, NotFound, Store
 
@@ -57,7 +57,7 @@ class Backend:
         self.store = store
         self.python = python
         self.endpoints = EndpointRegistry()
-        self._workers: list[threading.Thread] = []
+        self._processes: dict[str, subprocess.Popen] = {}  # running Glue/training workers by key
 
     # -- startup -------------------------------------------------------------
     def recover(self) -> None:
@@ -285,7 +285,6 @@ class Backend:
 
         thread = threading.Thread(target=work, name=f"deploy-{endpoint}", daemon=True)
         thread.start()
-        self._workers.append(thread)
 
     # -- Lambda -----------------------------------------------------------------
     def lambda_invoke(self, function_name: str, payload: bytes) -> tuple[dict[str, str], bytes]:
@@ -307,8 +306,6 @@ class Backend:
             return {"X-Amz-Function-Error": "Unhandled"}, json.dumps(error).encode()
 
     # -- workers ----------------------------------------------------------------
-    _processes: dict[str, subprocess.Popen] = {}
-
     def _spawn(self, key: str, argv: list[str], log: Path, finished: Callable[[int, str], None], env: dict[str, str] | None = None) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -324,7 +321,6 @@ class Backend:
 
         thread = threading.Thread(target=wait, name=f"wait-{key}", daemon=True)
         thread.start()
-        self._workers.append(thread)
 
     def _kill(self, key: str) -> None:
         process = self._processes.get(key)
@@ -351,8 +347,6 @@ def _check_name(name: str, field: str) -> None:
 
 def _local_uri(value: str) -> str:
     """Glue arguments that are S3 URIs become the local folders standing in for them."""
-    from retraining.local.paths import s3_to_local
-
     if value.startswith(("s3://", "s3a://", "s3n://")):
         path = str(s3_to_local(value))
         return path + "/" if value.endswith("/") and not path.endswith("/") else path
