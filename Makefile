@@ -10,7 +10,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
-export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+export PYTHONPATH := $(CURDIR)
 
 .PHONY: venv system-deps browser-deps browser-system-deps run test export bench bench-ui lock clean
 
@@ -24,7 +24,7 @@ $(STAMP): requirements.txt constraints.txt
 	touch $(STAMP)
 
 run: venv
-	$(PY) -m retraining.local.run $(if $(ONCE),--once,)
+	$(PY) -m localaws.run $(if $(ONCE),--once,)
 
 test: venv system-deps browser-deps
 	$(PY) -m pytest tests -q

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+sys.path[:0] = [str(ROOT)]
 
 from tests.aws_doubles import free_port  # noqa: E402
 from tests.local_backend import LocalBackend, model_archive  # noqa: E402
@@ -35,7 +35,9 @@ def train_archive(seed: int):
     x = rng.normal(size=(5000, FEATURES)).astype("float32")
     y = (x[:, 0] + x[:, 1] * 0.5 + rng.normal(scale=0.5, size=5000) > 0).astype("float32")
     booster = xgb.train(
-        {"objective": "binary:logistic", "max_depth": 5, "eta": 0.2, "nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=100
+        {"objective": "binary:logistic", "max_depth": 5, "eta": 0.2, "nthread": 1},
+        xgb.DMatrix(x, label=y),
+        num_boost_round=100,
     )
     return booster, model_archive(booster), x[:1000]
 
@@ -111,8 +113,19 @@ def run_wrk(server: LocalBackend, endpoint: str, row: str, connections: int, sec
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(f'wrk.method = "POST"\nwrk.body = "{row}"\nwrk.headers["Content-Type"] = "text/csv"\n')
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", script.name, f"{server.url}/endpoints/{endpoint}/invocations"],
-        capture_output=True, text=True, timeout=seconds + 60,
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            script.name,
+            f"{server.url}/endpoints/{endpoint}/invocations",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
     ).stdout
     Path(script.name).unlink()
 
@@ -177,14 +190,24 @@ def main() -> int:
 
     ms = 1000.0
     print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'requests':>9} {'failed':>7}")
-    print(f"{'in-process Booster.inplace_predict (1 row)':<44} {percentile(inproc, .5) * ms:8.3f} {percentile(inproc, .99) * ms:8.3f} {len(inproc) / sum(inproc):9.0f} {len(inproc):9d} {'-':>7}")
-    print(f"{f'HTTP, {args.clients} clients, 1 row/request':<44} {percentile(latencies, .5) * ms:8.2f} {percentile(latencies, .99) * ms:8.2f} {len(latencies) / elapsed:9.0f} {len(latencies):9d} {failed:7d}")
-    print(f"{f'HTTP during {args.swaps} model swaps':<44} {percentile(swap_latencies, .5) * ms:8.2f} {percentile(swap_latencies, .99) * ms:8.2f} {len(swap_latencies) / swap_elapsed:9.0f} {len(swap_latencies):9d} {swap_failed:7d}")
+    print(
+        f"{'in-process Booster.inplace_predict (1 row)':<44} {percentile(inproc, 0.5) * ms:8.3f} {percentile(inproc, 0.99) * ms:8.3f} {len(inproc) / sum(inproc):9.0f} {len(inproc):9d} {'-':>7}"
+    )
+    print(
+        f"{f'HTTP, {args.clients} clients, 1 row/request':<44} {percentile(latencies, 0.5) * ms:8.2f} {percentile(latencies, 0.99) * ms:8.2f} {len(latencies) / elapsed:9.0f} {len(latencies):9d} {failed:7d}"
+    )
+    print(
+        f"{f'HTTP during {args.swaps} model swaps':<44} {percentile(swap_latencies, 0.5) * ms:8.2f} {percentile(swap_latencies, 0.99) * ms:8.2f} {len(swap_latencies) / swap_elapsed:9.0f} {len(swap_latencies):9d} {swap_failed:7d}"
+    )
     if wrk:
-        print(f"{f'wrk (C client), {args.clients} connections':<44} {wrk[0]:8.2f} {wrk[1]:8.2f} {wrk[2]:9.0f} {wrk[3]:9d} {wrk[4]:7d}")
+        print(
+            f"{f'wrk (C client), {args.clients} connections':<44} {wrk[0]:8.2f} {wrk[1]:8.2f} {wrk[2]:9.0f} {wrk[3]:9d} {wrk[4]:7d}"
+        )
     else:
         print("(install wrk, e.g. apt-get install wrk, for a C client that leaves the cores to the server)")
-    print(f"\ntargets: p50 <= 5 ms, >= 500 req/s, 0 failed requests during swaps; machine: {__import__('os').cpu_count()} cores")
+    print(
+        f"\ntargets: p50 <= 5 ms, >= 500 req/s, 0 failed requests during swaps; machine: {__import__('os').cpu_count()} cores"
+    )
     _ = np  # numpy is xgboost's input type
     return 0
 

@@ -11,7 +11,7 @@ reference translator do real work:
 
 * ``chain``: one sequence; every task a ``GlueJobRunOperator`` whose job name is
   a ``ParamRef`` and whose arguments read the previous task's run id (``ResultRef``).
-* ``fanout``: repeated width-10 fan-out/fan-in stages: a hub (``LambdaMetricCheckOperator``
+* ``fanout``: repeated width-10 fan-out/fan-in stages: a hub (``LambdaInvokeOperator``
   reading a ``ResultRef`` of the previous stage; ``EmptyOperator`` for the first)
   then 10 ``GlueJobRunOperator`` workers side by side; the next hub joins them.
   Each stage becomes a Parallel state with 10 branches and a JsonMerge of their outputs.
@@ -46,7 +46,7 @@ TARGET_GROWTH = 5.5
 
 def prepare() -> None:
     """Our operators importable; Airflow's home in a temp dir (the bench writes nothing in the repo)."""
-    for extra in (ROOT / "plugins", ROOT):
+    for extra in (ROOT,):
         if str(extra) not in sys.path:
             sys.path.insert(0, str(extra))
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="export-bench-airflow-"))
@@ -58,7 +58,7 @@ def build_dag(shape: str, size: int):
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG, Param
 
-    from retraining import GlueJobRunOperator, LambdaMetricCheckOperator, ParamRef, ResultRef
+    from retraining import GlueJobRunOperator, LambdaInvokeOperator, ParamRef, ResultRef
 
     params = {"job": Param("etl", type="string"), "fn": Param("check", type="string")}
     dag = DAG(dag_id=f"bench_{shape}_{size}", schedule=None, params=params)
@@ -81,7 +81,7 @@ def build_dag(shape: str, size: int):
                 if stage == 0:
                     new_hub = EmptyOperator(task_id=f"s{stage:04d}_hub")
                 else:
-                    new_hub = LambdaMetricCheckOperator(
+                    new_hub = LambdaInvokeOperator(
                         task_id=f"s{stage:04d}_hub",
                         function_name=ParamRef("fn"),
                         payload={"first_run": ResultRef(workers[0].task_id, "JobRunId")},
@@ -97,7 +97,9 @@ def build_dag(shape: str, size: int):
                     hub >> tail
                     made += 1
                 workers = [
-                    GlueJobRunOperator(task_id=f"s{stage:04d}_w{j}", job_name=ParamRef("job"), script_arguments={"--W": str(j)})
+                    GlueJobRunOperator(
+                        task_id=f"s{stage:04d}_w{j}", job_name=ParamRef("job"), script_arguments={"--W": str(j)}
+                    )
                     for j in range(width)
                 ]
                 if workers:
@@ -171,7 +173,9 @@ def profile(shape: str, size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7, help="timed exports per size and shape (median reported; default 7)")
+    parser.add_argument(
+        "--runs", type=int, default=7, help="timed exports per size and shape (median reported; default 7)"
+    )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated task counts")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--profile", metavar="SHAPE:SIZE", help="print a cProfile of one export instead of the table")
@@ -203,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(load)
     print()
-    print("| tasks | shape | export ms (median) | export ms (min) | json.dumps ms | per-task µs | ratio 5000/1000 (median) | ratio 5000/1000 (min) | top-level states | JSON KiB |")
+    print(
+        "| tasks | shape | export ms (median) | export ms (min) | json.dumps ms | per-task µs | ratio 5000/1000 (median) | ratio 5000/1000 (min) | top-level states | JSON KiB |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = ratio_min = ""
@@ -219,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     for shape in SHAPES:
         if (shape, 1000) in by:
             ms = by[(shape, 1000)]["export_ms"]
-            print(f"target {shape}: 1,000 tasks <= {TARGET_1000_MS:.0f} ms: {'met' if ms <= TARGET_1000_MS else 'MISSED'} ({ms:.0f} ms median)")
+            print(
+                f"target {shape}: 1,000 tasks <= {TARGET_1000_MS:.0f} ms: {'met' if ms <= TARGET_1000_MS else 'MISSED'} ({ms:.0f} ms median)"
+            )
         if (shape, 1000) in by and (shape, 5000) in by:
             big, base = by[(shape, 5000)], by[(shape, 1000)]
             ratio = big["export_ms"] / base["export_ms"]
@@ -230,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     if args.json:
-        args.json.write_text(json.dumps({"airflow_version": airflow.__version__, "runs": args.runs, "load": load, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"airflow_version": airflow.__version__, "runs": args.runs, "load": load, "rows": rows}, indent=2
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+sys.path[:0] = [str(ROOT)]
 
 
 def main() -> int:
@@ -45,7 +45,7 @@ def main() -> int:
 
     import psutil
 
-    from retraining.local.churn_data import write_batch
+    from localaws.churn_data import write_batch
     from tests.aws_doubles import free_port
     from tests.local_backend import LocalBackend
 

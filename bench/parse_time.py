@@ -72,7 +72,7 @@ def child_env(airflow_home: Path) -> dict[str, str]:
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_dir),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+            "PYTHONPATH": os.pathsep.join([str(ROOT)]),
         }
     )
     return env
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
     version = samples["ours"][0]["airflow_version"]
     load = f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs"
-    print(f"DagBag parse time, {args.runs} fresh processes per file, Airflow {version}, Python {sys.version.split()[0]}")
+    print(
+        f"DagBag parse time, {args.runs} fresh processes per file, Airflow {version}, Python {sys.version.split()[0]}"
+    )
     print(load)
     print()
     print(
@@ -170,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     ratio_ok = ours["ratio"] <= TARGET_RATIO
     heavy_ok = not ours["heavy"]
     print(f"target ours <= {TARGET_RATIO}x stock: {'met' if ratio_ok else 'MISSED'} ({ours['ratio']:.2f}x)")
-    print(f"target no heavy module imported by ours: {'met' if heavy_ok else 'MISSED'} ({', '.join(ours['heavy']) or 'none'})")
+    print(
+        f"target no heavy module imported by ours: {'met' if heavy_ok else 'MISSED'} ({', '.join(ours['heavy']) or 'none'})"
+    )
 
     if args.json:
-        args.json.write_text(json.dumps({"airflow_version": version, "runs": args.runs, "load": load, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"airflow_version": version, "runs": args.runs, "load": load, "rows": rows}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -21,7 +21,7 @@ from retraining import (
     FailRunOperator,
     Format,
     GlueJobRunOperator,
-    LambdaMetricCheckOperator,
+    LambdaInvokeOperator,
     MetricChoiceOperator,
     MetricRule,
     ParamRef,
@@ -41,14 +41,47 @@ S3_PREFIX_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.*/)?$"
 INSTANCE_TYPE_PATTERN = "^ml\\.[a-z0-9]+\\.[a-z0-9]+$"
 
 params = {
-    "glue_job_name": Param("churn-etl", type="string", minLength=1, maxLength=255, description="Existing Glue ETL job to run."),
-    "s3_source": Param("s3://retraining-demo/raw/churn.csv", type="string", pattern=S3_URI_PATTERN, description="Raw CSV (file or prefix)."),
-    "s3_dest": Param("s3://retraining-demo/processed/", type="string", pattern=S3_PREFIX_PATTERN, description="Prefix the ETL writes train/ and validation/ under (end with /)."),
-    "training_output": Param("s3://retraining-demo/output/", type="string", pattern=S3_URI_PATTERN, description="Where SageMaker writes model.tar.gz."),
-    "training_job_prefix": Param("churn-xgb", **NAME_PREFIX_SCHEMA, description="Training job name = prefix + run suffix."),
-    "model_prefix": Param("churn-model", **NAME_PREFIX_SCHEMA, description="Model and endpoint config name = prefix + run suffix."),
-    "endpoint_name": Param("churn-endpoint", type="string", pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", maxLength=63, description="Long-lived endpoint to update (created if missing)."),
-    "metric_function_name": Param("query-training-status", type="string", minLength=1, maxLength=140, description="Lambda function that returns the training job's final metrics."),
+    "glue_job_name": Param(
+        "churn-etl", type="string", minLength=1, maxLength=255, description="Existing Glue ETL job to run."
+    ),
+    "s3_source": Param(
+        "s3://retraining-demo/raw/churn.csv",
+        type="string",
+        pattern=S3_URI_PATTERN,
+        description="Raw CSV (file or prefix).",
+    ),
+    "s3_dest": Param(
+        "s3://retraining-demo/processed/",
+        type="string",
+        pattern=S3_PREFIX_PATTERN,
+        description="Prefix the ETL writes train/ and validation/ under (end with /).",
+    ),
+    "training_output": Param(
+        "s3://retraining-demo/output/",
+        type="string",
+        pattern=S3_URI_PATTERN,
+        description="Where SageMaker writes model.tar.gz.",
+    ),
+    "training_job_prefix": Param(
+        "churn-xgb", **NAME_PREFIX_SCHEMA, description="Training job name = prefix + run suffix."
+    ),
+    "model_prefix": Param(
+        "churn-model", **NAME_PREFIX_SCHEMA, description="Model and endpoint config name = prefix + run suffix."
+    ),
+    "endpoint_name": Param(
+        "churn-endpoint",
+        type="string",
+        pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
+        maxLength=63,
+        description="Long-lived endpoint to update (created if missing).",
+    ),
+    "metric_function_name": Param(
+        "query-training-status",
+        type="string",
+        minLength=1,
+        maxLength=140,
+        description="Lambda function that returns the training job's final metrics.",
+    ),
     "threshold": Param(0.10, type="number", minimum=0, description="Deploy only if the metric is below this."),
     "training_image": Param(
         "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
@@ -123,7 +156,7 @@ with DAG(
         **aws_stage_defaults,
     )
 
-    check_metrics = LambdaMetricCheckOperator(
+    check_metrics = LambdaInvokeOperator(
         task_id="check_metrics",
         function_name=ParamRef("metric_function_name"),
         payload={"TrainingJobName": ResultRef("train_model", "TrainingJobName")},

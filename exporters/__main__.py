@@ -7,18 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from exporters.loader import REPO
-
 DEFAULT_OUT = Path("build/stepfunctions")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m exporters", description="Export Airflow DAGs to AWS Step Functions.")
+    parser = argparse.ArgumentParser(
+        prog="python -m exporters", description="Export Airflow DAGs to AWS Step Functions."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     export = sub.add_parser("export", help="write OUT/DAG_ID/state_machine.asl.json and template.json, print a summary")
     export.add_argument("dag_id")
-    export.add_argument("--dags-folder", default=str(REPO / "dags"))
+    export.add_argument("--dags-folder", default=None, help="default: Airflow's [core] dags_folder")
     export.add_argument("--out", default=str(DEFAULT_OUT))
     export.add_argument(
         "--schedule-kind",
@@ -31,15 +31,32 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export without a schedule (and a warning) when AWS cannot express the DAG's schedule",
     )
-    export.add_argument("--with-lambda", action="store_true", help="include the lambda/ metric-check function and its role")
-    export.add_argument("--with-glue", action="store_true", help="include the Glue job for glue/ and its role")
-    export.add_argument("--logging-level", choices=("ALL", "ERROR", "FATAL", "OFF"), default="ERROR", help="CloudWatch Logs level of the state machine")
+    export.add_argument(
+        "--with-lambda",
+        nargs="?",
+        const="lambda/query_training_status.py",
+        metavar="HANDLER_PY",
+        help="include the Lambda function (default source: lambda/query_training_status.py) and its role",
+    )
+    export.add_argument(
+        "--with-glue",
+        nargs="?",
+        const="glue/churn_etl.py",
+        metavar="SCRIPT_PY",
+        help="include the Glue job for this script (default: glue/churn_etl.py) and its role",
+    )
+    export.add_argument(
+        "--logging-level",
+        choices=("ALL", "ERROR", "FATAL", "OFF"),
+        default="ERROR",
+        help="CloudWatch Logs level of the state machine",
+    )
     export.add_argument("--tracing", action="store_true", help="enable X-Ray tracing")
 
     graph = sub.add_parser("graph", help="render the exported state machine (Graphviz)")
     graph.add_argument("dag_id")
     graph.add_argument("--format", choices=("svg", "png"), default="svg")
-    graph.add_argument("--dags-folder", default=str(REPO / "dags"))
+    graph.add_argument("--dags-folder", default=None, help="default: Airflow's [core] dags_folder")
     graph.add_argument("--out", default=str(DEFAULT_OUT))
 
     validate = sub.add_parser("validate", help="validate an existing ASL definition file")
@@ -88,8 +105,10 @@ def _export(args: argparse.Namespace) -> int:
             dag,
             schedule_kind=args.schedule_kind,
             allow_unsupported_schedule=args.allow_unsupported_schedule,
-            include_lambda=args.with_lambda,
-            include_glue=args.with_glue,
+            include_lambda=bool(args.with_lambda),
+            include_glue=bool(args.with_glue),
+            lambda_source=args.with_lambda,
+            glue_script=args.with_glue,
             logging_level=None if args.logging_level == "OFF" else args.logging_level,
             tracing=args.tracing,
         )

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exporters.loader import REPO, load_dag
+from exporters.loader import load_dag
 
 DEFINITION_FILE = "state_machine.asl.json"
 
@@ -20,11 +20,11 @@ def export_dag_object(dag: Any):
     return compile_dag(dag)
 
 
-def export_result(dag_id: str, dags_folder: str | Path = REPO / "dags"):
+def export_result(dag_id: str, dags_folder: str | Path | None = None):
     return export_dag_object(load_dag(dag_id, dags_folder))
 
 
-def export(dag_id: str, dags_folder: str | Path = REPO / "dags", out: str | Path | None = None) -> dict[str, Any]:
+def export(dag_id: str, dags_folder: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
     """The state machine definition of ``dag_id`` as a dict; also written to ``out/dag_id/`` when ``out`` is given."""
     result = export_result(dag_id, dags_folder)
     if out is not None:
@@ -47,7 +47,7 @@ def validate(definition: dict[str, Any] | str | Path) -> list[str]:
     return validate_definition(definition)
 
 
-def graph(dag_id_or_definition: str | dict[str, Any], fmt: str = "svg", dags_folder: str | Path = REPO / "dags") -> bytes:
+def graph(dag_id_or_definition: str | dict[str, Any], fmt: str = "svg", dags_folder: str | Path | None = None) -> bytes:
     """The rendered state machine graph (svg or png bytes)."""
     from exporters.graph import render
 

@@ -253,7 +253,10 @@ class Map(_DataState):
         out: dict[str, Any] = {
             "ItemsPath": self.items_path,
             "MaxConcurrency": self.max_concurrency,
-            "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **(self.iterator.to_dict(top_level=False) if self.iterator else {})},
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                **(self.iterator.to_dict(top_level=False) if self.iterator else {}),
+            },
         }
         out.update(self.io_fields())
         return out

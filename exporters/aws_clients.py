@@ -35,7 +35,9 @@ class Identity:
 class AwsClients:
     """Lazily created clients for one region/endpoint. ``overrides`` replaces a service's client (tests)."""
 
-    def __init__(self, region: str | None = None, endpoint_url: str | None = None, overrides: dict[str, Any] | None = None):
+    def __init__(
+        self, region: str | None = None, endpoint_url: str | None = None, overrides: dict[str, Any] | None = None
+    ):
         self._region_arg = region
         self.endpoint_url = endpoint_url or None
         self._overrides = dict(overrides or {})
@@ -55,7 +57,9 @@ class AwsClients:
                 region = self._region_arg or os.environ.get("AWS_REGION") or None
                 self._session = boto3.session.Session(region_name=region, botocore_session=_botocore_session())
             except ProfileNotFound as err:
-                raise AwsCommandError(f"AWS profile not found: {err}; fix AWS_PROFILE or add the profile to your AWS config") from None
+                raise AwsCommandError(
+                    f"AWS profile not found: {err}; fix AWS_PROFILE or add the profile to your AWS config"
+                ) from None
         return self._session
 
     @property

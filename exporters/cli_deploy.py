@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporters.loader import REPO
-
 COMMANDS = ("deploy", "start", "executions", "diff")
 
 
@@ -33,7 +31,9 @@ def _json_object(text: str) -> dict[str, Any]:
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"threshold\": 0.2}' (it overrides the DAG's params)")
+        raise argparse.ArgumentTypeError(
+            "must be a JSON object, e.g. '{\"threshold\": 0.2}' (it overrides the DAG's params)"
+        )
     return value
 
 
@@ -50,7 +50,9 @@ def _positive(text: str) -> int:
 def _aws_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dag_id", metavar="DAG_ID")
     parser.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile's)")
-    parser.add_argument("--endpoint-url", help="send every AWS call here, e.g. a local emulator (default: AWS_ENDPOINT_URL or AWS)")
+    parser.add_argument(
+        "--endpoint-url", help="send every AWS call here, e.g. a local emulator (default: AWS_ENDPOINT_URL or AWS)"
+    )
     parser.add_argument("--name", help="state machine name (default: derived from DAG_ID; 1-80 chars of [0-9A-Za-z_-])")
 
 
@@ -63,23 +65,38 @@ def add_subcommands(subparsers: Any) -> None:
         "IAM roles are not created: pass them or deploy the CloudFormation template that creates them.",
     )
     _aws_options(deploy)
-    deploy.add_argument("--dags-folder", default=str(REPO / "dags"))
-    deploy.add_argument("--role-arn", help="role the state machine runs as (default: the deployed one, else IAM role NAME-sfn-role)")
-    deploy.add_argument("--schedule-role-arn", help="role EventBridge Scheduler uses to start executions (default: the deployed one, else NAME-scheduler-role)")
-    deploy.add_argument("--no-schedule", action="store_true", help="deploy only the state machine; leave any schedule untouched")
+    deploy.add_argument("--dags-folder", default=None, help="default: Airflow's [core] dags_folder")
+    deploy.add_argument(
+        "--role-arn", help="role the state machine runs as (default: the deployed one, else IAM role NAME-sfn-role)"
+    )
+    deploy.add_argument(
+        "--schedule-role-arn",
+        help="role EventBridge Scheduler uses to start executions (default: the deployed one, else NAME-scheduler-role)",
+    )
+    deploy.add_argument(
+        "--no-schedule", action="store_true", help="deploy only the state machine; leave any schedule untouched"
+    )
 
     start = subparsers.add_parser("start", help="start an execution of the 'live' alias; prints the execution ARN")
     _aws_options(start)
-    start.add_argument("--input", type=_json_object, default=None, metavar="JSON", help="execution input (JSON object or @file); overrides the params' defaults")
+    start.add_argument(
+        "--input",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="execution input (JSON object or @file); overrides the params' defaults",
+    )
     start.add_argument("--execution-name", help="execution name (default: generated)")
 
     executions = subparsers.add_parser("executions", help="list recent executions with status and start/stop times")
     _aws_options(executions)
     executions.add_argument("--max", type=_positive, default=20, help="how many (default 20)")
 
-    diff = subparsers.add_parser("diff", help="drift check: deployed definition vs a fresh export (exit 3 on drift, 4 when not deployed)")
+    diff = subparsers.add_parser(
+        "diff", help="drift check: deployed definition vs a fresh export (exit 3 on drift, 4 when not deployed)"
+    )
     _aws_options(diff)
-    diff.add_argument("--dags-folder", default=str(REPO / "dags"))
+    diff.add_argument("--dags-folder", default=None, help="default: Airflow's [core] dags_folder")
 
 
 def run(args: argparse.Namespace, *, clients: Any = None) -> int:
@@ -124,8 +141,11 @@ def run(args: argparse.Namespace, *, clients: Any = None) -> int:
                 print(f"no drift: {result.deployed_label} matches a fresh export of DAG {args.dag_id!r}")
             else:
                 sys.stdout.write(result.text)
-                print(f"drift: {result.deployed_label} differs from a fresh export of DAG {args.dag_id!r}; "
-                      "`python -m exporters deploy` updates it", file=sys.stderr)
+                print(
+                    f"drift: {result.deployed_label} differs from a fresh export of DAG {args.dag_id!r}; "
+                    "`python -m exporters deploy` updates it",
+                    file=sys.stderr,
+                )
             return result.code
         raise ValueError(f"unknown command {args.command!r}")
     except (AwsCommandError, ExportError, DagLoadError) as err:

@@ -42,9 +42,9 @@ LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
 INLINE_CODE_LIMIT = 4096  # CloudFormation's limit on Code.ZipFile for Python
 TEMPLATE_BODY_LIMIT = 51200  # bytes; larger templates must be deployed from S3
 LAMBDA_RUNTIME = "python3.12"
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_LAMBDA_SOURCE = REPO / "lambda" / "query_training_status.py"
-DEFAULT_GLUE_SCRIPT = REPO / "glue" / "churn_etl.py"
+# Relative to the working directory: a project keeps its Lambda and Glue sources beside its DAGs.
+DEFAULT_LAMBDA_SOURCE = Path("lambda") / "query_training_status.py"
+DEFAULT_GLUE_SCRIPT = Path("glue") / "churn_etl.py"
 
 # Logical ids of the resources this module creates; parameters never take these.
 RESOURCE_IDS = {
@@ -122,7 +122,7 @@ def build_template(
     level = "OFF" if logging_level is None else str(logging_level).upper()
     if level not in LOG_LEVELS:
         raise TemplateError(f"logging_level must be one of {', '.join(LOG_LEVELS)} (or None), not {logging_level!r}")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     builder = _Builder(result, dag, level, tracing, now)
     builder.state_machine()
     if schedule_kind != "none":
@@ -199,7 +199,10 @@ class _Builder:
         self.param_ids = self._param_ids()
         self.param_values = self._param_values()
         self.context = iam.PolicyContext(
-            params={name: ({"Ref": self.param_ids[name]} if name in self.param_ids else value) for name, value in self.param_values.items()},
+            params={
+                name: ({"Ref": self.param_ids[name]} if name in self.param_ids else value)
+                for name, value in self.param_values.items()
+            },
             logging=level != "OFF",
             tracing=tracing,
         )
@@ -218,7 +221,9 @@ class _Builder:
         for name, value in param_defaults(self.dag).items():
             if not isinstance(value, str):
                 continue
-            logical = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part) or "Param"
+            logical = (
+                "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part) or "Param"
+            )
             if not logical[0].isalpha():
                 logical = "P" + logical
             while logical in taken:
@@ -254,9 +259,9 @@ class _Builder:
             spec["Description"] = (f"{description} ({about})" if description else about)[:4000]
             spec["AllowedPattern"] = _allowed_pattern(schema.get("pattern"), lookaheads)
             spec["ConstraintDescription"] = (
-                f"must match {schema['pattern']} and " if schema.get("pattern") else "must "
-            ) + "contain no double quote, backslash, control character or '${'" + (
-                f"; {'; '.join(notes)}" if notes else ""
+                (f"must match {schema['pattern']} and " if schema.get("pattern") else "must ")
+                + "contain no double quote, backslash, control character or '${'"
+                + (f"; {'; '.join(notes)}" if notes else "")
             )
             if isinstance(schema.get("minLength"), int):
                 spec["MinLength"] = schema["minLength"]
@@ -279,7 +284,9 @@ class _Builder:
         defaults_state = self.definition.get("States", {}).get(DEFAULTS_STATE)
         defaults = ((defaults_state or {}).get("Parameters") or {}).get("param_defaults")
         if self.param_ids and not isinstance(defaults, dict):
-            raise TemplateError(f"DAG {self.dag_id!r}: the definition has no {DEFAULTS_STATE!r} state to put the template parameters in")
+            raise TemplateError(
+                f"DAG {self.dag_id!r}: the definition has no {DEFAULTS_STATE!r} state to put the template parameters in"
+            )
         for name, logical in self.param_ids.items():
             if defaults.get(name) != self.param_values[name]:
                 raise TemplateError(f"DAG {self.dag_id!r}: {DEFAULTS_STATE!r} does not hold param {name!r}'s default")
@@ -312,13 +319,18 @@ class _Builder:
             props["LoggingConfiguration"] = {
                 "Level": self.level,
                 "IncludeExecutionData": False,  # params and results stay out of the logs
-                "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}],
+                "Destinations": [
+                    {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}
+                ],
             }
         if self.tracing:
             props["TracingConfiguration"] = {"Enabled": True}
         self.resources["StateMachine"] = {"Type": "AWS::StepFunctions::StateMachine", "Properties": props}
         self.outputs["StateMachineArn"] = {"Description": "The state machine's ARN", "Value": {"Ref": "StateMachine"}}
-        self.outputs["StateMachineName"] = {"Description": "The state machine's name", "Value": {"Fn::GetAtt": ["StateMachine", "Name"]}}
+        self.outputs["StateMachineName"] = {
+            "Description": "The state machine's name",
+            "Value": {"Fn::GetAtt": ["StateMachine", "Name"]},
+        }
 
     # -- the schedule ------------------------------------------------------------
     def schedule(self, kind: str, allow_unsupported: bool) -> None:
@@ -341,7 +353,9 @@ class _Builder:
         except ScheduleError as err:
             if not allow_unsupported:
                 raise
-            self.warnings.append(f"{err}; exported WITHOUT a schedule (allow_unsupported_schedule): trigger executions another way")
+            self.warnings.append(
+                f"{err}; exported WITHOUT a schedule (allow_unsupported_schedule): trigger executions another way"
+            )
             for logical in ("Schedule", "ScheduleRole", "ScheduleRule", "ScheduleRuleRole"):
                 self.resources.pop(logical, None)
             return
@@ -405,7 +419,10 @@ class _Builder:
             {"StartStateMachineExecution": _start_execution_policy()},
         )
         self.resources["Schedule"] = {"Type": "AWS::Scheduler::Schedule", "Properties": props}
-        self.outputs["ScheduleArn"] = {"Description": "The EventBridge Scheduler schedule", "Value": {"Fn::GetAtt": ["Schedule", "Arn"]}}
+        self.outputs["ScheduleArn"] = {
+            "Description": "The EventBridge Scheduler schedule",
+            "Value": {"Fn::GetAtt": ["Schedule", "Arn"]},
+        }
 
     def _events_rule(self, spec: ScheduleSpec) -> None:
         expression = events_rule_expression(spec)
@@ -445,7 +462,10 @@ class _Builder:
                 ],
             },
         }
-        self.outputs["ScheduleRuleArn"] = {"Description": "The EventBridge rule", "Value": {"Fn::GetAtt": ["ScheduleRule", "Arn"]}}
+        self.outputs["ScheduleRuleArn"] = {
+            "Description": "The EventBridge rule",
+            "Value": {"Fn::GetAtt": ["ScheduleRule", "Arn"]},
+        }
 
     # -- the Lambda function -----------------------------------------------------
     def _single_name(self, integration_prefix: str, key: str, what: str) -> tuple[Any, list[iam.Piece]]:
@@ -457,16 +477,22 @@ class _Builder:
                 pieces = iam.resolve_name(self.result.definition, state.get("Parameters"), key)
                 found.append((state_name, tuple(iam.normalize(pieces or [iam.ANY]))))
         if not found:
-            raise TemplateError(f"DAG {self.dag_id!r} has no {integration_prefix} state: nothing for the {what} to serve")
+            raise TemplateError(
+                f"DAG {self.dag_id!r} has no {integration_prefix} state: nothing for the {what} to serve"
+            )
         names = {pieces for _, pieces in found}
         if len(names) > 1:
-            raise TemplateError(f"DAG {self.dag_id!r}: the {integration_prefix} states use different {key}s; one {what} cannot serve them")
+            raise TemplateError(
+                f"DAG {self.dag_id!r}: the {integration_prefix} states use different {key}s; one {what} cannot serve them"
+            )
         pieces = list(next(iter(names)))
         if len(pieces) == 1 and isinstance(pieces[0], iam.Par) and pieces[0].name in self.param_ids:
             return {"Ref": self.param_ids[pieces[0].name]}, pieces
         if len(pieces) == 1 and isinstance(pieces[0], iam.Lit):
             return pieces[0].text, pieces
-        raise TemplateError(f"DAG {self.dag_id!r}: the {key} of state {found[0][0]!r} is only known at run time; cannot create that {what}")
+        raise TemplateError(
+            f"DAG {self.dag_id!r}: the {key} of state {found[0][0]!r} is only known at run time; cannot create that {what}"
+        )
 
     def lambda_function(self, source: Path) -> None:
         function_name, pieces = self._single_name("lambda:invoke", "FunctionName", "Lambda function")
@@ -499,15 +525,28 @@ class _Builder:
         training_jobs = self._training_job_resources()
         if training_jobs:
             # The handler calls DescribeTrainingJob on the jobs this state machine starts.
-            statements.append({"Sid": "DescribeTrainingJobs", "Effect": "Allow", "Action": ["sagemaker:DescribeTrainingJob"], "Resource": training_jobs})
+            statements.append(
+                {
+                    "Sid": "DescribeTrainingJobs",
+                    "Effect": "Allow",
+                    "Action": ["sagemaker:DescribeTrainingJob"],
+                    "Resource": training_jobs,
+                }
+            )
         else:
-            self.warnings.append("the Lambda function gets no SageMaker permission: the state machine starts no training job")
+            self.warnings.append(
+                "the Lambda function gets no SageMaker permission: the state machine starts no training job"
+            )
         statements.append(
             {
                 "Sid": "WriteOwnLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/{name_sub}:*"}],
+                "Resource": [
+                    {
+                        "Fn::Sub": f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/{name_sub}:*"
+                    }
+                ],
             }
         )
         self.resources["LambdaFunctionRole"] = _role(
@@ -535,7 +574,10 @@ class _Builder:
             },
         }
         self.depends.append("LambdaFunction")
-        self.outputs["LambdaFunctionArn"] = {"Description": "The Lambda function", "Value": {"Fn::GetAtt": ["LambdaFunction", "Arn"]}}
+        self.outputs["LambdaFunctionArn"] = {
+            "Description": "The Lambda function",
+            "Value": {"Fn::GetAtt": ["LambdaFunction", "Arn"]},
+        }
 
     def _training_job_resources(self) -> list[Any]:
         """The training-job ARNs the state machine's policy lets it create."""
@@ -559,7 +601,7 @@ class _Builder:
         writes: dict[str, Any] = {}
         default_bucket = None
         for args in arguments:
-            for key, value in args.items():
+            for key, _value in args.items():
                 name = key[:-2] if key.endswith(".$") else key
                 pieces = iam.resolve_name(self.result.definition, args, name) or []
                 bucket, default = self._s3_bucket(pieces)
@@ -621,7 +663,9 @@ class _Builder:
                 "Sid": "WriteGlueLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*"}],
+                "Resource": [
+                    {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*"}
+                ],
             }
         )
         self.resources["GlueJobRole"] = _role(
@@ -657,7 +701,11 @@ class _Builder:
         if not pieces:
             return None, None
         head = pieces[0]
-        if isinstance(head, iam.Par) and isinstance(self.param_values.get(head.name), str) and self.param_values[head.name].startswith("s3://"):
+        if (
+            isinstance(head, iam.Par)
+            and isinstance(self.param_values.get(head.name), str)
+            and self.param_values[head.name].startswith("s3://")
+        ):
             default = self.param_values[head.name][5:].split("/")[0]
             if head.name in self.param_ids:
                 return {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": self.param_ids[head.name]}]}]}, default
@@ -726,7 +774,9 @@ def _role(service: str, description: str, policies: dict[str, dict[str, Any]]) -
             },
             # IAM rejects a policy without statements: a role that needs nothing gets no policy.
             "Policies": [
-                {"PolicyName": name, "PolicyDocument": document} for name, document in sorted(policies.items()) if document["Statement"]
+                {"PolicyName": name, "PolicyDocument": document}
+                for name, document in sorted(policies.items())
+                if document["Statement"]
             ],
         },
     }
@@ -735,7 +785,14 @@ def _role(service: str, description: str, policies: dict[str, dict[str, Any]]) -
 def _start_execution_policy() -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
-        "Statement": [{"Sid": "StartExecution", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": [{"Ref": "StateMachine"}]}],
+        "Statement": [
+            {
+                "Sid": "StartExecution",
+                "Effect": "Allow",
+                "Action": ["states:StartExecution"],
+                "Resource": [{"Ref": "StateMachine"}],
+            }
+        ],
     }
 
 

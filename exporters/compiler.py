@@ -130,13 +130,25 @@ class Compiler:
         for tid in self.tasks:
             key = result_key(tid)
             if key in RESERVED_KEYS:
-                self.problems.append(Problem(tid, f"task id {tid!r} collides with the reserved state-data key {key!r}", "rename the task"))
+                self.problems.append(
+                    Problem(
+                        tid, f"task id {tid!r} collides with the reserved state-data key {key!r}", "rename the task"
+                    )
+                )
             elif key in seen:
-                self.problems.append(Problem(tid, f"task ids {seen[key]!r} and {tid!r} map to the same state-data key {key!r}", "rename one of them"))
+                self.problems.append(
+                    Problem(
+                        tid,
+                        f"task ids {seen[key]!r} and {tid!r} map to the same state-data key {key!r}",
+                        "rename one of them",
+                    )
+                )
             seen[key] = tid
         for name in self.dag.params:
             if not name.replace("_", "a").isalnum():
-                self.problems.append(Problem(None, f"param name {name!r} is not usable in JSONPath", "use letters, digits and _"))
+                self.problems.append(
+                    Problem(None, f"param name {name!r} is not usable in JSONPath", "use letters, digits and _")
+                )
 
     def _convert(self, task: Any) -> None:
         before = len(self.problems)
@@ -150,19 +162,33 @@ class Compiler:
         rule = str(getattr(task.trigger_rule, "value", task.trigger_rule))
         converter = converter_for(task)
         if converter is None:
-            self.problems.append(Problem(tid, f"{type(task).__name__} has no Step Functions converter", _advice_for(task)))
+            self.problems.append(
+                Problem(tid, f"{type(task).__name__} has no Step Functions converter", _advice_for(task))
+            )
             return
         if getattr(task, "is_mapped", False) or type(task).__name__ == "MappedOperator":
-            self.problems.append(Problem(tid, "dynamically mapped tasks (expand) are not supported", "use a fixed set of tasks"))
+            self.problems.append(
+                Problem(tid, "dynamically mapped tasks (expand) are not supported", "use a fixed set of tasks")
+            )
             return
         allowed = {"all_success"} | JOIN_AFTER_BRANCH_RULES | FAILURE_HANDLER_RULES
         if rule not in allowed:
             self.problems.append(
-                Problem(tid, f"trigger_rule {rule!r} has no Step Functions equivalent", "use all_success, a join rule after a branch, or one_failed for a failure handler")
+                Problem(
+                    tid,
+                    f"trigger_rule {rule!r} has no Step Functions equivalent",
+                    "use all_success, a join rule after a branch, or one_failed for a failure handler",
+                )
             )
             return
         if rule == "all_failed" and len(task.upstream_task_ids) > 1:
-            self.problems.append(Problem(tid, "trigger_rule 'all_failed' with several upstream tasks cannot be expressed", "give the handler one upstream task or use one_failed"))
+            self.problems.append(
+                Problem(
+                    tid,
+                    "trigger_rule 'all_failed' with several upstream tasks cannot be expressed",
+                    "give the handler one upstream task or use one_failed",
+                )
+            )
             return
         self.translator.reader = tid
         try:
@@ -174,7 +200,9 @@ class Compiler:
             self.translator.reader = None
         duplicates = sorted(s.name for s in _all_states(fragment.states) if s.name in self._names)
         if duplicates:
-            self.problems.append(Problem(tid, f"state name(s) {duplicates} already used by another task", "rename the task"))
+            self.problems.append(
+                Problem(tid, f"state name(s) {duplicates} already used by another task", "rename the task")
+            )
             return
         self._names.update(s.name for s in _all_states(fragment.states))
         for state in fragment.states:
@@ -309,7 +337,9 @@ class Compiler:
             if fragment.branches:
                 targets = set(fragment.branches)
                 if not targets <= set(succ) or set(succ) - targets:
-                    raise _Structure(current, f"the branch targets {sorted(targets)} must be exactly its downstream tasks {succ}")
+                    raise _Structure(
+                        current, f"the branch targets {sorted(targets)} must be exactly its downstream tasks {succ}"
+                    )
                 pending = []
                 for target, port in sorted(fragment.branches.items()):
                     if target == join:
@@ -360,7 +390,11 @@ class Compiler:
         if join is not None:
             rule = self.tasks[join].trigger_rule
             if rule != "all_success":
-                raise _Structure(join, f"joins parallel tasks with trigger_rule {rule!r}", "use all_success (the default) after a fan-out")
+                raise _Structure(
+                    join,
+                    f"joins parallel tasks with trigger_rule {rule!r}",
+                    "use all_success (the default) after a fan-out",
+                )
         branches: list[asl.StateMachine] = []
         for start in starts:
             sub: list[asl.State] = []
@@ -411,7 +445,13 @@ class Compiler:
         for tid in order:
             fragment = self.fragments[tid]
             if fragment.branches:
-                self.problems.append(Problem(tid, "a branch in a graph that is not series-parallel cannot be exported", "make each branch a closed sub-graph that joins at one task"))
+                self.problems.append(
+                    Problem(
+                        tid,
+                        "a branch in a graph that is not series-parallel cannot be exported",
+                        "make each branch a closed sub-graph that joins at one task",
+                    )
+                )
                 return "", []
             out.extend(fragment.states)
             self._link(pending, fragment.entry)
@@ -450,7 +490,13 @@ class Compiler:
         watched = sorted(task.upstream_task_ids)
         for up in watched:
             if up in handler_region:
-                self.problems.append(Problem(handler, f"failure handler downstream of another handler ({up!r})", "attach handlers to main-flow tasks only"))
+                self.problems.append(
+                    Problem(
+                        handler,
+                        f"failure handler downstream of another handler ({up!r})",
+                        "attach handlers to main-flow tasks only",
+                    )
+                )
                 return
         # one_failed fires when a watched task fails *or* is upstream_failed: so a failure of any
         # watched task or of anything it depends on.
@@ -462,7 +508,9 @@ class Compiler:
         order = [t for t in self._topological_order() if t in region]
         sub: list[asl.State] = []
         entry, exits = self._linear(order, sub)
-        fail = asl.Fail(self._unique_name(f"{handler}: run failed"), error="UpstreamTaskFailed", cause_path="$.error.Cause")
+        fail = asl.Fail(
+            self._unique_name(f"{handler}: run failed"), error="UpstreamTaskFailed", cause_path="$.error.Cause"
+        )
         self._link(exits, fail.name)
         sub.append(fail)
         for state in list(machine.states):
@@ -473,7 +521,11 @@ class Compiler:
                 continue
             if not owners <= covered:
                 self.problems.append(
-                    Problem(handler, f"watches tasks that run in parallel with tasks it does not depend on ({sorted(owners - covered)})", "watch the task after the fan-in instead")
+                    Problem(
+                        handler,
+                        f"watches tasks that run in parallel with tasks it does not depend on ({sorted(owners - covered)})",
+                        "watch the task after the fan-in instead",
+                    )
                 )
                 return
             state.catch.append(asl.Catch(["States.ALL"], entry, result_path="$.error"))
@@ -532,7 +584,7 @@ def _all_states(states: list[asl.State]):
 def _advice_for(task: Any) -> str:
     kind = type(task).__name__
     if "Python" in kind or kind.startswith("_Python") or kind == "DecoratedOperator":
-        return "arbitrary Python cannot run in Step Functions: move the logic into a Lambda function and use LambdaMetricCheckOperator / LambdaInvokeFunctionOperator"
+        return "arbitrary Python cannot run in Step Functions: move the logic into a Lambda function and use LambdaInvokeOperator / LambdaInvokeFunctionOperator"
     if "Sensor" in kind:
         return "register a converter for this sensor (exporters.converters.register) or replace it with a Wait/poll pattern"
     if "Bash" in kind:

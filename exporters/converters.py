@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from exporters import asl
 from exporters.translate import Dynamic, ResultLayout, TranslationError, Translator
@@ -131,7 +132,10 @@ class ConvertContext:
         try:
             return self.translator.parameters(request)
         except TranslationError as err:
-            raise Unsupported(str(err), getattr(err, "fix", "use ParamRef/ResultRef/Format/RunUniqueName on fields the exporter keeps")) from None
+            raise Unsupported(
+                str(err),
+                getattr(err, "fix", "use ParamRef/ResultRef/Format/RunUniqueName on fields the exporter keeps"),
+            ) from None
 
     def expr(self, value: Any) -> Any:
         try:
@@ -231,7 +235,7 @@ def selector_from_fields(fields: tuple[str, ...], renames: dict[str, str] | None
 from retraining import (  # noqa: E402  (operators import only Airflow: cheap)
     FailRunOperator,
     GlueJobRunOperator,
-    LambdaMetricCheckOperator,
+    LambdaInvokeOperator,
     MetricChoiceOperator,
     SageMakerCreateEndpointConfigOperator,
     SageMakerCreateModelOperator,
@@ -240,7 +244,11 @@ from retraining import (  # noqa: E402  (operators import only Airflow: cheap)
 )
 from retraining.refs import ResultRef  # noqa: E402
 
-TRAINING_API_ERRORS = ("SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException", "States.Timeout")
+TRAINING_API_ERRORS = (
+    "SageMaker.AmazonSageMakerException",
+    "SageMaker.ResourceLimitExceededException",
+    "States.Timeout",
+)
 
 CHOICE_OPERATORS = {
     "<": "NumericLessThan",
@@ -281,8 +289,8 @@ def convert_training_job(task: SageMakerTrainingJobOperator, ctx: ConvertContext
     return Fragment.single(state, ctx.layout(task, fields=top))
 
 
-@register(LambdaMetricCheckOperator)
-def convert_lambda_invoke(task: LambdaMetricCheckOperator, ctx: ConvertContext) -> Fragment:
+@register(LambdaInvokeOperator)
+def convert_lambda_invoke(task: LambdaInvokeOperator, ctx: ConvertContext) -> Fragment:
     state = ctx.task_state(
         task,
         "arn:aws:states:::lambda:invoke",
@@ -325,7 +333,14 @@ ENDPOINT_WAIT_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
 
 def endpoint_deploy_fragment(
-    task: Any, ctx: ConvertContext, request: dict[str, Any], *, create_if_missing: bool, update: bool, wait: bool, poll_seconds: int
+    task: Any,
+    ctx: ConvertContext,
+    request: dict[str, Any],
+    *,
+    create_if_missing: bool,
+    update: bool,
+    wait: bool,
+    poll_seconds: int,
 ) -> Fragment:
     """UpdateEndpoint (CreateEndpoint when missing), then Wait → DescribeEndpoint → Choice until InService.
 
@@ -383,8 +398,18 @@ def endpoint_deploy_fragment(
         )
         missing.choices = [
             # SageMaker answers a missing endpoint with "Could not find endpoint ...".
-            asl.ChoiceRule(variable=f"{here}.Error.Cause", operator="StringMatches", value="*Could not find endpoint*", next=create_state.name),
-            asl.ChoiceRule(variable=f"{here}.Attempts.value", operator="NumericLessThan", value=attempts_allowed, next=count_attempt.name),
+            asl.ChoiceRule(
+                variable=f"{here}.Error.Cause",
+                operator="StringMatches",
+                value="*Could not find endpoint*",
+                next=create_state.name,
+            ),
+            asl.ChoiceRule(
+                variable=f"{here}.Attempts.value",
+                operator="NumericLessThan",
+                value=attempts_allowed,
+                next=count_attempt.name,
+            ),
         ]
         missing.default = describe_failed.name
         record.next = probe.name
@@ -403,7 +428,12 @@ def endpoint_deploy_fragment(
         finishing = [create_state]
 
     if not wait:
-        return Fragment(entry=record.name, states=states, exits=[Port(s) for s in finishing], layout=ctx.layout(task, fields=frozenset({"EndpointName", "EndpointConfigName"})))
+        return Fragment(
+            entry=record.name,
+            states=states,
+            exits=[Port(s) for s in finishing],
+            layout=ctx.layout(task, fields=frozenset({"EndpointName", "EndpointConfigName"})),
+        )
 
     wait_state = asl.Wait(state_name(task.task_id, "wait"), seconds=poll_seconds)
     describe = asl.Task(
@@ -428,7 +458,11 @@ def endpoint_deploy_fragment(
     in_service = asl.ChoiceRule(
         and_=[
             asl.ChoiceRule(variable=status, operator="StringEquals", value="InService"),
-            asl.ChoiceRule(variable=f"{here}.Endpoint.EndpointConfigName", operator="StringEqualsPath", value=f"{here}.EndpointConfigName"),
+            asl.ChoiceRule(
+                variable=f"{here}.Endpoint.EndpointConfigName",
+                operator="StringEqualsPath",
+                value=f"{here}.EndpointConfigName",
+            ),
         ]
     )
     count_poll = asl.Pass(
@@ -452,7 +486,14 @@ def endpoint_deploy_fragment(
             error="EndpointDeployTimeout",
             cause=f"The endpoint was not InService on the new config within {timeout} s (execution_timeout)",
         )
-        choices.append(asl.ChoiceRule(variable=f"{here}.Polls.value", operator="NumericGreaterThanEquals", value=max_polls, next=timed_out.name))
+        choices.append(
+            asl.ChoiceRule(
+                variable=f"{here}.Polls.value",
+                operator="NumericGreaterThanEquals",
+                value=max_polls,
+                next=timed_out.name,
+            )
+        )
         extra.append(timed_out)
     choices.append(still_working)
     check = asl.Choice(state_name(task.task_id, "InService?"), choices=choices, default=failed.name)
@@ -472,7 +513,13 @@ def endpoint_deploy_fragment(
 @register(SageMakerDeployEndpointOperator)
 def convert_deploy_endpoint(task: SageMakerDeployEndpointOperator, ctx: ConvertContext) -> Fragment:
     return endpoint_deploy_fragment(
-        task, ctx, task.request, create_if_missing=True, update=True, wait=True, poll_seconds=max(1, int(task.poll_interval))
+        task,
+        ctx,
+        task.request,
+        create_if_missing=True,
+        update=True,
+        wait=True,
+        poll_seconds=max(1, int(task.poll_interval)),
     )
 
 
@@ -555,7 +602,9 @@ def convert_stock_glue(task: Any, ctx: ConvertContext) -> Fragment:
         task,
         "arn:aws:states:::glue:startJobRun" + (".sync" if sync else ""),
         ctx.parameters(task, request),
-        result_selector={"JobName.$": "$.JobName", "JobRunId.$": "$.Id", "JobRunState.$": "$.JobRunState"} if sync else {"JobRunId.$": "$.JobRunId"},
+        result_selector={"JobName.$": "$.JobName", "JobRunId.$": "$.Id", "JobRunState.$": "$.JobRunState"}
+        if sync
+        else {"JobRunId.$": "$.JobRunId"},
     )
     return Fragment.single(state, ctx.layout(task))
 
@@ -584,7 +633,12 @@ def convert_stock_training(task: Any, ctx: ConvertContext) -> Fragment:
 @register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerModelOperator")
 def convert_stock_model(task: Any, ctx: ConvertContext) -> Fragment:
     config = _stock_config(task)
-    state = ctx.task_state(task, "arn:aws:states:::sagemaker:createModel", ctx.parameters(task, config), result_selector={"ModelArn.$": "$.ModelArn"})
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::sagemaker:createModel",
+        ctx.parameters(task, config),
+        result_selector={"ModelArn.$": "$.ModelArn"},
+    )
     return Fragment.single(state, ctx.layout(task))
 
 
@@ -633,9 +687,17 @@ def convert_stock_lambda(task: Any, ctx: ConvertContext) -> Fragment:
             payload = json.loads(payload) if payload else {}
         except ValueError:
             raise Unsupported("payload is not JSON", "give the payload as a JSON object") from None
-    request = {"FunctionName": _stock_value(task, task.function_name, "function_name"), "Payload": _stock_value(task, payload, "payload")}
+    request = {
+        "FunctionName": _stock_value(task, task.function_name, "function_name"),
+        "Payload": _stock_value(task, payload, "payload"),
+    }
     if getattr(task, "qualifier", None):
         request["Qualifier"] = _stock_value(task, task.qualifier, "qualifier")
-    state = ctx.task_state(task, "arn:aws:states:::lambda:invoke", ctx.parameters(task, request), result_selector={"Payload.$": "$.Payload"})
+    state = ctx.task_state(
+        task,
+        "arn:aws:states:::lambda:invoke",
+        ctx.parameters(task, request),
+        result_selector={"Payload.$": "$.Payload"},
+    )
     # The stock operator's XCom is the decoded payload string; keep it under Payload.
     return Fragment.single(state, ctx.layout(task, prefix=("Payload",)))

@@ -27,13 +27,13 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from exporters.aws_clients import AwsClients, AwsCommandError, error_code
-from exporters.loader import REPO
 
 ALIAS = "live"
 DAG_ID_TAG = "airflow-dag-id"
@@ -276,7 +276,9 @@ def translate(dag: Any) -> Any:
     try:
         from exporters.schedule import ScheduleError, translate_schedule
     except ImportError as err:  # pragma: no cover - depends on the checkout
-        raise DeployError(f"schedule translation is unavailable ({err}); pass --no-schedule to deploy only the state machine") from None
+        raise DeployError(
+            f"schedule translation is unavailable ({err}); pass --no-schedule to deploy only the state machine"
+        ) from None
     try:
         return translate_schedule(dag)
     except ScheduleError as err:
@@ -293,8 +295,8 @@ def _as_datetime(value: Any) -> datetime | None:
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        return datetime.fromtimestamp(value.timestamp(), tz=UTC)
     raise TypeError(f"not a date: {value!r}")
 
 
@@ -311,7 +313,9 @@ def _same_instant(a: Any, b: Any) -> bool:
     return abs((a - b).total_seconds()) < 1
 
 
-def desired_schedule(spec: Any, *, name: str, dag_id: str, alias_arn: str, role_arn: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+def desired_schedule(
+    spec: Any, *, name: str, dag_id: str, alias_arn: str, role_arn: str, payload: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     """The ``create_schedule`` arguments (State excluded) for a ScheduleSpec."""
     request: dict[str, Any] = {
         "Name": name,
@@ -399,7 +403,7 @@ def deploy(
     dag_id: str,
     *,
     clients: AwsClients,
-    dags_folder: str | Path = REPO / "dags",
+    dags_folder: str | Path | None = None,
     name: str | None = None,
     role_arn: str | None = None,
     schedule_role_arn: str | None = None,
@@ -416,7 +420,7 @@ def deploy(
     from exporters.compiler import param_defaults
     from exporters.validate import validate_definition
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     sm_name = check_name(name) if name else state_machine_name(dag_id)
 
     # Everything that can fail without AWS first: nothing is changed on a bad DAG.
@@ -425,13 +429,18 @@ def deploy(
     definition = result.definition
     problems = validate_definition(definition)
     if problems:
-        raise DeployError("the exported definition is invalid (an exporter bug, please report it):\n" + "\n".join(f"  - {p}" for p in problems))
+        raise DeployError(
+            "the exported definition is invalid (an exporter bug, please report it):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
     spec = translate(dag) if with_schedule else None
     payload = param_defaults(dag)
 
     target = locate(clients, sm_name)
     sfn = clients.sfn
-    where = f"{clients.region}, account {clients.identity().account}" + (f", endpoint {clients.endpoint_label}" if clients.endpoint_label else "")
+    where = f"{clients.region}, account {clients.identity().account}" + (
+        f", endpoint {clients.endpoint_label}" if clients.endpoint_label else ""
+    )
     say(f"Deploying DAG {dag_id!r} as state machine {sm_name!r} ({where})")
     for warning in result.warnings:
         say(f"  export warning: {warning}")
@@ -445,7 +454,9 @@ def deploy(
                 f"state machine {sm_name!r} already exists for Airflow DAG {owner!r} (tag {DAG_ID_TAG}): pass --name to deploy {dag_id!r} under another name"
             )
         if current.get("type", "STANDARD") != "STANDARD":
-            raise DeployError(f"state machine {sm_name!r} exists as type {current['type']}; exports need STANDARD: delete it or pass --name")
+            raise DeployError(
+                f"state machine {sm_name!r} exists as type {current['type']}; exports need STANDARD: delete it or pass --name"
+            )
     schedule_existing = _get_schedule(clients.scheduler, schedule_name(sm_name)) if with_schedule else None
 
     role = resolve_role(
@@ -460,7 +471,11 @@ def deploy(
     )
     schedule_role = None
     if spec is not None:
-        deployed_schedule_role = (schedule_existing or {}).get("Target", {}).get("RoleArn") if schedule_existing and _targets(schedule_existing, target) else None
+        deployed_schedule_role = (
+            (schedule_existing or {}).get("Target", {}).get("RoleArn")
+            if schedule_existing and _targets(schedule_existing, target)
+            else None
+        )
         schedule_role = resolve_role(
             clients,
             given=schedule_role_arn,
@@ -495,9 +510,20 @@ def deploy(
         version_arn = answer.get("stateMachineVersionArn")
         sm_action = "created"
     elif normalize(current["definition"]) != definition or current.get("roleArn") != role:
-        changed = [what for what, differs in (("definition", normalize(current["definition"]) != definition), ("role", current.get("roleArn") != role)) if differs]
+        changed = [
+            what
+            for what, differs in (
+                ("definition", normalize(current["definition"]) != definition),
+                ("role", current.get("roleArn") != role),
+            )
+            if differs
+        ]
         answer = sfn.update_state_machine(
-            stateMachineArn=target.arn, definition=text, roleArn=role, publish=True, versionDescription=version_description
+            stateMachineArn=target.arn,
+            definition=text,
+            roleArn=role,
+            publish=True,
+            versionDescription=version_description,
         )
         version_arn = answer.get("stateMachineVersionArn")
         sm_action = f"updated ({', '.join(changed)})"
@@ -523,7 +549,9 @@ def deploy(
         raise DeployError("AWS did not return the published version ARN; run deploy again")
     routing = [{"stateMachineVersionArn": version_arn, "weight": 100}]
     if alias is None:
-        sfn.create_state_machine_alias(name=ALIAS, routingConfiguration=routing, description=f"What runs for Airflow DAG {dag_id}")
+        sfn.create_state_machine_alias(
+            name=ALIAS, routingConfiguration=routing, description=f"What runs for Airflow DAG {dag_id}"
+        )
         alias_action = "created"
     elif live_version != version_arn:
         sfn.update_state_machine_alias(stateMachineAliasArn=target.alias_arn, routingConfiguration=routing)
@@ -563,8 +591,19 @@ def deploy(
             report.schedule = "none"
             say("  schedule: none (the DAG has no schedule; trigger with `python -m exporters start`)")
     else:
-        desired = desired_schedule(spec, name=sched_name, dag_id=dag_id, alias_arn=target.alias_arn, role_arn=schedule_role, payload=payload, now=now)
-        summary = " ".join(filter(None, (desired["ScheduleExpression"], desired.get("ScheduleExpressionTimezone")))) + f" -> alias {ALIAS}"
+        desired = desired_schedule(
+            spec,
+            name=sched_name,
+            dag_id=dag_id,
+            alias_arn=target.alias_arn,
+            role_arn=schedule_role,
+            payload=payload,
+            now=now,
+        )
+        summary = (
+            " ".join(filter(None, (desired["ScheduleExpression"], desired.get("ScheduleExpressionTimezone"))))
+            + f" -> alias {ALIAS}"
+        )
         for caveat in getattr(spec, "notes", ()) or ():
             notes.append(f"schedule note: {caveat}")
         if schedule_existing is None:
@@ -605,7 +644,9 @@ def _ensure_tags(sfn: Any, arn: str, dag_id: str) -> bool:
 
 
 # -- start / executions / diff ----------------------------------------------------
-def start(clients: AwsClients, name: str, payload: dict[str, Any] | None = None, execution_name: str | None = None) -> dict[str, Any]:
+def start(
+    clients: AwsClients, name: str, payload: dict[str, Any] | None = None, execution_name: str | None = None
+) -> dict[str, Any]:
     """Start an execution of the ``live`` alias (or of the state machine when it has no alias)."""
     target = locate(clients, name)
     sfn = clients.sfn
@@ -628,7 +669,9 @@ def executions(clients: AwsClients, name: str, limit: int = 20) -> list[dict[str
     target = locate(clients, name)
     sfn = clients.sfn
     if _describe(sfn, target.arn) is None:
-        raise NotDeployed(f"state machine {name!r} is not deployed in {clients.region}: run `python -m exporters deploy DAG_ID` first")
+        raise NotDeployed(
+            f"state machine {name!r} is not deployed in {clients.region}: run `python -m exporters deploy DAG_ID` first"
+        )
     found: list[dict[str, Any]] = []
     token = None
     while len(found) < limit:
@@ -640,7 +683,7 @@ def executions(clients: AwsClients, name: str, limit: int = 20) -> list[dict[str
         token = page.get("nextToken")
         if not token:
             break
-    found.sort(key=lambda e: e.get("startDate") or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    found.sort(key=lambda e: e.get("startDate") or datetime.min.replace(tzinfo=UTC), reverse=True)
     return found[:limit]
 
 
@@ -655,9 +698,17 @@ def format_executions(items: list[dict[str, Any]]) -> str:
         if e.get("stateMachineVersionArn"):
             number = _version_number(e["stateMachineVersionArn"])
             version = f"{version} v{number}".strip() if version else f"v{number}"
-        rows.append((e.get("status", "?"), when(e.get("startDate")), when(e.get("stopDate")), version or "-", e.get("name", "?")))
+        rows.append(
+            (
+                e.get("status", "?"),
+                when(e.get("startDate")),
+                when(e.get("stopDate")),
+                version or "-",
+                e.get("name", "?"),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
 @dataclass
@@ -667,7 +718,9 @@ class DiffResult:
     deployed_label: str
 
 
-def diff(clients: AwsClients, dag_id: str, *, name: str | None = None, dags_folder: str | Path = REPO / "dags", dag: Any = None) -> DiffResult:
+def diff(
+    clients: AwsClients, dag_id: str, *, name: str | None = None, dags_folder: str | Path | None = None, dag: Any = None
+) -> DiffResult:
     """Unified diff (pretty, key-sorted JSON) of the deployed definition against a fresh export."""
     from exporters.loader import load_dag, prepare_environment
 

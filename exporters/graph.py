@@ -36,7 +36,9 @@ def rule_label(rule: dict[str, Any]) -> str:
             return f"{_short_path(variables.pop())} in ({', '.join(r['StringEquals'] for r in alternatives)})"
     for combinator, joiner in (("And", " and "), ("Or", " or ")):
         if combinator in rule:
-            return joiner.join(f"({rule_label(r)})" if ("And" in r or "Or" in r) else rule_label(r) for r in rule[combinator])
+            return joiner.join(
+                f"({rule_label(r)})" if ("And" in r or "Or" in r) else rule_label(r) for r in rule[combinator]
+            )
     if "Not" in rule:
         return f"not ({rule_label(rule['Not'])})"
     variable = _short_path(rule.get("Variable", "?"))
@@ -47,7 +49,7 @@ def rule_label(rule: dict[str, Any]) -> str:
         shown = _short_path(value) if key.endswith("Path") else repr(value) if isinstance(value, str) else value
         for kind in ("Numeric", "String", "Timestamp", "Boolean"):
             if base.startswith(kind):
-                symbol = OPERATOR_SYMBOLS.get(base[len(kind):])
+                symbol = OPERATOR_SYMBOLS.get(base[len(kind) :])
                 if symbol:
                     return f"{variable} {symbol} {shown}"
         return f"{variable} {key} {shown}"
@@ -70,11 +72,15 @@ def _label(name: str, state: dict[str, Any]) -> str:
 def to_graphviz(definition: dict[str, Any], title: str | None = None):
     import graphviz
 
-    dot = graphviz.Digraph("state_machine", graph_attr={"rankdir": "TB", "fontname": "Helvetica", "label": title or "", "labelloc": "t"})
+    dot = graphviz.Digraph(
+        "state_machine", graph_attr={"rankdir": "TB", "fontname": "Helvetica", "label": title or "", "labelloc": "t"}
+    )
     dot.attr("node", fontname="Helvetica", fontsize="11")
     dot.attr("edge", fontname="Helvetica", fontsize="10")
     dot.node("__start__", "Start", shape="circle", style="filled", fillcolor="#5f6368", fontcolor="white", width="0.6")
-    dot.node("__end__", "End", shape="doublecircle", style="filled", fillcolor="#5f6368", fontcolor="white", width="0.5")
+    dot.node(
+        "__end__", "End", shape="doublecircle", style="filled", fillcolor="#5f6368", fontcolor="white", width="0.5"
+    )
     _add_machine(dot, definition, "", "__start__", "__end__")
     return dot
 
@@ -90,7 +96,8 @@ def _add_machine(dot: Any, machine: dict[str, Any], prefix: str, start_from: str
     states = machine["States"]
     # A Parallel is drawn as a cluster: transitions enter at its fork point and leave from its join.
     entry_of = {
-        name: _node_id(prefix, name) + ("_fork" if state["Type"] == "Parallel" else "") for name, state in states.items()
+        name: _node_id(prefix, name) + ("_fork" if state["Type"] == "Parallel" else "")
+        for name, state in states.items()
     }
     dot.edge(start_from, entry_of[machine["StartAt"]])
     for name, state in states.items():
@@ -110,7 +117,13 @@ def _add_machine(dot: Any, machine: dict[str, Any], prefix: str, start_from: str
         if "Default" in state:
             dot.edge(node, entry_of[state["Default"]], label="Default", color="#c5221f")
         for catcher in state.get("Catch", []) or []:
-            dot.edge(node, entry_of[catcher["Next"]], label="Catch " + ", ".join(catcher["ErrorEquals"]), style="dashed", color="#c5221f")
+            dot.edge(
+                node,
+                entry_of[catcher["Next"]],
+                label="Catch " + ", ".join(catcher["ErrorEquals"]),
+                style="dashed",
+                color="#c5221f",
+            )
         if "Next" in state:
             dot.edge(node, entry_of[state["Next"]])
         if state.get("End") or kind == "Succeed":

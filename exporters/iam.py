@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 __all__ = [
     "PolicyContext",
@@ -73,7 +74,12 @@ LOGGING_ACTIONS = (
     "logs:PutResourcePolicy",
     "logs:UpdateLogDelivery",
 )
-TRACING_ACTIONS = ("xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:PutTelemetryRecords", "xray:PutTraceSegments")
+TRACING_ACTIONS = (
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "xray:PutTelemetryRecords",
+    "xray:PutTraceSegments",
+)
 
 STATES_PREFIX = "arn:aws:states:::"
 ARN_HEAD = "arn:${AWS::Partition}"
@@ -171,7 +177,13 @@ class _Resolver:
             return None
         if key in parameters:
             value = parameters[key]
-            return [Lit(value)] if isinstance(value, str) else [Lit(str(value))] if isinstance(value, (int, float)) else [ANY]
+            return (
+                [Lit(value)]
+                if isinstance(value, str)
+                else [Lit(str(value))]
+                if isinstance(value, (int, float))
+                else [ANY]
+            )
         if f"{key}.$" in parameters:
             return self.expr(parameters[f"{key}.$"])
         return None
@@ -345,7 +357,13 @@ class _Statements:
     def __init__(self) -> None:
         self._by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def add(self, sid: str, actions: tuple[str, ...] | list[str], resources: list[Any], condition: dict[str, Any] | None = None) -> None:
+    def add(
+        self,
+        sid: str,
+        actions: tuple[str, ...] | list[str],
+        resources: list[Any],
+        condition: dict[str, Any] | None = None,
+    ) -> None:
         for action in actions:
             if action == "*" or action.endswith(":*"):
                 raise PolicyError(f"refusing wildcard action {action!r}")
@@ -400,7 +418,15 @@ def state_machine_policy(definition: dict[str, Any], context: PolicyContext) -> 
 
 
 class _Task:
-    def __init__(self, name: str, resource: str, params: dict[str, Any], resolver: _Resolver, context: PolicyContext, out: _Statements):
+    def __init__(
+        self,
+        name: str,
+        resource: str,
+        params: dict[str, Any],
+        resolver: _Resolver,
+        context: PolicyContext,
+        out: _Statements,
+    ):
         self.name, self.resource, self.params = name, resource, params
         self.resolver, self.context, self.out = resolver, context, out
 
@@ -427,7 +453,11 @@ class _Task:
         if pieces is None:
             return
         pieces = _normal(pieces)
-        if len(pieces) == 1 and isinstance(pieces[0], Par) and isinstance(self.context.params.get(pieces[0].name), dict):
+        if (
+            len(pieces) == 1
+            and isinstance(pieces[0], Par)
+            and isinstance(self.context.params.get(pieces[0].name), dict)
+        ):
             self.context.use(pieces[0].name, "iam-role")
             arn: Any = self.context.params[pieces[0].name]
         elif len(pieces) == 1 and isinstance(pieces[0], Lit):
@@ -436,7 +466,9 @@ class _Task:
             text = sub_text(pieces, self.context, usage="iam-role")
             if "*" in text:
                 text = f"{ARN_HEAD}:iam::${{AWS::AccountId}}:role/*"
-                self.context.warnings.append(f"state {self.name!r}: {key} is only known at run time; iam:PassRole covers every role of the account")
+                self.context.warnings.append(
+                    f"state {self.name!r}: {key} is only known at run time; iam:PassRole covers every role of the account"
+                )
             arn = _sub(text)
         self.out.add(
             "PassRoleToSageMaker",
@@ -457,7 +489,9 @@ class _Task:
             self.out.add("LambdaInvoke", ["lambda:InvokeFunction"], [resource])
             return
         if not resource.startswith(STATES_PREFIX):
-            raise PolicyError(f"state {self.name!r}: resource {resource!r} is not a service integration this exporter knows")
+            raise PolicyError(
+                f"state {self.name!r}: resource {resource!r} is not a service integration this exporter knows"
+            )
         integration = resource[len(STATES_PREFIX) :]
         handler = _HANDLERS.get(integration)
         if handler is None:
@@ -488,7 +522,9 @@ class _Task:
             self.out.add("SageMakerTrainingJobTags", ["sagemaker:AddTags"], [job])
             # .sync waits on the job through this managed EventBridge rule.
             rule = _sub(f"{ARN_HEAD}:events:{REGIONAL}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule")
-            self.out.add("SageMakerTrainingJobEvents", ["events:PutTargets", "events:PutRule", "events:DescribeRule"], [rule])
+            self.out.add(
+                "SageMakerTrainingJobEvents", ["events:PutTargets", "events:PutRule", "events:DescribeRule"], [rule]
+            )
         else:
             self.out.add("SageMakerCreateTrainingJob", ["sagemaker:CreateTrainingJob"], [job])
             self.tags("SageMakerTrainingJobTags", [job])
@@ -523,7 +559,9 @@ class _Task:
         else:
             name = sub_text(pieces, self.context, usage="lambda-function")
             if name == "*":
-                self.context.warnings.append(f"state {self.name!r}: FunctionName is only known at run time; lambda:InvokeFunction covers every function")
+                self.context.warnings.append(
+                    f"state {self.name!r}: FunctionName is only known at run time; lambda:InvokeFunction covers every function"
+                )
             function = _sub(f"{ARN_HEAD}:lambda:{REGIONAL}:function:{name}")
         self.out.add("LambdaInvoke", ["lambda:InvokeFunction"], [function])
 
@@ -538,9 +576,13 @@ _HANDLERS = {
     "sagemaker:createEndpoint": lambda t: t.endpoint_change("CreateEndpoint"),
     "sagemaker:updateEndpoint": lambda t: t.endpoint_change("UpdateEndpoint"),
     "aws-sdk:sagemaker:describeEndpoint": lambda t: t.describe("DescribeEndpoint", "endpoint", "EndpointName"),
-    "aws-sdk:sagemaker:describeEndpointConfig": lambda t: t.describe("DescribeEndpointConfig", "endpoint-config", "EndpointConfigName"),
+    "aws-sdk:sagemaker:describeEndpointConfig": lambda t: t.describe(
+        "DescribeEndpointConfig", "endpoint-config", "EndpointConfigName"
+    ),
     "aws-sdk:sagemaker:describeModel": lambda t: t.describe("DescribeModel", "model", "ModelName"),
-    "aws-sdk:sagemaker:describeTrainingJob": lambda t: t.describe("DescribeTrainingJob", "training-job", "TrainingJobName"),
+    "aws-sdk:sagemaker:describeTrainingJob": lambda t: t.describe(
+        "DescribeTrainingJob", "training-job", "TrainingJobName"
+    ),
     "lambda:invoke": lambda t: t.lambda_invoke(),
 }
 

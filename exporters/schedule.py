@@ -120,7 +120,14 @@ class _Cron:
             dow = "?"
             dom = "L" if self.days == "L" else _render_opt(self.days, 1, 31)  # type: ignore[arg-type]
         return " ".join(
-            [_render_opt(self.minutes, 0, 59), _render_opt(self.hours, 0, 23), dom, _render_opt(self.months, 1, 12), dow, "*"]
+            [
+                _render_opt(self.minutes, 0, 59),
+                _render_opt(self.hours, 0, 23),
+                dom,
+                _render_opt(self.months, 1, 12),
+                dow,
+                "*",
+            ]
         )
 
 
@@ -152,7 +159,7 @@ class ScheduleSpec:
         """ISO 8601 in UTC with a ``Z`` (the form CloudFormation's ``StartDate``/``EndDate`` take)."""
         if value is None:
             return None
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------
@@ -160,7 +167,9 @@ class ScheduleSpec:
 # ---------------------------------------------------------------------------
 
 
-def translate_schedule(dag: Any, *, allow_unsupported: bool = False, warnings: list[str] | None = None) -> ScheduleSpec | None:
+def translate_schedule(
+    dag: Any, *, allow_unsupported: bool = False, warnings: list[str] | None = None
+) -> ScheduleSpec | None:
     """The DAG's schedule as an EventBridge Scheduler schedule; ``None`` when it has none.
 
     Raises ``ScheduleError`` when EventBridge cannot fire at exactly Airflow's
@@ -185,7 +194,12 @@ def translate_schedule(dag: Any, *, allow_unsupported: bool = False, warnings: l
             return _cron_spec(dag, timetable, source)
         if kind in DELTA_TIMETABLES:
             return _rate_spec(dag, timetable, source)
-        raise ScheduleError(dag.dag_id, source, f"{kind} is a custom timetable; only cron and timedelta schedules translate exactly", _FIX)
+        raise ScheduleError(
+            dag.dag_id,
+            source,
+            f"{kind} is a custom timetable; only cron and timedelta schedules translate exactly",
+            _FIX,
+        )
     except ScheduleError as err:
         if not allow_unsupported:
             raise
@@ -334,7 +348,9 @@ def _check_field_syntax(index: int, value: str) -> None:
             raise _CronUnsupported(f"day-of-month {value!r}: 'L' only translates alone (the last day of the month)")
     if index == 4:
         if "L" in upper:  # no weekday name contains an L
-            raise _CronUnsupported(f"day-of-week {value!r}: 'L' (last weekday of the month) has no documented AWS equivalent")
+            raise _CronUnsupported(
+                f"day-of-week {value!r}: 'L' (last weekday of the month) has no documented AWS equivalent"
+            )
         if "#" in value:
             if "," in value or not _NTH.match(value):
                 raise _CronUnsupported(f"day-of-week {value!r}: AWS takes a single 'day#n' item")
@@ -342,7 +358,9 @@ def _check_field_syntax(index: int, value: str) -> None:
             return
     for item in value.split(","):
         if not _ITEM.match(item):
-            raise _CronUnsupported(f"{name} {value!r}: {item!r} is not plain cron syntax (numbers, names, '*', '-', '/', ',')")
+            raise _CronUnsupported(
+                f"{name} {value!r}: {item!r} is not plain cron syntax (numbers, names, '*', '-', '/', ',')"
+            )
         for token in re.findall(r"[A-Za-z]+", item):
             _check_names(index, token, value)
 
@@ -387,7 +405,12 @@ def _cron_spec(dag: Any, timetable: Any, source: str) -> ScheduleSpec:
     tz = _timetable_tz(dag, timetable)
     name, offset = _zone(tz)
     notes: list[str] = []
-    if offset is not None and offset != dt.timedelta(0) and offset % dt.timedelta(hours=1) == dt.timedelta(0) and abs(offset) <= dt.timedelta(hours=14):
+    if (
+        offset is not None
+        and offset != dt.timedelta(0)
+        and offset % dt.timedelta(hours=1) == dt.timedelta(0)
+        and abs(offset) <= dt.timedelta(hours=14)
+    ):
         # EventBridge Scheduler takes IANA names; Etc/GMT±N are the fixed whole-hour offsets (sign inverted by POSIX).
         hours = int(offset / dt.timedelta(hours=1))
         scheduler_tz = "Etc/GMT" + (f"{-hours:+d}" if hours else "")
@@ -428,7 +451,9 @@ def _shift_to_utc(spec: ScheduleSpec, cron: _Cron, offset: dt.timedelta) -> _Cro
         for m in minutes:
             day, rest = divmod(h * 60 + m - shift, 1440)
             by_day.setdefault(day, set()).add(divmod(rest, 60))
-    days_restricted = cron.days is not None or cron.weekdays is not None or cron.nth is not None or cron.months is not None
+    days_restricted = (
+        cron.days is not None or cron.weekdays is not None or cron.nth is not None or cron.months is not None
+    )
 
     def fail(reason: str) -> ScheduleError:
         return ScheduleError(
@@ -449,7 +474,9 @@ def _shift_to_utc(spec: ScheduleSpec, cron: _Cron, offset: dt.timedelta) -> _Cro
     weekdays = cron.weekdays
     if day_shift:
         if cron.days is not None or cron.months is not None or cron.nth is not None:
-            raise fail("moves its times across midnight, and its day-of-month/month/n-th weekday would move across month ends")
+            raise fail(
+                "moves its times across midnight, and its day-of-month/month/n-th weekday would move across month ends"
+            )
         if weekdays is not None:
             weekdays = frozenset((d + day_shift) % 7 for d in weekdays)
     return _Cron(
@@ -470,12 +497,12 @@ def _dst_notes(cron: _Cron, zone_name: str, start: dt.datetime | None) -> list[s
         zone = ZoneInfo(zone_name)
     except Exception:  # noqa: BLE001 - unknown to zoneinfo: nothing to check
         return []
-    year = (start or dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)).astimezone(zone).year
+    year = (start or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).astimezone(zone).year
     hours = set(cron.hours) if cron.hours is not None else set(range(24))
     minutes = set(cron.minutes) if cron.minutes is not None else set(range(60))
     gap_hit = overlap_hit = None
-    t = dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc)
-    end = dt.datetime(year + 2, 1, 1, tzinfo=dt.timezone.utc)
+    t = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
+    end = dt.datetime(year + 2, 1, 1, tzinfo=dt.UTC)
     hour = dt.timedelta(hours=1)
     before = t.astimezone(zone).utcoffset()
     while t < end:
@@ -516,7 +543,9 @@ def _dst_notes(cron: _Cron, zone_name: str, start: dt.datetime | None) -> list[s
 
 def _catchup_notes(dag: Any) -> list[str]:
     if getattr(dag, "catchup", False):
-        return ["catchup=True: Airflow backfills runs missed since start_date; EventBridge never starts missed executions"]
+        return [
+            "catchup=True: Airflow backfills runs missed since start_date; EventBridge never starts missed executions"
+        ]
     return []
 
 
@@ -546,7 +575,19 @@ def _delta_seconds(delta: Any) -> int:
             raise ValueError(f"{delta!r} is not a whole number of minutes: EventBridge rates count whole minutes")
         return int(delta.total_seconds())
     # dateutil.relativedelta: only its fixed-length parts have a rate.
-    calendar = ("years", "months", "leapdays", "year", "month", "day", "weekday", "hour", "minute", "second", "microsecond")
+    calendar = (
+        "years",
+        "months",
+        "leapdays",
+        "year",
+        "month",
+        "day",
+        "weekday",
+        "hour",
+        "minute",
+        "second",
+        "microsecond",
+    )
     used = [name for name in calendar if getattr(delta, name, None)]
     if used:
         raise ValueError(
@@ -591,8 +632,8 @@ def _aware(value: Any) -> dt.datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.fromtimestamp(value.timestamp(), tz=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(value.timestamp(), tz=dt.UTC)
 
 
 def _run_bounds(dag: Any, timetable: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -653,7 +694,12 @@ def _attr(timetable: Any, name: str) -> Any:
 
 
 def _timetable_tz(dag: Any, timetable: Any) -> Any:
-    tz = getattr(timetable, "timezone", None) or getattr(timetable, "_timezone", None) or getattr(dag, "timezone", None) or "UTC"
+    tz = (
+        getattr(timetable, "timezone", None)
+        or getattr(timetable, "_timezone", None)
+        or getattr(dag, "timezone", None)
+        or "UTC"
+    )
     if isinstance(tz, str):
         import pendulum
 

@@ -107,7 +107,9 @@ class Translator:
             return repr(translated)
         if isinstance(translated, str):
             return intrinsic_string(translated)
-        raise TranslationError(f"{type(translated).__name__} value {translated!r} cannot be an argument of States.Format")
+        raise TranslationError(
+            f"{type(translated).__name__} value {translated!r} cannot be an argument of States.Format"
+        )
 
     def _result(self, ref: ResultRef) -> Any:
         if self.reader is not None and self.is_upstream is not None and not self.is_upstream(ref.task_id, self.reader):

@@ -11,7 +11,17 @@ COMPARATORS = {
     for kind in ("String", "Numeric", "Timestamp")
     for op in ("Equals", "LessThan", "GreaterThan", "LessThanEquals", "GreaterThanEquals")
     for suffix in ("", "Path")
-} | {"BooleanEquals", "BooleanEqualsPath", "IsNull", "IsPresent", "IsNumeric", "IsString", "IsBoolean", "IsTimestamp", "StringMatches"}
+} | {
+    "BooleanEquals",
+    "BooleanEqualsPath",
+    "IsNull",
+    "IsPresent",
+    "IsNumeric",
+    "IsString",
+    "IsBoolean",
+    "IsTimestamp",
+    "StringMatches",
+}
 MAX_NAME = 80
 
 
@@ -38,7 +48,9 @@ def _machine(machine: dict[str, Any], where: str, problems: list[str]) -> None:
     for name in states:
         if name not in reachable:
             problems.append(f"{where}States.{name}: unreachable from StartAt")
-    if not any(s.get("Type") in ("Succeed", "Fail") or s.get("End") is True for s in states.values() if isinstance(s, dict)):
+    if not any(
+        s.get("Type") in ("Succeed", "Fail") or s.get("End") is True for s in states.values() if isinstance(s, dict)
+    ):
         problems.append(f"{where or 'definition'}: no terminal state (End, Succeed or Fail)")
 
 
@@ -155,7 +167,11 @@ def _rule(rule: Any, where: str, problems: list[str]) -> None:
     value = rule[op]
     if op.endswith("Path") and (not isinstance(value, str) or not value.startswith("$")):
         problems.append(f"{where}.{op}: must be a path")
-    elif op.startswith("Numeric") and not op.endswith("Path") and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+    elif (
+        op.startswith("Numeric")
+        and not op.endswith("Path")
+        and (not isinstance(value, (int, float)) or isinstance(value, bool))
+    ):
         problems.append(f"{where}.{op}: must be a number")
 
 

@@ -33,11 +33,12 @@ import functools
 import importlib.util
 import json
 import logging
-import os
 import operator
+import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 try:
     from py4j.protocol import Py4JJavaError
@@ -82,10 +83,57 @@ DROPPED_RAW_COLUMNS = ("Phone", "Day Charge", "Eve Charge", "Night Charge", "Int
 # --- Fixed vocabularies: changing any of these changes the model's input width.
 
 STATES = (
-    "AK", "AL", "AR", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "HI", "IA",
-    "ID", "IL", "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MS",
-    "MT", "NC", "ND", "NE", "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA",
-    "RI", "SC", "SD", "TN", "TX", "UT", "VA", "VT", "WA", "WI", "WV", "WY",
+    "AK",
+    "AL",
+    "AR",
+    "AZ",
+    "CA",
+    "CO",
+    "CT",
+    "DC",
+    "DE",
+    "FL",
+    "GA",
+    "HI",
+    "IA",
+    "ID",
+    "IL",
+    "IN",
+    "KS",
+    "KY",
+    "LA",
+    "MA",
+    "MD",
+    "ME",
+    "MI",
+    "MN",
+    "MO",
+    "MS",
+    "MT",
+    "NC",
+    "ND",
+    "NE",
+    "NH",
+    "NJ",
+    "NM",
+    "NV",
+    "NY",
+    "OH",
+    "OK",
+    "OR",
+    "PA",
+    "RI",
+    "SC",
+    "SD",
+    "TN",
+    "TX",
+    "UT",
+    "VA",
+    "VT",
+    "WA",
+    "WI",
+    "WV",
+    "WY",
 )
 AREA_CODES = ("408", "415", "510")
 YES_NO_COLUMNS = ("intl_plan", "vmail_plan")
@@ -196,9 +244,9 @@ def normalize_uri(uri: str, on_glue: bool) -> str:
     only knows s3a://. Local paths and file:// URIs are returned unchanged.
     """
     if on_glue and uri.startswith("s3a://"):
-        return "s3://" + uri[len("s3a://"):]
+        return "s3://" + uri[len("s3a://") :]
     if not on_glue and uri.startswith("s3://"):
-        return "s3a://" + uri[len("s3://"):]
+        return "s3a://" + uri[len("s3://") :]
     return uri
 
 
@@ -386,7 +434,10 @@ def transform(
     if rows_dropped:
         LOG.warning(
             "dropped %d of %d rows from %s as malformed: %s",
-            rows_dropped, rows_in, source_name, _format_reasons(dropped_by_reason),
+            rows_dropped,
+            rows_in,
+            source_name,
+            _format_reasons(dropped_by_reason),
         )
     if rows_dropped == rows_in:
         checked.unpersist()

@@ -57,7 +57,5 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     except BotoCoreError as err:
         raise SageMakerUnavailable(f"DescribeTrainingJob({name!r}) failed: {err}") from None
 
-    metrics = [
-        {"MetricName": m["MetricName"], "Value": float(m["Value"])} for m in job.get("FinalMetricDataList", [])
-    ]
+    metrics = [{"MetricName": m["MetricName"], "Value": float(m["Value"])} for m in job.get("FinalMetricDataList", [])]
     return {"statusCode": 200, "trainingMetrics": metrics, "TrainingJobStatus": job["TrainingJobStatus"]}

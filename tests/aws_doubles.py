@@ -188,7 +188,11 @@ def _install_glue() -> None:
 
     def as_dict(self):
         answer = original_as_dict(self)
-        if self._error_message and answer["JobRunState"] != "SUCCEEDED" and answer["JobRunState"] in ("FAILED", "TIMEOUT", "ERROR", "STOPPED"):
+        if (
+            self._error_message
+            and answer["JobRunState"] != "SUCCEEDED"
+            and answer["JobRunState"] in ("FAILED", "TIMEOUT", "ERROR", "STOPPED")
+        ):
             answer["ErrorMessage"] = self._error_message
         return answer
 
@@ -228,7 +232,7 @@ def _install_lambda() -> None:
         fn = self.get_function(function_name, qualifier)
         handler = _load_handler(fn.handler)
         event = json.loads(body) if body else {}
-        env = dict((fn.environment_vars or {}))
+        env = dict(fn.environment_vars or {})
         env.setdefault("AWS_REGION", self.region_name)
         try:
             with _function_environment(env):

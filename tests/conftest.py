@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT / "plugins", ROOT):
+for extra in (ROOT,):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
@@ -114,7 +114,12 @@ class AwsSession:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)
 
     def create_role(self, name: str = "SageMakerExecutionRole") -> str:
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
         return self.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
     def create_glue_job(self, name: str = "churn-etl") -> str:

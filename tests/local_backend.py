@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from pathlib import Path
@@ -39,14 +39,18 @@ class LocalBackend:
         env = {
             **os.environ,
             "RETRAINING_LOCAL_DATA": str(self.data_dir),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+            "PYTHONPATH": os.pathsep.join([str(ROOT)]),
             # Quicker JVM start for the Glue runs' local Spark.
             "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1",
         }
         env.pop("AWS_ENDPOINT_URL", None)
         log = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "retraining.local.server", "--port", str(self.port)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "localaws.server", "--port", str(self.port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -65,15 +69,33 @@ class LocalBackend:
             self.process.wait(timeout=20)
 
     def connection_json(self) -> str:
-        return json.dumps({"conn_type": "aws", "login": "local", "password": "local", "extra": {"endpoint_url": self.url, "region_name": "us-east-1"}})
+        return json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "local",
+                "password": "local",
+                "extra": {"endpoint_url": self.url, "region_name": "us-east-1"},
+            }
+        )
 
     def client(self, service: str):
         import boto3
 
-        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
 
     def invoke(self, endpoint: str, body: bytes, content_type: str = "text/csv") -> tuple[int, bytes, dict[str, str]]:
-        request = urllib.request.Request(f"{self.url}/endpoints/{endpoint}/invocations", data=body, method="POST", headers={"Content-Type": content_type})
+        request = urllib.request.Request(
+            f"{self.url}/endpoints/{endpoint}/invocations",
+            data=body,
+            method="POST",
+            headers={"Content-Type": content_type},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read(), dict(response.headers)
@@ -87,10 +109,19 @@ class LocalBackend:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(archive)
         sagemaker = self.client("sagemaker")
-        sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": uri})
+        sagemaker.create_model(
+            ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": uri}
+        )
         sagemaker.create_endpoint_config(
             EndpointConfigName=name,
-            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}],
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m4.xlarge",
+                }
+            ],
         )
         return name
 

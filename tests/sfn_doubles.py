@@ -131,7 +131,9 @@ class Doubles:
     def actions(self) -> list[str]:
         return [c.action for c in self.calls]
 
-    def fail_calls(self, action: str, times: int, code: str = "ThrottlingException", message: str = "Rate exceeded") -> None:
+    def fail_calls(
+        self, action: str, times: int, code: str = "ThrottlingException", message: str = "Rate exceeded"
+    ) -> None:
         """Answer the next ``times`` calls to ``action`` with a service error instead of calling moto."""
         for _ in range(times):
             self._scripted[action].append((code, message))
@@ -183,14 +185,14 @@ def _epoch_millis(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sagemaker_model():
     import botocore.session
 
     return botocore.session.get_session().get_service_model("sagemaker")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sagemaker_request_members(api_action: str) -> frozenset[str]:
     operation = _sagemaker_model().operation_model(api_action[0].upper() + api_action[1:])
     return frozenset(operation.input_shape.members)
@@ -414,7 +416,9 @@ def _install_interpreter(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
     def boto_client_for(region: str, service: str, state_credentials: Any = None):
         with doubles._lock:
             if (region, service) not in clients:
-                clients[(region, service)] = original_client_for(region=region, service=service, state_credentials=state_credentials)
+                clients[(region, service)] = original_client_for(
+                    region=region, service=service, state_credentials=state_credentials
+                )
             return clients[(region, service)]
 
     for module in (boto_client, lambda_eval_utils, state_task_service_glue, state_task_service_aws_sdk):
@@ -427,7 +431,9 @@ def _install_interpreter(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
 
     def _before_eval_execution(self, env, resource_runtime_part, raw_parameters, state_credentials):
         original_before(self, env, resource_runtime_part, raw_parameters, state_credentials)
-        call = ServiceCall(state=self.name, resource=self.resource.resource_arn, parameters=copy.deepcopy(raw_parameters))
+        call = ServiceCall(
+            state=self.name, resource=self.resource.resource_arn, parameters=copy.deepcopy(raw_parameters)
+        )
         self._sfn_doubles_call = call
         with doubles._lock:
             doubles.calls.append(call)
@@ -468,13 +474,23 @@ def _install_interpreter(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
 
     def _eval_integration_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials):
         if ResourceCondition.WaitForTaskToken in self._supported_integration_patterns or self.heartbeat:
-            return original_integration_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+            return original_integration_pattern(
+                self, env, resource_runtime_part, normalised_parameters, state_credentials
+            )
         self.timeout.eval(env=env)
         timeout_seconds = env.stack.pop()  # the task's output stays on the stack for the resolver
-        build = self._build_sync_resolver if self.resource.condition == ResourceCondition.Sync else self._build_sync2_resolver
+        build = (
+            self._build_sync_resolver
+            if self.resource.condition == ResourceCondition.Sync
+            else self._build_sync2_resolver
+        )
         resolver = build(env, resource_runtime_part, normalised_parameters, state_credentials)
         outcome = self._eval_sync(
-            env=env, sync_resolver=resolver, timeout_seconds=timeout_seconds, callback_endpoint=None, heartbeat_endpoint=None
+            env=env,
+            sync_resolver=resolver,
+            timeout_seconds=timeout_seconds,
+            callback_endpoint=None,
+            heartbeat_endpoint=None,
         )
         env.stack.append(outcome)
 
@@ -527,7 +543,13 @@ def _install_sagemaker(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
         mp.setattr(backend_cls, method, create)
 
     unique("create_model", "model_name", "_models", "model", "model")
-    unique("create_endpoint_config", "endpoint_config_name", "endpoint_configs", "endpoint-config", "endpoint configuration")
+    unique(
+        "create_endpoint_config",
+        "endpoint_config_name",
+        "endpoint_configs",
+        "endpoint-config",
+        "endpoint configuration",
+    )
     unique("create_endpoint", "endpoint_name", "endpoints", "endpoint", "endpoint")
     for owner, attribute, value in sagemaker_patches(doubles):
         mp.setattr(owner, attribute, value, raising=False)
@@ -571,7 +593,11 @@ def _install_lambda(mp: pytest.MonkeyPatch) -> None:
         except Exception as err:  # what the Lambda runtime does with an unhandled exception
             response_headers["x-amz-function-error"] = "Unhandled"
             payload = json.dumps(
-                {"errorMessage": str(err), "errorType": type(err).__name__, "stackTrace": traceback.format_tb(err.__traceback__)}
+                {
+                    "errorMessage": str(err),
+                    "errorType": type(err).__name__,
+                    "stackTrace": traceback.format_tb(err.__traceback__),
+                }
             ).encode()
         return payload
 
@@ -593,4 +619,3 @@ def installed() -> Iterator[Doubles]:
         _install_glue(mp, doubles)
         _install_lambda(mp)
         yield doubles
-

@@ -55,9 +55,9 @@ def _xcom(run, task_id: str):
 
     with create_session() as session:
         row = session.execute(
-            XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key="return_value").with_only_columns(
-                XComModel.value
-            )
+            XComModel.get_many(
+                run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key="return_value"
+            ).with_only_columns(XComModel.value)
         ).first()
     return None if row is None else XComModel.deserialize_value(row)
 
@@ -89,7 +89,11 @@ def test_good_model_is_deployed(aws, retraining_dag):
         "--TRAIN_KEY": "train/",
         "--VAL_KEY": "validation/",
     }
-    assert _xcom(run, "extract_transform_load") == {"JobName": "churn-etl", "JobRunId": glue_run["Id"], "JobRunState": "SUCCEEDED"}
+    assert _xcom(run, "extract_transform_load") == {
+        "JobName": "churn-etl",
+        "JobRunId": glue_run["Id"],
+        "JobRunState": "SUCCEEDED",
+    }
 
     # The training job SageMaker received.
     sm = aws.client("sagemaker")

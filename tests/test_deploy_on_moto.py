@@ -26,7 +26,7 @@ import logging
 import sys
 import types
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def quiet_logs():
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     yield
-    for logger, level in zip(loggers, levels):
+    for logger, level in zip(loggers, levels, strict=False):
         logger.setLevel(level)
 
 
@@ -140,7 +140,10 @@ THRESHOLD_0_25 = 'Param(0.25, type="number"'
 
 
 def make_role(aws, name: str, principal: str) -> str:
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}],
+    }
     return aws.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
 
@@ -173,7 +176,9 @@ def version_exists(aws, arn: str, number: int) -> bool:
 
 def live_version(aws) -> str:
     _, alias_arn = arns(aws)
-    routes = aws.client("stepfunctions").describe_state_machine_alias(stateMachineAliasArn=alias_arn)["routingConfiguration"]
+    routes = aws.client("stepfunctions").describe_state_machine_alias(stateMachineAliasArn=alias_arn)[
+        "routingConfiguration"
+    ]
     assert len(routes) == 1 and routes[0]["weight"] == 100
     return routes[0]["stateMachineVersionArn"]
 
@@ -193,7 +198,9 @@ class StubOneCall:
     def __init__(self, real: Any, operation: str):
         self._real = real
         self._operation = operation
-        self.stubbed = boto3.client(real.meta.service_model.service_name, region_name=REGION, endpoint_url="http://stubbed.invalid")
+        self.stubbed = boto3.client(
+            real.meta.service_model.service_name, region_name=REGION, endpoint_url="http://stubbed.invalid"
+        )
         self.stubber = Stubber(self.stubbed)
         self.stubber.activate()
 
@@ -202,8 +209,16 @@ class StubOneCall:
 
 
 MUTATIONS = {
-    "CreateStateMachine", "UpdateStateMachine", "PublishStateMachineVersion", "CreateStateMachineAlias",
-    "UpdateStateMachineAlias", "TagResource", "UntagResource", "CreateSchedule", "UpdateSchedule", "DeleteSchedule",
+    "CreateStateMachine",
+    "UpdateStateMachine",
+    "PublishStateMachineVersion",
+    "CreateStateMachineAlias",
+    "UpdateStateMachineAlias",
+    "TagResource",
+    "UntagResource",
+    "CreateSchedule",
+    "UpdateSchedule",
+    "DeleteSchedule",
 }
 
 
@@ -232,7 +247,9 @@ def test_deploy_creates_state_machine_live_alias_and_schedule(aws, capsys, deplo
     assert schedule["Target"]["RoleArn"] == roles["scheduler"]
     payload = json.loads(schedule["Target"]["Input"])
     assert payload["threshold"] == 0.10 and payload["endpoint_name"] == "churn-endpoint"
-    assert payload == json.loads(json.dumps(fresh_definition()["States"]["Param defaults"]["Parameters"]["param_defaults"]))
+    assert payload == json.loads(
+        json.dumps(fresh_definition()["States"]["Param defaults"]["Parameters"]["param_defaults"])
+    )
     assert "StartDate" not in schedule or schedule["StartDate"] is None  # the DAG's start_date is in the past
 
     assert "state machine: created, version 1" in out
@@ -258,7 +275,10 @@ def test_redeploy_without_changes_calls_no_update(aws, capsys, deploy_args):
     assert live_version(aws) == f"{arn}:1" and not version_exists(aws, arn, 2)
     alias_after = aws.client("stepfunctions").describe_state_machine_alias(stateMachineAliasArn=alias_arn)
     assert alias_after["updateDate"] == alias_before["updateDate"]
-    assert aws.client("scheduler").get_schedule(Name=DAG_ID)["LastModificationDate"] == schedule_before["LastModificationDate"]
+    assert (
+        aws.client("scheduler").get_schedule(Name=DAG_ID)["LastModificationDate"]
+        == schedule_before["LastModificationDate"]
+    )
 
 
 def test_changed_dag_updates_in_place_publishes_a_version_and_moves_live(aws, capsys, deploy_args, tmp_path):
@@ -267,7 +287,9 @@ def test_changed_dag_updates_in_place_publishes_a_version_and_moves_live(aws, ca
     changed = changed_dags(tmp_path, THRESHOLD_0_10, THRESHOLD_0_25)
 
     clients, calls = recording_clients(aws.endpoint_url)
-    code, out, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--dags-folder", str(changed), clients=clients)
+    code, out, err = cli(
+        capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--dags-folder", str(changed), clients=clients
+    )
     assert code == 0, err
     assert "CreateStateMachine" not in calls and calls.count("UpdateStateMachine") == 1
     assert "state machine: updated (definition), version 2" in out
@@ -302,7 +324,7 @@ def test_recovers_a_missing_alias_by_publishing_the_current_revision(aws, capsys
     proxy = StubOneCall(clients.sfn, "publish_state_machine_version")
     proxy.stubber.add_response(
         "publish_state_machine_version",
-        {"stateMachineVersionArn": f"{arn}:1", "creationDate": datetime.now(timezone.utc)},
+        {"stateMachineVersionArn": f"{arn}:1", "creationDate": datetime.now(UTC)},
         {"stateMachineArn": arn, "description": ANY},
     )
     clients = AwsClients(endpoint_url=aws.endpoint_url, overrides={"stepfunctions": proxy})
@@ -322,17 +344,39 @@ def test_roles_found_by_convention(aws, capsys):
     code, out, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url)
     assert code == 0, err
     arn, _ = arns(aws)
-    assert aws.client("stepfunctions").describe_state_machine(stateMachineArn=arn)["roleArn"].endswith(f":role/{DAG_ID}-sfn-role")
-    assert aws.client("scheduler").get_schedule(Name=DAG_ID)["Target"]["RoleArn"].endswith(f":role/{DAG_ID}-scheduler-role")
+    assert (
+        aws.client("stepfunctions")
+        .describe_state_machine(stateMachineArn=arn)["roleArn"]
+        .endswith(f":role/{DAG_ID}-sfn-role")
+    )
+    assert (
+        aws.client("scheduler")
+        .get_schedule(Name=DAG_ID)["Target"]["RoleArn"]
+        .endswith(f":role/{DAG_ID}-scheduler-role")
+    )
 
 
 def test_custom_name_and_a_dag_without_schedule_removes_our_schedule(aws, capsys, deploy_args, tmp_path):
     code, _, err = cli(capsys, "deploy", DAG_ID, *deploy_args, "--name", "churn-retraining")
     assert code == 0, err
-    assert aws.client("scheduler").get_schedule(Name="churn-retraining")["Target"]["Arn"].endswith(":stateMachine:churn-retraining:live")
+    assert (
+        aws.client("scheduler")
+        .get_schedule(Name="churn-retraining")["Target"]["Arn"]
+        .endswith(":stateMachine:churn-retraining:live")
+    )
 
     unscheduled = changed_dags(tmp_path, 'schedule="0 * * * *"', "schedule=None")
-    code, out, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--name", "churn-retraining", "--dags-folder", str(unscheduled))
+    code, out, err = cli(
+        capsys,
+        "deploy",
+        DAG_ID,
+        "--endpoint-url",
+        aws.endpoint_url,
+        "--name",
+        "churn-retraining",
+        "--dags-folder",
+        str(unscheduled),
+    )
     assert code == 0, err
     assert "schedule churn-retraining: deleted (the DAG has no schedule)" in out
     assert aws.client("scheduler").list_schedules()["Schedules"] == []
@@ -342,7 +386,15 @@ def test_a_paused_schedule_stays_paused(aws, capsys, deploy_args, tmp_path):
     assert cli(capsys, "deploy", DAG_ID, *deploy_args)[0] == 0
     scheduler = aws.client("scheduler")
     current = scheduler.get_schedule(Name=DAG_ID)
-    keep = ("Name", "GroupName", "ScheduleExpression", "ScheduleExpressionTimezone", "FlexibleTimeWindow", "Target", "Description")
+    keep = (
+        "Name",
+        "GroupName",
+        "ScheduleExpression",
+        "ScheduleExpressionTimezone",
+        "FlexibleTimeWindow",
+        "Target",
+        "Description",
+    )
     scheduler.update_schedule(**{k: current[k] for k in keep}, State="DISABLED")
 
     changed = changed_dags(tmp_path, THRESHOLD_0_10, THRESHOLD_0_25)
@@ -373,7 +425,12 @@ def test_untranslatable_schedule_deploys_nothing(aws, capsys, deploy_args, tmp_p
 
 
 def test_no_airflow_connection_secret_is_printed_or_sent(aws, capsys, deploy_args, monkeypatch):
-    connection = {"conn_type": "aws", "login": "AKIDSECRETLOGIN", "password": SECRET, "extra": {"aws_session_token": SECRET}}
+    connection = {
+        "conn_type": "aws",
+        "login": "AKIDSECRETLOGIN",
+        "password": SECRET,
+        "extra": {"aws_session_token": SECRET},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     code, out, err = cli(capsys, "deploy", DAG_ID, *deploy_args)
     assert code == 0, err
@@ -395,11 +452,13 @@ def test_start_runs_the_live_alias_with_the_input(aws, capsys, deploy_args):
     execution_arn = f"arn:aws:states:{REGION}:123456789012:execution:{DAG_ID}:run-1"
     proxy.stubber.add_response(
         "start_execution",
-        {"executionArn": execution_arn, "startDate": datetime.now(timezone.utc)},
+        {"executionArn": execution_arn, "startDate": datetime.now(UTC)},
         {"stateMachineArn": alias_arn, "input": json.dumps({"threshold": 0.2, "endpoint_name": "canary"})},
     )
     clients = AwsClients(endpoint_url=aws.endpoint_url, overrides={"stepfunctions": proxy})
-    code, out, err = cli(capsys, "start", DAG_ID, "--input", '{"threshold": 0.2, "endpoint_name": "canary"}', clients=clients)
+    code, out, err = cli(
+        capsys, "start", DAG_ID, "--input", '{"threshold": 0.2, "endpoint_name": "canary"}', clients=clients
+    )
     assert code == 0, err
     assert out.strip() == execution_arn
     proxy.stubber.assert_no_pending_responses()
@@ -407,7 +466,9 @@ def test_start_runs_the_live_alias_with_the_input(aws, capsys, deploy_args):
 
 def test_start_without_alias_runs_the_state_machine_on_moto(aws, capsys, roles, tmp_path):
     sfn = aws.client("stepfunctions")
-    arn = sfn.create_state_machine(name=DAG_ID, definition=json.dumps(fresh_definition()), roleArn=roles["sfn"])["stateMachineArn"]
+    arn = sfn.create_state_machine(name=DAG_ID, definition=json.dumps(fresh_definition()), roleArn=roles["sfn"])[
+        "stateMachineArn"
+    ]
     source = tmp_path / "input.json"
     source.write_text('{"threshold": 0.3}')
     code, out, err = cli(capsys, "start", DAG_ID, "--endpoint-url", aws.endpoint_url, "--input", f"@{source}")
@@ -464,7 +525,9 @@ def test_diff_identical_changed_and_not_deployed(aws, capsys, deploy_args, tmp_p
     code, out, err = cli(capsys, "diff", DAG_ID, "--endpoint-url", aws.endpoint_url, "--dags-folder", str(changed))
     assert code == dep.DRIFT == 3
     assert "\n--- deployed: model_retraining (alias live = version 1)\n+++ export: DAG model_retraining\n" in "\n" + out
-    changed_lines = [line[0] + line[1:].strip() for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("---", "+++")]
+    changed_lines = [
+        line[0] + line[1:].strip() for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("---", "+++")
+    ]
     assert changed_lines == ['-"threshold": 0.1,', '+"threshold": 0.25,'], out
     assert "drift" in err
 
@@ -490,8 +553,16 @@ def test_no_region(aws, capsys, monkeypatch, deploy_args):
 
 
 def test_no_credentials(aws, capsys, monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
         empty = tmp_path / name.lower()
@@ -504,11 +575,23 @@ def test_no_credentials(aws, capsys, monkeypatch, tmp_path):
 
 def test_missing_state_machine_role(aws, capsys, roles):
     # No --role-arn, nothing deployed, no role by convention.
-    code, _, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--schedule-role-arn", roles["scheduler"])
+    code, _, err = cli(
+        capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--schedule-role-arn", roles["scheduler"]
+    )
     _assert_clean(code, err, "no state machine role", f"{DAG_ID}-sfn-role", "CloudFormation template", "--role-arn")
     # A --role-arn that does not exist.
     missing = "arn:aws:iam::123456789012:role/DoesNotExist"
-    code, _, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--role-arn", missing, "--schedule-role-arn", roles["scheduler"])
+    code, _, err = cli(
+        capsys,
+        "deploy",
+        DAG_ID,
+        "--endpoint-url",
+        aws.endpoint_url,
+        "--role-arn",
+        missing,
+        "--schedule-role-arn",
+        roles["scheduler"],
+    )
     _assert_clean(code, err, missing, "does not exist")
     # Not a role ARN at all.
     code, _, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--role-arn", "MyRole")
@@ -521,7 +604,9 @@ def test_missing_schedule_role_changes_nothing(aws, capsys, roles):
     _assert_clean(code, err, "no schedule role", "--schedule-role-arn", "CloudFormation template")
     assert aws.client("stepfunctions").list_state_machines()["stateMachines"] == []
     # --no-schedule deploys the state machine alone.
-    code, out, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--role-arn", roles["sfn"], "--no-schedule")
+    code, out, err = cli(
+        capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--role-arn", roles["sfn"], "--no-schedule"
+    )
     assert code == 0, err
     assert "not touched (--no-schedule)" in out
     assert aws.client("scheduler").list_schedules()["Schedules"] == []
@@ -548,13 +633,28 @@ def test_aws_api_error_from_moto(aws, capsys, roles):
         Name=DAG_ID,
         ScheduleExpression="rate(1 day)",
         FlexibleTimeWindow={"Mode": "OFF"},
-        Target={"Arn": "arn:aws:states:us-east-1:123456789012:stateMachine:someone-else", "RoleArn": roles["scheduler"]},
+        Target={
+            "Arn": "arn:aws:states:us-east-1:123456789012:stateMachine:someone-else",
+            "RoleArn": roles["scheduler"],
+        },
     )
-    code, _, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--role-arn", roles["sfn"], "--schedule-role-arn", roles["scheduler"])
+    code, _, err = cli(
+        capsys,
+        "deploy",
+        DAG_ID,
+        "--endpoint-url",
+        aws.endpoint_url,
+        "--role-arn",
+        roles["sfn"],
+        "--schedule-role-arn",
+        roles["scheduler"],
+    )
     _assert_clean(code, err, "someone-else", "--name")
     assert aws.client("stepfunctions").list_state_machines()["stateMachines"] == []
     # A real moto ClientError, mapped: an execution name Step Functions refuses.
-    aws.client("stepfunctions").create_state_machine(name=DAG_ID, definition=json.dumps(fresh_definition()), roleArn=roles["sfn"])
+    aws.client("stepfunctions").create_state_machine(
+        name=DAG_ID, definition=json.dumps(fresh_definition()), roleArn=roles["sfn"]
+    )
     code, _, err = cli(capsys, "start", DAG_ID, "--endpoint-url", aws.endpoint_url, "--execution-name", "bad name?")
     _assert_clean(code, err, "AWS StartExecution failed", "InvalidName")
 
@@ -569,9 +669,14 @@ def test_unreachable_endpoint(capsys, monkeypatch):
 def test_state_machine_of_another_dag_is_not_overwritten(aws, capsys, roles):
     sfn = aws.client("stepfunctions")
     sfn.create_state_machine(
-        name=DAG_ID, definition=json.dumps(fresh_definition()), roleArn=roles["sfn"], tags=[{"key": "airflow-dag-id", "value": "other_dag"}]
+        name=DAG_ID,
+        definition=json.dumps(fresh_definition()),
+        roleArn=roles["sfn"],
+        tags=[{"key": "airflow-dag-id", "value": "other_dag"}],
     )
-    code, _, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--schedule-role-arn", roles["scheduler"])
+    code, _, err = cli(
+        capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url, "--schedule-role-arn", roles["scheduler"]
+    )
     _assert_clean(code, err, "other_dag", "--name")
 
 

@@ -150,7 +150,9 @@ def test_components_share_the_api_server_and_its_secrets(services):
         env = _env(services[name])
         url = urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
         assert url.hostname == "airflow-apiserver" and url.port == container_port and url.path == "/execution/"
-        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == _env(services["airflow-apiserver"])["AIRFLOW__API_AUTH__JWT_SECRET"]
+        assert (
+            env["AIRFLOW__API_AUTH__JWT_SECRET"] == _env(services["airflow-apiserver"])["AIRFLOW__API_AUTH__JWT_SECRET"]
+        )
         assert "simple_auth_manager" in env["AIRFLOW__CORE__AUTH_MANAGER"].lower()
 
 

@@ -19,7 +19,13 @@ def _model_archive(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(300, FEATURES)).astype("float32")
     y = (x[:, 0] + rng.normal(scale=0.3, size=300) > 0).astype("float32")
-    return model_archive(xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=5 + seed))
+    return model_archive(
+        xgb.train(
+            {"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+            xgb.DMatrix(x, label=y),
+            num_boost_round=5 + seed,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +46,9 @@ def _wait_in_service(server: LocalBackend, endpoint: str, config: str | None = N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = sagemaker.describe_endpoint(EndpointName=endpoint)
-        if answer["EndpointStatus"] not in ("Creating", "Updating") and (config is None or answer.get("EndpointConfigName") == config or answer.get("FailureReason")):
+        if answer["EndpointStatus"] not in ("Creating", "Updating") and (
+            config is None or answer.get("EndpointConfigName") == config or answer.get("FailureReason")
+        ):
             return answer
         time.sleep(0.05)
     raise AssertionError(f"endpoint {endpoint} did not settle")

@@ -103,7 +103,9 @@ class Outcome:
     def scheduled(self, resource: str) -> list[dict[str, Any]]:
         """TaskScheduled events of one resource (``startJobRun.sync``)."""
         return [
-            e for e in self.events if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resource"] == resource
+            e
+            for e in self.events
+            if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resource"] == resource
         ]
 
 
@@ -164,13 +166,17 @@ class World:
         self._create_glue_job()
 
     def glue_run_states(self) -> list[str]:
-        return sorted(r["JobRunState"] for r in self.glue.get_job_runs(JobName=self.defaults["glue_job_name"])["JobRuns"])
+        return sorted(
+            r["JobRunState"] for r in self.glue.get_job_runs(JobName=self.defaults["glue_job_name"])["JobRuns"]
+        )
 
     def run(self, execution_input: dict[str, Any] | None = None, name: str | None = None, until=None) -> Outcome:
         """Start an execution and wait for its end (or until ``until(doubles)`` holds: then stop it)."""
         name = name or f"retrain-{next(self._runs):03d}"
         arn = self.sfn.start_execution(
-            stateMachineArn=self.machine, name=name, input=json.dumps(execution_input if execution_input is not None else {})
+            stateMachineArn=self.machine,
+            name=name,
+            input=json.dumps(execution_input if execution_input is not None else {}),
         )["executionArn"]
         deadline = time.monotonic() + DEADLINE
         while True:
@@ -213,7 +219,12 @@ class World:
         self.sagemaker.create_endpoint_config(
             EndpointConfigName=config,
             ProductionVariants=[
-                {"VariantName": "AllTraffic", "ModelName": config, "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": config,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m4.xlarge",
+                }
             ],
         )
         self.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
@@ -289,12 +300,17 @@ def test_good_model_is_deployed_to_a_new_endpoint_with_the_param_defaults(world,
     assert training.parameters["ResourceConfig"]["InstanceType"] == defaults["training_instance_type"]
     assert training.parameters["ResourceConfig"]["InstanceCount"] == defaults["training_instance_count"]
     assert training.parameters["OutputDataConfig"] == {"S3OutputPath": defaults["training_output"]}
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in training.parameters["InputDataConfig"]}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in training.parameters["InputDataConfig"]
+    }
     assert channels == {"train": f"{defaults['s3_dest']}train/", "validation": f"{defaults['s3_dest']}validation/"}
     assert world.sagemaker.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"] == "Completed"
 
     check = only(d.calls_to("lambda:invoke"))
-    assert check.parameters == {"FunctionName": defaults["metric_function_name"], "Payload": {"TrainingJobName": job_name}}
+    assert check.parameters == {
+        "FunctionName": defaults["metric_function_name"],
+        "Payload": {"TrainingJobName": job_name},
+    }
     assert check.output["Payload"]["trainingMetrics"] == [
         {"MetricName": "train:error", "Value": 0.03},
         {"MetricName": "validation:error", "Value": 0.05},
@@ -439,7 +455,9 @@ def test_names_are_unique_per_execution(world, defaults):
 
     assert (first.status, second.status) == ("SUCCEEDED", "SUCCEEDED")
     jobs = [c.parameters["TrainingJobName"] for c in world.doubles.calls_to("sagemaker:createTrainingJob.sync")]
-    assert jobs == [f"{defaults['training_job_prefix']}-{hashlib.md5(n.encode()).hexdigest()}" for n in ("run-a", "run-b")]
+    assert jobs == [
+        f"{defaults['training_job_prefix']}-{hashlib.md5(n.encode()).hexdigest()}" for n in ("run-a", "run-b")
+    ]
     # The second run finds the endpoint the first created, and updates it.
     assert len(world.doubles.calls_to("sagemaker:createEndpoint")) == 1
     assert len(world.doubles.calls_to("sagemaker:updateEndpoint")) == 1
@@ -497,7 +515,9 @@ def test_a_glue_stage_failing_more_than_max_attempts_fails_the_run(world, export
     assert outcome.error == "States.TaskFailed"
     assert json.loads(outcome.cause)["ErrorMessage"] == world.doubles.glue_error_message
     assert len(world.doubles.calls_to("glue:startJobRun.sync")) == retrier["MaxAttempts"] + 1
-    assert [s for _, s in world.doubles.retry_delays] == [retrier["IntervalSeconds"] * retrier["BackoffRate"] ** i for i in range(retrier["MaxAttempts"])]
+    assert [s for _, s in world.doubles.retry_delays] == [
+        retrier["IntervalSeconds"] * retrier["BackoffRate"] ** i for i in range(retrier["MaxAttempts"])
+    ]
     assert world.doubles.actions() == ["glue:startJobRun.sync"] * (retrier["MaxAttempts"] + 1)
 
 
@@ -563,7 +583,6 @@ def test_a_missing_metric_fails_the_run_and_deploys_nothing(world):
     assert not DEPLOY_ACTIONS & set(world.doubles.actions())
 
 
-
 def test_a_failed_training_job_fails_the_run_and_deploys_nothing(world):
     reason = "AlgorithmError: framework error: out of memory"
     world.doubles.training_status = "Failed"
@@ -599,7 +618,9 @@ def test_a_failed_training_job_is_reported_with_its_failure_reason(world):
 
 def test_a_transient_describe_endpoint_error_does_not_recreate_an_existing_endpoint(world, defaults):
     world.existing_endpoint(defaults["endpoint_name"])
-    world.doubles.fail_calls("aws-sdk:sagemaker:describeEndpoint", times=1, code="ThrottlingException", message="Rate exceeded")
+    world.doubles.fail_calls(
+        "aws-sdk:sagemaker:describeEndpoint", times=1, code="ThrottlingException", message="Rate exceeded"
+    )
 
     outcome = world.run({})
 

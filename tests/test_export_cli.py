@@ -23,7 +23,12 @@ def run_all(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedPro
     """Run ``python -m exporters ...`` commands side by side (each loads Airflow in a fresh interpreter)."""
     procs = {
         key: subprocess.Popen(
-            [sys.executable, "-m", "exporters", *args], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "exporters", *args],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for key, args in commands.items()
     }
@@ -61,7 +66,10 @@ def test_export_writes_the_definition(cli):
     definition = json.loads(target.read_text())
     assert definition["StartAt"] == "Param defaults"
     assert_valid(definition)
-    assert sorted(p.name for p in target.parent.iterdir() if p.name.endswith(".json") or p.name.startswith(".")) == ["state_machine.asl.json", "template.json"]  # no temp files left
+    assert sorted(p.name for p in target.parent.iterdir() if p.name.endswith(".json") or p.name.startswith(".")) == [
+        "state_machine.asl.json",
+        "template.json",
+    ]  # no temp files left
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp file left behind
 
 
@@ -95,7 +103,14 @@ def test_export_prints_a_one_screen_summary(cli):
 
 
 def test_export_summary_says_when_there_are_no_warnings(tmp_path):
-    result = run("export", "fan_out_fan_in", "--dags-folder", str(ROOT / "tests" / "export_dags" / "good"), "--out", str(tmp_path))
+    result = run(
+        "export",
+        "fan_out_fan_in",
+        "--dags-folder",
+        str(ROOT / "tests" / "export_dags" / "good"),
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert "warnings: none" in result.stdout
     assert (tmp_path / "fan_out_fan_in" / "state_machine.asl.json").exists()
@@ -151,7 +166,11 @@ def broken_files(cli, tmp_path):
     dangling["States"]["create_model"]["Next"] = "deploy_everything"
     no_choices = json.loads(json.dumps(definition))
     del no_choices["States"]["accuracy_check"]["Choices"]
-    files = {"dangling": tmp_path / "dangling.json", "no_choices": tmp_path / "no_choices.json", "not_json": tmp_path / "not.json"}
+    files = {
+        "dangling": tmp_path / "dangling.json",
+        "no_choices": tmp_path / "no_choices.json",
+        "not_json": tmp_path / "not.json",
+    }
     files["dangling"].write_text(json.dumps(dangling))
     files["no_choices"].write_text(json.dumps(no_choices))
     files["not_json"].write_text("{ not json")
@@ -200,7 +219,9 @@ print(json.dumps({
 
 def test_api_verbs_return_dict_list_bytes():
     """``from exporters import export, validate, graph`` as a notebook would, in a fresh interpreter."""
-    result = subprocess.run([sys.executable, "-c", API_SCRIPT], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", API_SCRIPT], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {

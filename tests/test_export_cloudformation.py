@@ -16,13 +16,21 @@ from pathlib import Path
 import pytest
 
 from exporters.api import export_dag_object
-from exporters.cloudformation import INLINE_CODE_LIMIT, TEMPLATE_FILE, TemplateError, build_template, template_json, write_template
+from exporters.cloudformation import (
+    INLINE_CODE_LIMIT,
+    TEMPLATE_FILE,
+    TemplateError,
+    build_template,
+    template_json,
+    write_template,
+)
 from exporters.compiler import param_defaults
-from exporters.loader import REPO, load_dag
+from exporters.loader import load_dag
 from exporters.schedule import ScheduleError
+from tests.conftest import ROOT as REPO
 
 CFN_DAGS = Path(__file__).resolve().parent / "export_dags" / "cfn_dags" / "cfn_schedules.py"
-NOW = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)  # after model_retraining's start_date (2026-01-01)
+NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)  # after model_retraining's start_date (2026-01-01)
 REGION = "us-east-1"
 
 
@@ -118,7 +126,7 @@ LINT_CASES = {
     "logging-all-and-tracing": ("retraining", {"logging_level": "ALL", "tracing": True}),
     "logging-off": ("retraining", {"logging_level": "OFF"}),
     "no-schedule": ("retraining", {"schedule_kind": "none"}),
-    "future-start": ("retraining", {"now": dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)}),
+    "future-start": ("retraining", {"now": dt.datetime(2025, 6, 1, tzinfo=dt.UTC)}),
     "timedelta-dag": ("cfn_timedelta", {"include_lambda": True, "include_glue": True}),
     "unscheduled-dag": ("cfn_unscheduled", {"include_lambda": False}),
     "paris-cron-dag": ("cfn_paris", {"include_lambda": True, "logging_level": "FATAL"}),
@@ -182,7 +190,9 @@ def test_state_machine_properties(retraining):
     assert props["TracingConfiguration"] == {"Enabled": True}
     logging = props["LoggingConfiguration"]
     assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False
-    assert logging["Destinations"] == [{"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}]
+    assert logging["Destinations"] == [
+        {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}
+    ]
 
 
 def test_logging_defaults_to_error_and_can_be_off(retraining):
@@ -223,7 +233,9 @@ def test_default_schedule_is_an_eventbridge_scheduler_schedule(retraining):
 
 
 def test_future_start_date_becomes_start_date(retraining):
-    props = build(retraining, now=dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc))["Resources"]["Schedule"]["Properties"]
+    props = build(retraining, now=dt.datetime(2025, 6, 1, tzinfo=dt.UTC))["Resources"]["Schedule"][
+        "Properties"
+    ]
     assert props["StartDate"] == "2026-01-01T00:00:00Z"
 
 
@@ -291,7 +303,7 @@ def test_events_rule_refuses_what_a_rule_cannot_express(cfn_dags):
 
 def test_schedule_whose_end_date_has_passed_is_not_exported(cfn_dags):
     dag, result = cfn_dags["cfn_timedelta"]
-    template = build(cfn_dags["cfn_timedelta"], now=dt.datetime(2032, 6, 1, tzinfo=dt.timezone.utc))
+    template = build(cfn_dags["cfn_timedelta"], now=dt.datetime(2032, 6, 1, tzinfo=dt.UTC))
     assert "Schedule" not in template["Resources"]
     assert any("end_date has passed" in w for w in result.warnings)
 
@@ -312,7 +324,9 @@ def test_lambda_function_is_inlined_when_small(retraining):
     assert props["Handler"] == "index.lambda_handler"
     assert props["Role"] == {"Fn::GetAtt": ["LambdaFunctionRole", "Arn"]}
     assert function["DependsOn"] == ["LambdaFunctionLogGroup"]
-    assert resources["LambdaFunctionLogGroup"]["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${MetricFunctionName}"}
+    assert resources["LambdaFunctionLogGroup"]["Properties"]["LogGroupName"] == {
+        "Fn::Sub": "/aws/lambda/${MetricFunctionName}"
+    }
     assert "LambdaFunction" in resources["StateMachine"]["DependsOn"]
 
 
@@ -338,7 +352,11 @@ def test_glue_job_matches_the_reference(retraining):
     resources = build(retraining, include_glue=True)["Resources"]
     props = resources["GlueJob"]["Properties"]
     assert props["Name"] == {"Ref": "GlueJobName"}
-    assert props["Command"] == {"Name": "glueetl", "PythonVersion": "3", "ScriptLocation": {"Fn::Sub": "s3://${GlueScriptBucket}/${GlueScriptKey}"}}
+    assert props["Command"] == {
+        "Name": "glueetl",
+        "PythonVersion": "3",
+        "ScriptLocation": {"Fn::Sub": "s3://${GlueScriptBucket}/${GlueScriptKey}"},
+    }
     assert props["GlueVersion"] == "5.0"
     assert (props["WorkerType"], props["NumberOfWorkers"]) == ("G.1X", 2)
     assert props["Timeout"] == 60
@@ -386,7 +404,11 @@ def test_no_connection_secret_reaches_the_template(monkeypatch):
     dag = load_dag("model_retraining", REPO / "dags")
     result = export_dag_object(dag)
     texts = [json.dumps(result.definition), result.to_json()]
-    for options in ({}, {"include_lambda": True, "include_glue": True, "logging_level": "ALL", "tracing": True}, {"schedule_kind": "events-rule"}):
+    for options in (
+        {},
+        {"include_lambda": True, "include_glue": True, "logging_level": "ALL", "tracing": True},
+        {"schedule_kind": "events-rule"},
+    ):
         texts.append(template_json(build_template(result, dag, now=NOW, **options)))
     for text in texts:
         for secret in ("s3cr3t-pa55", "extra-s3cr3t-key", "aws_secret_access_key", "AKIAEXAMPLEKEYID0000"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ GOOD = DAGS / "good"
 MANY_BAD_TASKS = {"wait_a_bit", "shell_step", "dated_etl", "python_step", "taskflow_step", "always_cleanup"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(dag_id: str, source: Path) -> Any:
     from exporters.loader import load_dag
 
@@ -179,7 +179,11 @@ def test_missing_dags_folder_is_a_clear_error(tmp_path):
 # the CLI: exit 1, problems on stderr, nothing written
 # ---------------------------------------------------------------------------
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +204,12 @@ def cli_runs(tmp_path_factory):
     }
     procs = {
         key: subprocess.Popen(
-            [sys.executable, "-m", "exporters", *args], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "exporters", *args],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for key, args in commands.items()
     }

@@ -16,10 +16,11 @@ import pytest
 from exporters import iam
 from exporters.api import export_dag_object
 from exporters.cloudformation import build_template
-from exporters.loader import REPO, load_dag
+from exporters.loader import load_dag
+from tests.conftest import ROOT as REPO
 
 CFN_DAGS = Path(__file__).resolve().parent / "export_dags" / "cfn_dags" / "cfn_schedules.py"
-NOW = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 HEAD = "arn:${AWS::Partition}"
 REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 
@@ -78,7 +79,10 @@ RETRAINING_EXPECTED = {
         {"events:PutTargets", "events:PutRule", "events:DescribeRule"},
         [{"Fn::Sub": f"{HEAD}:events:{REGIONAL}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"}],
     ),
-    "LambdaInvoke": ({"lambda:InvokeFunction"}, [{"Fn::Sub": f"{HEAD}:lambda:{REGIONAL}:function:${{MetricFunctionName}}"}]),
+    "LambdaInvoke": (
+        {"lambda:InvokeFunction"},
+        [{"Fn::Sub": f"{HEAD}:lambda:{REGIONAL}:function:${{MetricFunctionName}}"}],
+    ),
     "PassRoleToSageMaker": ({"iam:PassRole"}, [{"Ref": "SagemakerRoleArn"}]),
     "SageMakerCreateModel": ({"sagemaker:CreateModel"}, [sm("model", "${ModelPrefix}-*")]),
     "SageMakerCreateEndpointConfig": ({"sagemaker:CreateEndpointConfig"}, [sm("endpoint-config", "${ModelPrefix}-*")]),
@@ -132,7 +136,10 @@ def test_logging_and_tracing_add_only_their_own_statements(retraining):
 
 
 def every_template(retraining, cfn_dags):
-    yield "retraining", template_for(retraining, logging_level="ALL", tracing=True, include_lambda=True, include_glue=True)
+    yield (
+        "retraining",
+        template_for(retraining, logging_level="ALL", tracing=True, include_lambda=True, include_glue=True),
+    )
     yield "retraining-events-rule", template_for(retraining, schedule_kind="events-rule")
     for dag_id, loaded in cfn_dags.items():
         yield dag_id, template_for(loaded, tracing=True, include_lambda=dag_id in ("cfn_timedelta", "cfn_paris"))
@@ -185,10 +192,20 @@ def test_state_machine_arns_use_partition_region_and_account(retraining):
 
 
 def test_scheduler_and_rule_roles_may_only_start_this_state_machine(retraining):
-    for kind, role, service in (("scheduler", "ScheduleRole", "scheduler.amazonaws.com"), ("events-rule", "ScheduleRuleRole", "events.amazonaws.com")):
+    for kind, role, service in (
+        ("scheduler", "ScheduleRole", "scheduler.amazonaws.com"),
+        ("events-rule", "ScheduleRuleRole", "events.amazonaws.com"),
+    ):
         template = template_for(retraining, schedule_kind=kind)
         statements = role_policy(template, role)
-        assert statements == [{"Sid": "StartExecution", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": [{"Ref": "StateMachine"}]}]
+        assert statements == [
+            {
+                "Sid": "StartExecution",
+                "Effect": "Allow",
+                "Action": ["states:StartExecution"],
+                "Resource": [{"Ref": "StateMachine"}],
+            }
+        ]
         trust = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert [t["Principal"] for t in trust] == [{"Service": service}]
         assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
@@ -211,7 +228,12 @@ def test_states_inside_parallel_branches_are_covered(cfn_dags):
 
 def test_request_response_training_tags_and_literal_names(cfn_dags):
     statements = by_sid(role_policy(template_for(cfn_dags["cfn_unscheduled"], logging_level="OFF")))
-    assert set(statements) == {"SageMakerCreateTrainingJob", "SageMakerTrainingJobTags", "SageMakerCreateModel", "PassRoleToSageMaker"}
+    assert set(statements) == {
+        "SageMakerCreateTrainingJob",
+        "SageMakerTrainingJobTags",
+        "SageMakerCreateModel",
+        "PassRoleToSageMaker",
+    }
     # Without .sync: CreateTrainingJob only (no Describe/Stop, no EventBridge rule)...
     assert statements["SageMakerCreateTrainingJob"]["Action"] == ["sagemaker:CreateTrainingJob"]
     # ... and AddTags because the request carries Tags.
@@ -219,7 +241,10 @@ def test_request_response_training_tags_and_literal_names(cfn_dags):
     assert statements["SageMakerTrainingJobTags"]["Resource"] == [sm("training-job", "${JobName}")]
     # A literal name is lower-cased, as SageMaker writes it in the ARN.
     assert statements["SageMakerCreateModel"]["Resource"] == [sm("model", "literal-model")]
-    assert statements["PassRoleToSageMaker"]["Resource"] == ["arn:aws:iam::123456789012:role/LiteralModelRole", {"Ref": "RoleArn"}]
+    assert statements["PassRoleToSageMaker"]["Resource"] == [
+        "arn:aws:iam::123456789012:role/LiteralModelRole",
+        {"Ref": "RoleArn"},
+    ]
 
 
 def test_a_state_machine_without_tasks_gets_a_role_without_policy(cfn_dags):
@@ -230,7 +255,14 @@ def test_a_state_machine_without_tasks_gets_a_role_without_policy(cfn_dags):
 def test_unknown_integration_is_an_error_not_a_guess():
     definition = {
         "StartAt": "notify",
-        "States": {"notify": {"Type": "Task", "Resource": "arn:aws:states:::sns:publish", "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:1:t"}, "End": True}},
+        "States": {
+            "notify": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sns:publish",
+                "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:1:t"},
+                "End": True,
+            }
+        },
     }
     with pytest.raises(iam.PolicyError, match="sns:publish"):
         iam.state_machine_policy(definition, iam.PolicyContext())
@@ -243,7 +275,10 @@ def test_run_time_names_fall_back_to_the_resource_type_with_a_warning():
             "train": {
                 "Type": "Task",
                 "Resource": "arn:aws:states:::sagemaker:createModel",
-                "Parameters": {"ModelName.$": "$.somewhere.name", "ExecutionRoleArn": "arn:aws:iam::123456789012:role/R"},
+                "Parameters": {
+                    "ModelName.$": "$.somewhere.name",
+                    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/R",
+                },
                 "End": True,
             }
         },
@@ -260,7 +295,10 @@ def test_names_are_resolved_through_format_and_pass_states():
         "States": {
             "names": {
                 "Type": "Pass",
-                "Parameters": {"endpoint.$": "States.Format('{}-live', $.params.env)", "nested": {"config.$": "$.params.config"}},
+                "Parameters": {
+                    "endpoint.$": "States.Format('{}-live', $.params.env)",
+                    "nested": {"config.$": "$.params.config"},
+                },
                 "ResultPath": "$.names",
                 "Next": "update",
             },
@@ -327,10 +365,17 @@ def test_lambda_role_reads_training_jobs_of_the_prefix_and_writes_its_own_logs(r
 
 def test_glue_role_reads_its_script_and_its_data_and_writes_only_the_destination(retraining):
     statements = by_sid(role_policy(template_for(retraining, include_glue=True), "GlueJobRole"))
-    assert statements["ReadScript"]["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${GlueScriptBucket}/${GlueScriptKey}"}]
+    assert statements["ReadScript"]["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${GlueScriptBucket}/${GlueScriptKey}"}
+    ]
 
     def bucket(param: str, suffix: str) -> dict:
-        return {"Fn::Sub": [f"arn:${{AWS::Partition}}:s3:::${{Bucket}}{suffix}", {"Bucket": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": param}]}]}}]}
+        return {
+            "Fn::Sub": [
+                f"arn:${{AWS::Partition}}:s3:::${{Bucket}}{suffix}",
+                {"Bucket": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": param}]}]}},
+            ]
+        }
 
     assert statements["WriteData"]["Resource"] == [bucket("S3Dest", "/*")]
     assert set(statements["WriteData"]["Action"]) == {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}

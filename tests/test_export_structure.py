@@ -17,7 +17,7 @@ import os
 import re
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,10 @@ AWS_STAGES = ("extract_transform_load", "train_model", "check_metrics", "create_
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def load(dag_id: str, source: Path | None = None) -> Any:
-    from exporters.loader import REPO, load_dag
+    from exporters.loader import load_dag
+    from tests.conftest import ROOT as REPO
 
     return load_dag(dag_id, dags_folder=source or REPO / "dags")
 
@@ -151,7 +152,9 @@ def test_stage_resources(retraining):
     assert states["create_endpoint_config"]["Resource"] == "arn:aws:states:::sagemaker:createEndpointConfig"
     assert states["update_endpoint: UpdateEndpoint"]["Resource"] == "arn:aws:states:::sagemaker:updateEndpoint"
     assert states["update_endpoint: CreateEndpoint"]["Resource"] == "arn:aws:states:::sagemaker:createEndpoint"
-    assert states["update_endpoint: DescribeEndpoint"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
+    assert (
+        states["update_endpoint: DescribeEndpoint"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
+    )
     assert retraining.integrations == sorted(
         {s["Resource"] for _, s in all_states(retraining.definition) if s["Type"] == "Task"}
     )
@@ -260,7 +263,11 @@ def test_endpoint_update_or_create_then_poll_until_in_service(retraining, retrai
             "EndpointName.$": "$.update_endpoint.EndpointName",
             "EndpointConfigName.$": "$.update_endpoint.EndpointConfigName",
         }
-    assert states["update_endpoint: wait"] == {"Type": "Wait", "Seconds": 30, "Next": "update_endpoint: DescribeEndpoint"}
+    assert states["update_endpoint: wait"] == {
+        "Type": "Wait",
+        "Seconds": 30,
+        "Next": "update_endpoint: DescribeEndpoint",
+    }
     assert states["update_endpoint: DescribeEndpoint"]["Next"] == "update_endpoint: InService?"
     check = states["update_endpoint: InService?"]
     in_service = check["Choices"][0]
@@ -300,7 +307,11 @@ def test_retries_equal_the_dag_settings(retraining, retraining_dag):
     # (TrainingJobFailed is an AirflowFailException; in a retrier States.TaskFailed would match everything).
     assert states["train_model"]["Retry"] == [
         {
-            "ErrorEquals": ["SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException", "States.Timeout"],
+            "ErrorEquals": [
+                "SageMaker.AmazonSageMakerException",
+                "SageMaker.ResourceLimitExceededException",
+                "States.Timeout",
+            ],
             "IntervalSeconds": 60,
             "MaxAttempts": 2,
             "BackoffRate": 2.0,
@@ -378,7 +389,6 @@ def test_export_is_byte_identical_across_fresh_processes(tmp_path):
 def test_validators_reject_a_broken_copy(retraining):
     """The two validators are not vacuous: a dangling StartAt is caught by both."""
     from exporters.validate import validate_definition
-
     from tests.asl_check import cfn_lint_state_machine
 
     broken = json.loads(retraining.to_json())
@@ -393,14 +403,23 @@ def test_validators_reject_a_broken_copy(retraining):
 def test_fan_out_fan_in_becomes_parallel_with_merged_outputs():
     result = export("fan_out_fan_in", STRUCTURES)
     states = result.definition["States"]
-    assert walk(result.definition) == ["Param defaults", "Apply params", "start", "Parallel: check, glue_a, glue_b", "join", "report"]
+    assert walk(result.definition) == [
+        "Param defaults",
+        "Apply params",
+        "start",
+        "Parallel: check, glue_a, glue_b",
+        "join",
+        "report",
+    ]
     parallel = states["Parallel: check, glue_a, glue_b"]
     assert parallel["Type"] == "Parallel"
     assert [b["StartAt"] for b in parallel["Branches"]] == ["check", "glue_a", "glue_b"]
     for branch in parallel["Branches"]:
         (only,) = branch["States"].values()
         assert only["End"] is True and only["ResultPath"] == f"$.{branch['StartAt']}"
-    assert parallel["ResultSelector"] == {"merged.$": "States.JsonMerge(States.JsonMerge($[0], $[1], false), $[2], false)"}
+    assert parallel["ResultSelector"] == {
+        "merged.$": "States.JsonMerge(States.JsonMerge($[0], $[1], false), $[2], false)"
+    }
     assert parallel["ResultPath"] == "$" and parallel["OutputPath"] == "$.merged"
     assert states["join"] == {"Type": "Pass", "ResultPath": None, "Next": "report"}
     # After the fan-in every branch's result is readable.
@@ -493,11 +512,19 @@ def test_retry_and_timeout_settings():
     result = export("retries_timeouts", STRUCTURES)
     states = result.definition["States"]
     assert states["exponential"]["Retry"] == [
-        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 20, "MaxAttempts": 4, "BackoffRate": 2.0, "MaxDelaySeconds": 300}
+        {
+            "ErrorEquals": ["States.ALL"],
+            "IntervalSeconds": 20,
+            "MaxAttempts": 4,
+            "BackoffRate": 2.0,
+            "MaxDelaySeconds": 300,
+        }
     ]
     assert states["exponential"]["TimeoutSeconds"] == 1800
     # Without exponential backoff Airflow ignores max_retry_delay: constant delay.
-    assert states["linear"]["Retry"] == [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 45, "MaxAttempts": 3, "BackoffRate": 1.0}]
+    assert states["linear"]["Retry"] == [
+        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 45, "MaxAttempts": 3, "BackoffRate": 1.0}
+    ]
     assert "TimeoutSeconds" not in states["linear"]
     assert "Retry" not in states["no_retries"]
     assert states["never_reached_in_practice"] == {"Type": "Fail", "Error": "Stop", "Cause": "end of the chain"}
@@ -543,7 +570,10 @@ def test_stock_provider_operators_export_without_rewriting():
     ]
     etl = states["etl"]
     assert etl["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
-    assert etl["Parameters"] == {"JobName.$": "$.params.glue_job_name", "Arguments": {"--S3_DEST.$": "$.params.s3_dest", "--TRAIN_KEY": "train/"}}
+    assert etl["Parameters"] == {
+        "JobName.$": "$.params.glue_job_name",
+        "Arguments": {"--S3_DEST.$": "$.params.s3_dest", "--TRAIN_KEY": "train/"},
+    }
 
     train = states["train_model"]
     assert train["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
@@ -551,7 +581,11 @@ def test_stock_provider_operators_export_without_rewriting():
     assert train["Parameters"]["RoleArn.$"] == "$.params.role_arn"
     channel = train["Parameters"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]
     assert channel["S3Uri.$"] == "States.Format('{}train/', $.params.s3_dest)"
-    assert train["Parameters"]["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    assert train["Parameters"]["ResourceConfig"] == {
+        "InstanceType": "ml.m5.large",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 30,
+    }
     assert "TrainingJobName.$" in train["ResultSelector"]
 
     check = states["check_metrics"]
@@ -573,7 +607,9 @@ def test_stock_provider_operators_export_without_rewriting():
     assert states["update_endpoint: wait"]["Seconds"] == 20  # check_interval
     # default_args retries apply to stock operators as to ours.
     for task_id in ("etl", "train_model", "check_metrics", "create_model", "create_endpoint_config"):
-        assert states[task_id]["Retry"] == [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 30, "MaxAttempts": 1, "BackoffRate": 1.0}]
+        assert states[task_id]["Retry"] == [
+            {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 30, "MaxAttempts": 1, "BackoffRate": 1.0}
+        ]
 
 
 # ---------------------------------------------------------------------------
@@ -603,7 +639,11 @@ def test_registering_a_converter_makes_a_custom_operator_exportable(publish_oper
 
     @register(publish_operator_class)
     def convert_publish(task, ctx):
-        request = {"Entries": [{"EventBusName": task.bus, "DetailType": task.detail_type, "Detail": task.detail, "Source": "airflow"}]}
+        request = {
+            "Entries": [
+                {"EventBusName": task.bus, "DetailType": task.detail_type, "Detail": task.detail, "Source": "airflow"}
+            ]
+        }
         state = ctx.task_state(task, "arn:aws:states:::events:putEvents", ctx.parameters(task, request))
         return Fragment.single(state, ctx.layout(task))
 

@@ -7,10 +7,9 @@ below 900, some with label/whitespace/case variants the ETL must accept) and
 
 from __future__ import annotations
 
-import logging
-
 import csv
 import importlib.util
+import logging
 import math
 import os
 import random
@@ -80,7 +79,7 @@ def synthetic_rows(count: int, seed: int) -> list[list[str]]:
         minutes = [round(rng.uniform(lo, hi), 1) for lo, hi in ((0, 350), (0, 360), (20, 390), (0, 20))]
         rates = (0.17, 0.085, 0.045, 0.27)
         usage = []
-        for mins, rate in zip(minutes, rates):
+        for mins, rate in zip(minutes, rates, strict=False):
             usage += [f"{mins:.1f}", str(rng.randint(0, 165)), f"{mins * rate:.2f}"]
         rows.append(
             [
@@ -326,12 +325,18 @@ def test_misordered_header_fails_instead_of_misaligning_columns(spark, tmp_path)
 def test_parse_args_defaults_and_ignores_glue_extras():
     args = etl.parse_args(
         [
-            "--JOB_NAME", "churn-etl",
-            "--S3_SOURCE", "s3://bucket/raw/",
-            "--S3_DEST", "s3://bucket/processed",
-            "--TempDir", "s3://bucket/tmp/",
-            "--job-bookmark-option", "job-bookmark-disable",
-            "--enable-metrics", "true",
+            "--JOB_NAME",
+            "churn-etl",
+            "--S3_SOURCE",
+            "s3://bucket/raw/",
+            "--S3_DEST",
+            "s3://bucket/processed",
+            "--TempDir",
+            "s3://bucket/tmp/",
+            "--job-bookmark-option",
+            "job-bookmark-disable",
+            "--enable-metrics",
+            "true",
         ]
     )
     assert args == etl.EtlArgs(source="s3://bucket/raw/", dest="s3://bucket/processed", job_name="churn-etl")
@@ -342,8 +347,19 @@ def test_parse_args_defaults_and_ignores_glue_extras():
 
 def test_parse_args_overrides():
     args = etl.parse_args(
-        ["--S3_SOURCE=/data/raw.csv", "--S3_DEST", "/data/out/", "--TRAIN_KEY", "tr", "--VAL_KEY", "/va/",
-         "--VALIDATION_FRACTION", "0.25", "--SEED", "7"]
+        [
+            "--S3_SOURCE=/data/raw.csv",
+            "--S3_DEST",
+            "/data/out/",
+            "--TRAIN_KEY",
+            "tr",
+            "--VAL_KEY",
+            "/va/",
+            "--VALIDATION_FRACTION",
+            "0.25",
+            "--SEED",
+            "7",
+        ]
     )
     assert (args.train_path, args.validation_path) == ("/data/out/tr", "/data/out/va/")
     assert (args.validation_fraction, args.seed) == (0.25, 7)
@@ -416,10 +432,14 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 
 def test_script_runs_end_to_end(tmp_path):
     proc = run_script(
-        "--S3_SOURCE", SMALL_CSV.as_uri(),  # file:// URI
-        "--S3_DEST", f"{tmp_path}/",
-        "--TRAIN_KEY", "train/",
-        "--VAL_KEY", "validation/",
+        "--S3_SOURCE",
+        SMALL_CSV.as_uri(),  # file:// URI
+        "--S3_DEST",
+        f"{tmp_path}/",
+        "--TRAIN_KEY",
+        "train/",
+        "--VAL_KEY",
+        "validation/",
     )
     assert proc.returncode == 0, proc.stderr
     rows = read_output_rows(tmp_path / "train") + read_output_rows(tmp_path / "validation")

@@ -14,7 +14,9 @@ IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 @pytest.fixture
 def handler_module(aws, monkeypatch):
     """The handler file loaded like the runtime loads it, its SageMaker client pointed at moto."""
-    spec = importlib.util.spec_from_file_location("query_training_status_under_test", ROOT / "lambda" / "query_training_status.py")
+    spec = importlib.util.spec_from_file_location(
+        "query_training_status_under_test", ROOT / "lambda" / "query_training_status.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
@@ -47,7 +49,10 @@ def test_known_job_returns_its_metrics_by_name(aws, handler_module):
 
     assert answer["statusCode"] == 200
     assert answer["TrainingJobStatus"] == "Completed"
-    assert {m["MetricName"]: m["Value"] for m in answer["trainingMetrics"]} == {"train:error": 0.031, "validation:error": 0.094}
+    assert {m["MetricName"]: m["Value"] for m in answer["trainingMetrics"]} == {
+        "train:error": 0.031,
+        "validation:error": 0.094,
+    }
     # Only name and value per metric (no timestamps): the answer is plain JSON.
     assert all(set(m) == {"MetricName", "Value"} and isinstance(m["Value"], float) for m in answer["trainingMetrics"])
 

@@ -23,7 +23,7 @@ def backend(tmp_path_factory):
 
     data = tmp_path_factory.mktemp("local-backend")
     server = LocalBackend(data, aws_doubles.free_port()).start()
-    from retraining.local.churn_data import write_batch
+    from localaws.churn_data import write_batch
 
     write_batch(server.s3_path("s3://retraining-demo/raw/churn.csv"), rows=3000, seed=11)
     yield server
@@ -94,7 +94,7 @@ def test_good_data_deploys_a_serving_endpoint(local_env, dag):
     predictions = [float(p) for p in body.decode().split()]
     assert len(predictions) == 50 and all(0.0 <= p <= 1.0 for p in predictions)
     labels = [float(r.split(",", 1)[0]) for r in rows[:50]]
-    correct = sum((p >= 0.5) == (label == 1.0) for p, label in zip(predictions, labels))
+    correct = sum((p >= 0.5) == (label == 1.0) for p, label in zip(predictions, labels, strict=False))
     assert correct >= 40, "a model with validation error < 0.10 should classify most rows right"
     assert headers["x-model-name"] == endpoint["EndpointConfigName"]
 

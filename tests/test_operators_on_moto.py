@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from retraining import (
     GlueJobRunOperator,
-    LambdaMetricCheckOperator,
+    LambdaInvokeOperator,
     ParamRef,
     ResultRef,
     RunUniqueName,
@@ -32,7 +32,7 @@ from retraining import (
 FAST = 0.05
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 RUN_ID = "manual__2026-03-01T10:00:00+00:00"
-LOGICAL_DATE = datetime(2026, 3, 1, 10, 0, 0, tzinfo=timezone.utc)
+LOGICAL_DATE = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
 
 
 class _Ti:
@@ -120,7 +120,9 @@ def test_glue_success_returns_run_and_passes_arguments(aws):
 def test_glue_unsuccessful_end_raises_with_glue_message(aws, state):
     aws.create_glue_job("churn-etl")
     aws.outcomes.glue_state = state
-    aws.outcomes.glue_error_message = f"AnalysisException: Path does not exist: s3://retraining-demo/raw/churn.csv ({state})"
+    aws.outcomes.glue_error_message = (
+        f"AnalysisException: Path does not exist: s3://retraining-demo/raw/churn.csv ({state})"
+    )
 
     with pytest.raises(StageFailed) as caught:
         _run(_glue_op(), _context(GLUE_PARAMS))
@@ -168,7 +170,13 @@ def test_training_success_returns_exactly_the_result_fields(aws):
 
     name = result["TrainingJobName"]
     assert re.fullmatch(r"churn-xgb-20260301100000-[0-9a-f]{6}", name)
-    assert set(result) == {"TrainingJobName", "TrainingJobStatus", "FinalMetricDataList", "ModelArtifacts", "AlgorithmSpecification"}
+    assert set(result) == {
+        "TrainingJobName",
+        "TrainingJobStatus",
+        "FinalMetricDataList",
+        "ModelArtifacts",
+        "AlgorithmSpecification",
+    }
     assert result["TrainingJobStatus"] == "Completed"
     assert result["AlgorithmSpecification"] == {"TrainingImage": IMAGE}
     job = aws.client("sagemaker").describe_training_job(TrainingJobName=name)
@@ -187,7 +195,11 @@ def test_training_success_returns_exactly_the_result_fields(aws):
 @pytest.mark.parametrize(
     ("status", "reason", "expected"),
     [
-        ("Failed", "AlgorithmError: framework error: Missing label column", "AlgorithmError: framework error: Missing label column"),
+        (
+            "Failed",
+            "AlgorithmError: framework error: Missing label column",
+            "AlgorithmError: framework error: Missing label column",
+        ),
         ("Stopped", None, "SageMaker gave no FailureReason"),
     ],
 )
@@ -228,14 +240,16 @@ def test_training_retry_adopts_the_job_of_the_same_name(aws):
     jobs = sm.list_training_jobs()["TrainingJobSummaries"]
     assert [j["TrainingJobName"] for j in jobs] == ["churn-xgb-20260301100000-abcdef"]
     # The adopted job is the first try's, not replaced by the retry's request.
-    assert sm.describe_training_job(TrainingJobName="churn-xgb-20260301100000-abcdef")["HyperParameters"] == {"num_round": "7"}
+    assert sm.describe_training_job(TrainingJobName="churn-xgb-20260301100000-abcdef")["HyperParameters"] == {
+        "num_round": "7"
+    }
 
 
 # --- Lambda metric check -------------------------------------------------------------------------
 
 
-def _check_op() -> LambdaMetricCheckOperator:
-    return LambdaMetricCheckOperator(
+def _check_op() -> LambdaInvokeOperator:
+    return LambdaInvokeOperator(
         task_id="check_metrics",
         function_name=ParamRef("metric_function_name"),
         payload={"TrainingJobName": ResultRef("train_model", "TrainingJobName")},
@@ -260,7 +274,10 @@ def test_lambda_success_returns_the_function_answer(aws):
 
     assert answer["statusCode"] == 200
     assert answer["TrainingJobStatus"] == "Completed"
-    assert {m["MetricName"]: m["Value"] for m in answer["trainingMetrics"]} == {"train:error": 0.02, "validation:error": 0.08}
+    assert {m["MetricName"]: m["Value"] for m in answer["trainingMetrics"]} == {
+        "train:error": 0.02,
+        "validation:error": 0.08,
+    }
 
 
 def test_lambda_unknown_training_job_fails_with_its_error_type_and_no_stack_trace(aws):
@@ -286,7 +303,7 @@ def test_lambda_unknown_training_job_fails_with_its_error_type_and_no_stack_trac
 
 def test_lambda_missing_training_job_name(aws):
     function = aws.create_metric_function("query-training-status")
-    op = LambdaMetricCheckOperator(
+    op = LambdaInvokeOperator(
         task_id="check_metrics",
         function_name=ParamRef("metric_function_name"),
         payload={"JobName": "churn-xgb-1"},
@@ -353,7 +370,9 @@ def test_create_model_uses_the_training_result(aws):
 def test_create_endpoint_config_uses_the_model_name(aws):
     role = aws.create_role()
     aws.client("sagemaker").create_model(
-        ModelName="churn-model-1", ExecutionRoleArn=role, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"}
+        ModelName="churn-model-1",
+        ExecutionRoleArn=role,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"},
     )
     op = SageMakerCreateEndpointConfigOperator(
         task_id="create_endpoint_config",
@@ -438,11 +457,20 @@ def test_create_endpoint_config_retry_after_the_config_was_created(sagemaker_rej
     aws = sagemaker_rejects_existing_names
     role = aws.create_role()
     sm = aws.client("sagemaker")
-    sm.create_model(ModelName="churn-model-1", ExecutionRoleArn=role, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"})
+    sm.create_model(
+        ModelName="churn-model-1",
+        ExecutionRoleArn=role,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"},
+    )
     request = {
         "EndpointConfigName": "churn-model-1",
         "ProductionVariants": [
-            {"VariantName": "AllTraffic", "ModelName": "churn-model-1", "InitialInstanceCount": 1, "InstanceType": "ml.m4.xlarge"}
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "churn-model-1",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m4.xlarge",
+            }
         ],
     }
     first_try = sm.create_endpoint_config(**request)
@@ -492,7 +520,9 @@ def test_deploy_creates_a_missing_endpoint(aws):
 def test_deploy_updates_an_existing_endpoint(aws):
     role = aws.create_role()
     sm = aws.client("sagemaker")
-    sm.create_endpoint(EndpointName="churn-endpoint", EndpointConfigName=_create_endpoint_config(aws, "churn-model-a", role))
+    sm.create_endpoint(
+        EndpointName="churn-endpoint", EndpointConfigName=_create_endpoint_config(aws, "churn-model-a", role)
+    )
     new = _create_endpoint_config(aws, "churn-model-b", role)
 
     result = _run(_deploy_op(), _deploy_context(new))
@@ -508,7 +538,9 @@ def test_deploy_updates_an_existing_endpoint(aws):
 def test_deploy_failed_update_names_the_config_still_serving(aws):
     role = aws.create_role()
     sm = aws.client("sagemaker")
-    sm.create_endpoint(EndpointName="churn-endpoint", EndpointConfigName=_create_endpoint_config(aws, "churn-model-a", role))
+    sm.create_endpoint(
+        EndpointName="churn-endpoint", EndpointConfigName=_create_endpoint_config(aws, "churn-model-a", role)
+    )
     new = _create_endpoint_config(aws, "churn-model-b", role)
     aws.outcomes.endpoint_update_failure = "Insufficient capacity for ml.m4.xlarge in us-east-1a"
 
@@ -527,7 +559,9 @@ def test_deploy_refuses_to_update_a_failed_endpoint(aws):
     role = aws.create_role()
     sm = aws.client("sagemaker")
     aws.outcomes.endpoint_create_failure = "Model container failed to pass the ping health check"
-    sm.create_endpoint(EndpointName="churn-endpoint", EndpointConfigName=_create_endpoint_config(aws, "churn-model-a", role))
+    sm.create_endpoint(
+        EndpointName="churn-endpoint", EndpointConfigName=_create_endpoint_config(aws, "churn-model-a", role)
+    )
     aws.outcomes.endpoint_create_failure = None
     new = _create_endpoint_config(aws, "churn-model-b", role)
 
@@ -565,7 +599,9 @@ def test_deploy_new_endpoint_that_fails_to_create(aws):
     [
         (lambda: GlueJobRunOperator(task_id="etl", job_name="{{ params.x }}"), "etl", "JobName"),
         (
-            lambda: GlueJobRunOperator(task_id="etl2", job_name="churn-etl", script_arguments={"--S3_DEST": "s3://b/{{ ds }}/"}),
+            lambda: GlueJobRunOperator(
+                task_id="etl2", job_name="churn-etl", script_arguments={"--S3_DEST": "s3://b/{{ ds }}/"}
+            ),
             "etl2",
             "Arguments.--S3_DEST",
         ),
@@ -578,7 +614,7 @@ def test_deploy_new_endpoint_that_fails_to_create(aws):
             "ProductionVariants[0].ModelName",
         ),
         (
-            lambda: LambdaMetricCheckOperator(task_id="chk", function_name="f", payload={"TrainingJobName": "{# c #}x"}),
+            lambda: LambdaInvokeOperator(task_id="chk", function_name="f", payload={"TrainingJobName": "{# c #}x"}),
             "chk",
             "Payload.TrainingJobName",
         ),

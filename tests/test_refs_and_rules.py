@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -31,7 +31,7 @@ from tests.conftest import ROOT
 
 # SageMaker's own constraint on resource names: this pattern AND at most 63 characters.
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-WHEN = datetime(2026, 3, 1, 10, 0, 0, tzinfo=timezone.utc)
+WHEN = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
 AWS_STAGES = (
     "extract_transform_load",
     "train_model",
@@ -55,7 +55,13 @@ class _Ti:
 
 
 def _context(params=None, results=None, run_id="manual__2026-03-01T10:00:00+00:00", logical_date=WHEN, **extra):
-    return {"params": dict(params or {}), "ti": _Ti(results or {}), "run_id": run_id, "logical_date": logical_date, **extra}
+    return {
+        "params": dict(params or {}),
+        "ti": _Ti(results or {}),
+        "run_id": run_id,
+        "logical_date": logical_date,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +113,7 @@ def test_longest_prefix_fills_the_63_characters_exactly_in_airflow():
 
 
 def test_run_unique_name_without_logical_date_uses_the_data_interval_then_zeros():
-    start = datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    start = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
     with_interval = RunUniqueName("m").resolve(_context(logical_date=None, data_interval_start=start))
     assert with_interval.startswith("m-20260506070809-")
     neither = RunUniqueName("m").resolve(_context(logical_date=None))
@@ -133,7 +139,7 @@ def test_dag_prefix_params_match_the_name_limit(dag):
     for name in ("training_job_prefix", "model_prefix"):
         param = copy.copy(dag.params.get_param(name))
         longest = "a-" * (MAX_NAME_PREFIX // 2) + "a" * (MAX_NAME_PREFIX % 2 or 1)
-        longest = longest[:MAX_NAME_PREFIX - 1] + "z"
+        longest = longest[: MAX_NAME_PREFIX - 1] + "z"
         assert len(longest) == MAX_NAME_PREFIX
         assert param.resolve(value=longest) == longest
         assert valid_sagemaker_name(RunUniqueName(longest).resolve(_context()))
@@ -500,8 +506,10 @@ print(json.dumps({
 }))
 """
     env = os.environ.copy()
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])
-    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags")], env=env, capture_output=True, text=True, check=True)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)])
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "dags")], env=env, capture_output=True, text=True, check=True
+    )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
     assert report["dags"] == ["model_retraining"]

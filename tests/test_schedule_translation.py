@@ -25,7 +25,7 @@ from exporters.schedule import (
     translate_schedule,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _counter = iter(range(10**6))
 
 
@@ -39,7 +39,10 @@ def make_dag(schedule, *, tz="UTC", start=(2026, 1, 1), end=None, **kwargs) -> D
 # An independent AWS cron evaluator (EventBridge "Cron expressions reference")
 # ---------------------------------------------------------------------------
 
-AWS_MONTHS = {name: i + 1 for i, name in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
+AWS_MONTHS = {
+    name: i + 1
+    for i, name in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])
+}
 AWS_DAYS = {name: i + 1 for i, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}  # SUN = 1
 WILDCARDS = {0: set(",-*/"), 1: set(",-*/"), 2: set(",-*?/LW"), 3: set(",-*/"), 4: set(",-*?L#"), 5: set(",-*/")}
 
@@ -47,6 +50,7 @@ WILDCARDS = {0: set(",-*/"), 1: set(",-*/"), 2: set(",-*?/LW"), 3: set(",-*/"), 
 def _aws_values(text: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
     out: set[int] = set()
     for item in text.split(","):
+
         def number(token: str) -> int:
             return names[token.upper()] if token.upper() in names else int(token)
 
@@ -407,7 +411,9 @@ def test_start_and_end_dates_bracket_exactly_airflows_runs(timetable):
 
 def test_events_rule_keeps_utc_cron_and_rates():
     assert events_rule_expression(translate_schedule(make_dag("0 * * * *"))) == "cron(0 * * * ? *)"
-    assert events_rule_expression(translate_schedule(make_dag(dt.timedelta(hours=1), tz="Europe/Paris"))) == "rate(1 hour)"
+    assert (
+        events_rule_expression(translate_schedule(make_dag(dt.timedelta(hours=1), tz="Europe/Paris"))) == "rate(1 hour)"
+    )
 
 
 def test_events_rule_refuses_a_region_timezone_and_explains_why():

@@ -39,13 +39,25 @@ def test_trigger_form_shows_every_param_typed_with_its_default(api):
     assert params["threshold"]["schema"]["type"] == "number"
     assert params["training_instance_count"]["schema"]["type"] == "integer"
     assert params["hyperparameters"]["value"]["objective"] == "binary:logistic"
-    for name in ("glue_job_name", "s3_source", "s3_dest", "training_job_prefix", "model_prefix", "endpoint_name", "metric_function_name", "sagemaker_role_arn"):
+    for name in (
+        "glue_job_name",
+        "s3_source",
+        "s3_dest",
+        "training_job_prefix",
+        "model_prefix",
+        "endpoint_name",
+        "metric_function_name",
+        "sagemaker_role_arn",
+    ):
         assert params[name]["value"], name
         assert params[name]["schema"]["type"] == "string", name
 
 
 def test_trigger_with_params_creates_a_run_carrying_them(api):
-    answer = api.post("/api/v2/dags/model_retraining/dagRuns", json={"logical_date": None, "conf": {"threshold": 0.05, "endpoint_name": "churn-canary"}})
+    answer = api.post(
+        "/api/v2/dags/model_retraining/dagRuns",
+        json={"logical_date": None, "conf": {"threshold": 0.05, "endpoint_name": "churn-canary"}},
+    )
     assert answer.status_code == 200, answer.text
     run = answer.json()
     assert run["conf"] == {"threshold": 0.05, "endpoint_name": "churn-canary"}
@@ -93,13 +105,16 @@ def test_hourly_cron_produces_runs_on_the_hour():
         info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
         infos.append(info)
         last = info.data_interval
-    assert [i.logical_date for i in infos] == [dt.datetime(2026, 3, 1, h, 0, tzinfo=dt.timezone.utc) for h in (11, 12, 13, 14)]
+    assert [i.logical_date for i in infos] == [
+        dt.datetime(2026, 3, 1, h, 0, tzinfo=dt.UTC) for h in (11, 12, 13, 14)
+    ]
 
     # The DAG's real setting, catchup=False: never a backlog; the next run is the latest hour at most.
     info = timetable.next_dagrun_info(
-        last_automated_data_interval=None, restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=False)
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=False),
     )
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     assert info.logical_date.minute == 0 and info.logical_date.second == 0
     assert now - dt.timedelta(hours=1) <= info.logical_date <= now + dt.timedelta(hours=1)
     assert scheduled.max_active_runs == 1 and scheduled.catchup is False

@@ -136,7 +136,7 @@ def airflow_server(tmp_path_factory):
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": "browser-test-jwt-secret-" + "x" * 40,
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+            "PYTHONPATH": os.pathsep.join([str(ROOT)]),
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         }
     )
@@ -159,7 +159,9 @@ def airflow_server(tmp_path_factory):
         deadline = time.monotonic() + SERVER_START_SECONDS
         while not _http_ok(f"{base}/api/v2/monitor/health"):
             if server.poll() is not None:
-                pytest.fail(f"airflow api-server exited ({server.returncode}); log: {log_path}\n{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"airflow api-server exited ({server.returncode}); log: {log_path}\n{log_path.read_text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail(f"airflow api-server not up after {SERVER_START_SECONDS} s; log: {log_path}")
             time.sleep(0.5)
@@ -226,7 +228,11 @@ def test_the_view_in_the_airflow_ui(airflow_server, tmp_path):
     env = {**airflow_server["env"], "AIRFLOW_HOME": str(tmp_path / "cli-home")}
     done = subprocess.run(
         [sys.executable, "-m", "exporters", "export", DAG_ID, "--out", str(cli_out)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert Path(seen["downloadPath"]).read_bytes() == (cli_out / DAG_ID / "state_machine.asl.json").read_bytes()

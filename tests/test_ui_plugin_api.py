@@ -23,8 +23,8 @@ import threading
 import time
 
 import pytest
-
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
 from tests.conftest import RETRAINING_TASK_IDS, ROOT
 
 VIEW = "/stepfunctions"
@@ -70,11 +70,11 @@ with DAG("{BAD_DAG}", schedule=None, start_date=datetime.datetime(2026, 1, 1), p
 HOSTILE = f'''
 import datetime
 from airflow.sdk import DAG
-from retraining import (FailRunOperator, LambdaMetricCheckOperator, MetricChoiceOperator, MetricRule,
+from retraining import (FailRunOperator, LambdaInvokeOperator, MetricChoiceOperator, MetricRule,
                         ParamRef, ResultRef)
 
 with DAG("{HOSTILE_DAG}", schedule=None, start_date=datetime.datetime(2026, 1, 1), params={{"fn": "f"}}):
-    check = LambdaMetricCheckOperator(task_id="check", function_name=ParamRef("fn"), payload={{}})
+    check = LambdaInvokeOperator(task_id="check", function_name=ParamRef("fn"), payload={{}})
     choose = MetricChoiceOperator(task_id="choose", rule=MetricRule(
         metrics=ResultRef("check", "metrics"), metric="<script>alert(1)</script>", comparison="<",
         threshold=0.5, if_true="ok", if_false="bad"))
@@ -106,7 +106,9 @@ def ui(airflow_db, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{__name__}.RestrictedAuthManager")
-        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,viewer:viewer,outsider:viewer,limited:viewer")
+        env.setenv(
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,viewer:viewer,outsider:viewer,limited:viewer"
+        )
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
         env.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
@@ -116,7 +118,7 @@ def ui(airflow_db, tmp_path_factory):
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
         from fastapi.testclient import TestClient
 
-        from retraining.ui import aws, service
+        from stepfunctions_ui import aws, service
 
         DagBundlesManager().sync_bundles_to_db()
         for folder in (ROOT / "dags", dags):
@@ -160,8 +162,10 @@ def dag_routes(dag_id: str) -> list[str]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])}
-    return subprocess.run([sys.executable, "-m", "exporters", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)])}
+    return subprocess.run(
+        [sys.executable, "-m", "exporters", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 # -- the plugin is registered -------------------------------------------------------------
@@ -269,7 +273,7 @@ def test_the_view_shows_the_graph_with_every_stage_and_the_choice_rule(ui):
 def test_the_graph_is_the_cli_rendering(ui, tmp_path):
     done = cli("graph", DAG_ID, "--format", "svg", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    from retraining.ui.service import inline_svg
+    from stepfunctions_ui.service import inline_svg
 
     expected = inline_svg((tmp_path / DAG_ID / "state_machine.svg").read_text())
     answer = get(ui, f"{VIEW}/dags/{DAG_ID}/graph.svg", "admin")
@@ -363,7 +367,7 @@ def test_names_from_the_dag_are_escaped(ui):
 
 # -- the export cache ---------------------------------------------------------------------
 def test_exports_are_cached_by_the_dag_files_hash(ui):
-    from retraining.ui import service
+    from stepfunctions_ui import service
 
     path = ui.dags_folder / f"{BAD_DAG}.py"
     get(ui, f"{VIEW}/dags/{BAD_DAG}", "admin")
@@ -384,7 +388,7 @@ def test_exports_are_cached_by_the_dag_files_hash(ui):
 
 # -- the comparison with what is deployed -------------------------------------------------
 def test_without_an_aws_connection_the_view_says_not_connected(ui, monkeypatch):
-    from retraining.ui import aws
+    from stepfunctions_ui import aws
 
     monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
     aws.clear_cache()
@@ -416,7 +420,7 @@ def _silent_server() -> tuple[socket.socket, int]:
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
 def test_unreachable_aws_answers_quickly_and_shows_no_secret(ui, monkeypatch, kind):
-    from retraining.ui import aws
+    from stepfunctions_ui import aws
 
     server = None
     if kind == "silent":
@@ -429,7 +433,11 @@ def test_unreachable_aws_answers_quickly_and_shows_no_secret(ui, monkeypatch, ki
         "conn_type": "aws",
         "login": "AKIAEXAMPLEKEYID",
         "password": SECRET,
-        "extra": {"region_name": "eu-west-1", "endpoint_url": f"http://127.0.0.1:{port}", "aws_session_token": SECRET + "-token"},
+        "extra": {
+            "region_name": "eu-west-1",
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "aws_session_token": SECRET + "-token",
+        },
     }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     aws.clear_cache()
@@ -442,7 +450,9 @@ def test_unreachable_aws_answers_quickly_and_shows_no_secret(ui, monkeypatch, ki
         assert body["state"] == "unreachable", body
         assert body["region"] == "eu-west-1" and "AWS is unreachable" in body["message"]
         assert took < aws.DEADLINE_SECONDS
-        responses = [answer.text] + [get(ui, p, "admin").text for p in dag_routes(DAG_ID) if not p.endswith("template.json")]
+        responses = [answer.text] + [
+            get(ui, p, "admin").text for p in dag_routes(DAG_ID) if not p.endswith("template.json")
+        ]
         responses.append(get(ui, f"{VIEW}/", "admin").text)
         for text in responses:
             assert SECRET not in text and "AKIAEXAMPLEKEYID" not in text and f"127.0.0.1:{port}" not in text
@@ -454,7 +464,7 @@ def test_unreachable_aws_answers_quickly_and_shows_no_secret(ui, monkeypatch, ki
 
 
 def test_the_deployed_definition_is_compared_with_the_export(ui, aws):
-    from retraining.ui import aws as compare
+    from stepfunctions_ui import aws as compare
 
     compare.clear_cache()
     definition = get(ui, f"{VIEW}/dags/{DAG_ID}/definition.json", "admin").text
@@ -502,15 +512,31 @@ def dag_tasks():
             {"JobName": "churn-etl", "JobRunId": "jr_0123", "JobRunState": "SUCCEEDED"},
             "https://console.aws.amazon.com/gluestudio/home?region=eu-central-1#/job/churn-etl/run/jr_0123",
         ),
-        ("train_model", {"TrainingJobName": "churn-xgb-1"}, "https://console.aws.amazon.com/sagemaker/home?region=eu-central-1#/jobs/churn-xgb-1"),
-        ("create_model", {"ModelName": "churn-model-1"}, "https://console.aws.amazon.com/sagemaker/home?region=eu-central-1#/models/churn-model-1"),
-        ("update_endpoint", {"EndpointName": "churn-endpoint"}, "https://console.aws.amazon.com/sagemaker/home?region=eu-central-1#/endpoints/churn-endpoint"),
+        (
+            "train_model",
+            {"TrainingJobName": "churn-xgb-1"},
+            "https://console.aws.amazon.com/sagemaker/home?region=eu-central-1#/jobs/churn-xgb-1",
+        ),
+        (
+            "create_model",
+            {"ModelName": "churn-model-1"},
+            "https://console.aws.amazon.com/sagemaker/home?region=eu-central-1#/models/churn-model-1",
+        ),
+        (
+            "update_endpoint",
+            {"EndpointName": "churn-endpoint"},
+            "https://console.aws.amazon.com/sagemaker/home?region=eu-central-1#/endpoints/churn-endpoint",
+        ),
     ],
 )
-def test_console_links_use_the_task_result_and_the_connections_region(monkeypatch, dag_tasks, task_id, result, expected):
-    from retraining.ui import links
+def test_console_links_use_the_task_result_and_the_connections_region(
+    monkeypatch, dag_tasks, task_id, result, expected
+):
+    from stepfunctions_ui import links
 
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "eu-central-1"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "eu-central-1"}})
+    )
     monkeypatch.setenv("RETRAINING_BACKEND", "auto")
     monkeypatch.setattr(links, "task_result", lambda ti_key: result)
     (link,) = dag_tasks[task_id].operator_extra_links
@@ -518,24 +544,33 @@ def test_console_links_use_the_task_result_and_the_connections_region(monkeypatc
 
 
 def test_console_links_in_china_use_the_china_console(monkeypatch, dag_tasks):
-    from retraining.ui import links
+    from stepfunctions_ui import links
 
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "cn-north-1"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "cn-north-1"}})
+    )
     monkeypatch.setattr(links, "task_result", lambda ti_key: {"ModelName": "m"})
     (link,) = dag_tasks["create_model"].operator_extra_links
-    assert link.get_link(dag_tasks["create_model"], ti_key=_Key()) == "https://console.amazonaws.cn/sagemaker/home?region=cn-north-1#/models/m"
+    assert (
+        link.get_link(dag_tasks["create_model"], ti_key=_Key())
+        == "https://console.amazonaws.cn/sagemaker/home?region=cn-north-1#/models/m"
+    )
 
 
 def test_local_backend_runs_link_the_endpoint_to_its_local_status_page(monkeypatch, dag_tasks):
-    from retraining.ui import links
+    from stepfunctions_ui import links
 
     monkeypatch.setenv("RETRAINING_BACKEND", "local")
     monkeypatch.setenv(
-        "AIRFLOW_CONN_RETRAINING_LOCAL", json.dumps({"conn_type": "aws", "extra": {"endpoint_url": "http://127.0.0.1:4777"}})
+        "AIRFLOW_CONN_RETRAINING_LOCAL",
+        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": "http://127.0.0.1:4777"}}),
     )
     monkeypatch.setattr(links, "task_result", lambda ti_key: {"EndpointName": "churn-endpoint", "ModelName": "m"})
     (endpoint,) = dag_tasks["update_endpoint"].operator_extra_links
-    assert endpoint.get_link(dag_tasks["update_endpoint"], ti_key=_Key()) == "http://127.0.0.1:4777/endpoints/churn-endpoint"
+    assert (
+        endpoint.get_link(dag_tasks["update_endpoint"], ti_key=_Key())
+        == "http://127.0.0.1:4777/endpoints/churn-endpoint"
+    )
     (model,) = dag_tasks["create_model"].operator_extra_links
     assert model.get_link(dag_tasks["create_model"], ti_key=_Key()) == ""  # no local page for models
 
@@ -568,6 +603,12 @@ def test_a_real_run_shows_console_links_on_its_task_instances(ui, aws):
     assert training.startswith(f"{console}/sagemaker/home?region=us-east-1#/jobs/churn-xgb-")
     model = links("create_model")["SageMaker model"]
     assert model.startswith(f"{console}/sagemaker/home?region=us-east-1#/models/churn-model-")
-    assert links("update_endpoint")["SageMaker endpoint"] == f"{console}/sagemaker/home?region=us-east-1#/endpoints/churn-endpoint"
-    assert links("check_metrics")["Lambda function"] == f"{console}/lambda/home?region=us-east-1#/functions/query-training-status"
+    assert (
+        links("update_endpoint")["SageMaker endpoint"]
+        == f"{console}/sagemaker/home?region=us-east-1#/endpoints/churn-endpoint"
+    )
+    assert (
+        links("check_metrics")["Lambda function"]
+        == f"{console}/lambda/home?region=us-east-1#/functions/query-training-status"
+    )
     assert links("accuracy_check") == {}

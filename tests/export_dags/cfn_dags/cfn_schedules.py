@@ -12,7 +12,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerModelOpera
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, Param
 
-from retraining import GlueJobRunOperator, LambdaMetricCheckOperator, ParamRef
+from retraining import GlueJobRunOperator, LambdaInvokeOperator, ParamRef
 
 # Every 90 minutes from 2031-01-01 to the end of 2031; a fan-out puts a Glue job and a Lambda call in a Parallel state.
 with DAG(
@@ -34,7 +34,9 @@ with DAG(
         job_name=ParamRef("job_a"),
         script_arguments={"--S3_SOURCE": ParamRef("source"), "--S3_DEST": ParamRef("dest")},
     )
-    check = LambdaMetricCheckOperator(task_id="check", function_name=ParamRef("function"), payload={"source": ParamRef("source")})
+    check = LambdaInvokeOperator(
+        task_id="check", function_name=ParamRef("function"), payload={"source": ParamRef("source")}
+    )
     join = EmptyOperator(task_id="join")
     start >> [glue_a, check] >> join
 
@@ -78,9 +80,11 @@ with DAG(
     schedule="30 2 * * 1-5",
     start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Paris"),
 ) as cfn_paris:
-    LambdaMetricCheckOperator(task_id="check", function_name="literal-fn", payload={"k": "v"})
+    LambdaInvokeOperator(task_id="check", function_name="literal-fn", payload={"k": "v"})
 
 
 # Asset-triggered: no EventBridge equivalent; only Pass states, so a role without a policy.
-with DAG(dag_id="cfn_assets", schedule=[Asset("s3://cfn-bucket/ready")], start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as cfn_assets:
+with DAG(
+    dag_id="cfn_assets", schedule=[Asset("s3://cfn-bucket/ready")], start_date=pendulum.datetime(2026, 1, 1, tz="UTC")
+) as cfn_assets:
     EmptyOperator(task_id="only")

@@ -15,7 +15,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOp
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param
 
-from retraining import GlueJobRunOperator, LambdaMetricCheckOperator, ParamRef, ResultRef, SageMakerDeployEndpointOperator
+from retraining import GlueJobRunOperator, LambdaInvokeOperator, ParamRef, ResultRef, SageMakerDeployEndpointOperator
 
 PARAMS = {
     "job": Param("etl", type="string"),
@@ -50,7 +50,7 @@ with DAG(dag_id="gap_handler_named_done", schedule=None, params=PARAMS) as gap_h
 with DAG(dag_id="gap_sibling_result_ref", schedule=None, params=PARAMS) as gap_sibling_result_ref:
     s_start = EmptyOperator(task_id="start")
     producer = GlueJobRunOperator(task_id="producer", job_name=ParamRef("job"))
-    consumer = LambdaMetricCheckOperator(
+    consumer = LambdaInvokeOperator(
         task_id="consumer", function_name=ParamRef("fn"), payload={"run": ResultRef("producer", "JobRunId")}
     )
     s_start >> [producer, consumer]
@@ -86,7 +86,9 @@ with DAG(dag_id="gap_stock_fields", schedule=None, params=PARAMS) as gap_stock_f
         task_id="sized_etl", job_name="{{ params.job }}", run_job_kwargs={"NumberOfWorkers": 10, "WorkerType": "G.1X"}
     )
     # qualifier selects the alias/version Airflow invokes.
-    aliased = LambdaInvokeFunctionOperator(task_id="aliased_check", function_name="{{ params.fn }}", qualifier="live", payload="{}")
+    aliased = LambdaInvokeFunctionOperator(
+        task_id="aliased_check", function_name="{{ params.fn }}", qualifier="live", payload="{}"
+    )
     sized_etl >> aliased >> create_or_update
 
 # The same sibling read written with a stock operator's Jinja XCom pull.
@@ -96,6 +98,6 @@ with DAG(dag_id="gap_sibling_xcom_pull_stock", schedule=None, params=PARAMS) as 
     x_consumer = LambdaInvokeFunctionOperator(
         task_id="consumer",
         function_name="{{ params.fn }}",
-        payload='{"run": "{{ ti.xcom_pull(task_ids=\'producer\')[\'JobRunId\'] }}"}',
+        payload="{\"run\": \"{{ ti.xcom_pull(task_ids='producer')['JobRunId'] }}\"}",
     )
     x_start >> [x_producer, x_consumer]

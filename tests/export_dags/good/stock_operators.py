@@ -83,7 +83,12 @@ with DAG(
         config={
             "EndpointConfigName": MODEL_NAME,
             "ProductionVariants": [
-                {"VariantName": "AllTraffic", "ModelName": MODEL_NAME, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": MODEL_NAME,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
             ],
         },
     )

@@ -14,7 +14,7 @@ from retraining import (
     FailRunOperator,
     Format,
     GlueJobRunOperator,
-    LambdaMetricCheckOperator,
+    LambdaInvokeOperator,
     MetricChoiceOperator,
     MetricRule,
     ParamRef,
@@ -30,11 +30,13 @@ PARAMS = {
 
 
 def glue(task_id: str, job_param: str, **kwargs) -> GlueJobRunOperator:
-    return GlueJobRunOperator(task_id=task_id, job_name=ParamRef(job_param), script_arguments={"--RUN": task_id}, **kwargs)
+    return GlueJobRunOperator(
+        task_id=task_id, job_name=ParamRef(job_param), script_arguments={"--RUN": task_id}, **kwargs
+    )
 
 
-def metrics_lambda(task_id: str, **payload) -> LambdaMetricCheckOperator:
-    return LambdaMetricCheckOperator(task_id=task_id, function_name=ParamRef("function"), payload=payload)
+def metrics_lambda(task_id: str, **payload) -> LambdaInvokeOperator:
+    return LambdaInvokeOperator(task_id=task_id, function_name=ParamRef("function"), payload=payload)
 
 
 # start → [glue_a, glue_b, check] → join → report (reads glue_a's run id: the merge keeps every branch's result)
@@ -147,7 +149,9 @@ with DAG(dag_id="empty_only", schedule=None) as empty_only:
 
 
 # Retries, timeouts and a dagrun timeout on a two-stage chain (exponential and linear backoff).
-with DAG(dag_id="retries_timeouts", schedule=None, params=PARAMS, dagrun_timeout=timedelta(minutes=45)) as retries_timeouts:
+with DAG(
+    dag_id="retries_timeouts", schedule=None, params=PARAMS, dagrun_timeout=timedelta(minutes=45)
+) as retries_timeouts:
     exp = glue(
         "exponential",
         "job_a",

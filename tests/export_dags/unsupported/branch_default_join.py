@@ -3,14 +3,19 @@
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param
 
-from retraining import LambdaMetricCheckOperator, MetricChoiceOperator, MetricRule, ParamRef, ResultRef
+from retraining import LambdaInvokeOperator, MetricChoiceOperator, MetricRule, ParamRef, ResultRef
 
 with DAG(dag_id="bad_branch_default_join", schedule=None, params={"fn": Param("check", type="string")}) as dag:
-    check = LambdaMetricCheckOperator(task_id="check", function_name=ParamRef("fn"), payload={})
+    check = LambdaInvokeOperator(task_id="check", function_name=ParamRef("fn"), payload={})
     choose = MetricChoiceOperator(
         task_id="choose",
         rule=MetricRule(
-            metrics=ResultRef("check", "metrics"), metric="auc", comparison=">", threshold=0.8, if_true="deploy", if_false="skip"
+            metrics=ResultRef("check", "metrics"),
+            metric="auc",
+            comparison=">",
+            threshold=0.8,
+            if_true="deploy",
+            if_false="skip",
         ),
     )
     deploy = EmptyOperator(task_id="deploy")

@@ -6,5 +6,7 @@ from airflow.sdk import DAG, Param
 
 with DAG(dag_id="bad_free_jinja", schedule=None, params={"fn": Param("check", type="string")}) as dag:
     etl = GlueJobOperator(task_id="etl_for_day", job_name="etl-{{ ds }}")
-    check = LambdaInvokeFunctionOperator(task_id="check_filtered", function_name="{{ params.fn | upper }}", payload="{}")
+    check = LambdaInvokeFunctionOperator(
+        task_id="check_filtered", function_name="{{ params.fn | upper }}", payload="{}"
+    )
     etl >> check

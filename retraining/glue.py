@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from retraining.base import AwsStageOperator, StageFailed
-from retraining.ui.links import GlueJobRunLink
+from retraining.links import GlueJobRunLink
 
 GLUE_PENDING_STATES = {"STARTING", "RUNNING", "STOPPING", "WAITING"}
 

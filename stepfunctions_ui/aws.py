@@ -148,10 +148,9 @@ def _compare(view: Any, conn_id: str) -> Deployed:
     secrets = _secrets(conn)
     region: str | None = None
     try:
-        from botocore.config import Config
-
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
         from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+        from botocore.config import Config
 
         config = Config(
             connect_timeout=CONNECT_TIMEOUT,
@@ -213,25 +212,47 @@ def _describe_directly(view: Any, sfn: Any, sts: Any, region: str | None, conn_i
         deployed = sfn.describe_state_machine(stateMachineArn=arn)
     except Exception as err:  # noqa: BLE001
         if getattr(err, "response", {}).get("Error", {}).get("Code") == "StateMachineDoesNotExist":
-            return Deployed("not-deployed", f"Not deployed: there is no state machine {view.dag_id!r} in {region}.", conn_id=conn_id, region=region)
+            return Deployed(
+                "not-deployed",
+                f"Not deployed: there is no state machine {view.dag_id!r} in {region}.",
+                conn_id=conn_id,
+                region=region,
+            )
         raise
     label = f"{view.dag_id} (current revision)"
     have = json.loads(deployed["definition"])
     if have == view.definition:
-        return Deployed("in-sync", f"In sync: the deployed definition ({label}) equals this export.", conn_id=conn_id, region=region, deployed=label)
+        return Deployed(
+            "in-sync",
+            f"In sync: the deployed definition ({label}) equals this export.",
+            conn_id=conn_id,
+            region=region,
+            deployed=label,
+        )
 
     def pretty(d: Any) -> list[str]:
         return (json.dumps(d, indent=2, sort_keys=True) + "\n").splitlines(keepends=True)
 
-    text = "".join(difflib.unified_diff(pretty(have), pretty(view.definition), f"deployed: {label}", f"export: DAG {view.dag_id}"))
-    return Deployed("drift", f"Drift: the deployed definition ({label}) differs from this export.", conn_id=conn_id, region=region, deployed=label, diff=text)
+    text = "".join(
+        difflib.unified_diff(pretty(have), pretty(view.definition), f"deployed: {label}", f"export: DAG {view.dag_id}")
+    )
+    return Deployed(
+        "drift",
+        f"Drift: the deployed definition ({label}) differs from this export.",
+        conn_id=conn_id,
+        region=region,
+        deployed=label,
+        diff=text,
+    )
 
 
 def _failure(err: BaseException, conn_id: str, region: str | None, secrets: list[str]) -> Deployed:
     from botocore import exceptions as bx
 
     where = f" in {region}" if region else ""
-    if isinstance(err, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)):
+    if isinstance(
+        err, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
+    ):
         return Deployed(
             "unreachable",
             f"AWS is unreachable from the API server (connection {conn_id!r}{where}): no answer within "
@@ -240,13 +261,19 @@ def _failure(err: BaseException, conn_id: str, region: str | None, secrets: list
             region=region,
         )
     if isinstance(err, bx.NoRegionError):
-        return Deployed("error", f"Connection {conn_id!r} has no region: set region_name in its extra.", conn_id=conn_id)
+        return Deployed(
+            "error", f"Connection {conn_id!r} has no region: set region_name in its extra.", conn_id=conn_id
+        )
     if isinstance(err, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return Deployed("error", f"Connection {conn_id!r} gives no usable AWS credentials.", conn_id=conn_id, region=region)
+        return Deployed(
+            "error", f"Connection {conn_id!r} gives no usable AWS credentials.", conn_id=conn_id, region=region
+        )
     if isinstance(err, bx.ClientError):
         code = err.response.get("Error", {}).get("Code", "")
         message = scrub(err.response.get("Error", {}).get("Message", "") or "", secrets)
-        return Deployed("error", f"AWS refused the comparison{where}: {code}: {message}", conn_id=conn_id, region=region)
+        return Deployed(
+            "error", f"AWS refused the comparison{where}: {code}: {message}", conn_id=conn_id, region=region
+        )
     log.warning("Comparing with the deployed state machine failed: %s", type(err).__name__)
     return Deployed(
         "error",

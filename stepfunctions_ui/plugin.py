@@ -1,4 +1,4 @@
-"""What ``plugins/stepfunctions_view.py`` registers with Airflow: the app, the views, their URLs.
+"""The Airflow plugin: the Step Functions app, the views, their URLs.
 
 Airflow imports every plugin module in every component that loads plugins (the API server, and
 each task's worker process, for macros). The FastAPI app is only needed by the API server, so
@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from airflow.plugins_manager import AirflowPlugin
+
 URL_PREFIX = "/stepfunctions"
 # Relative hrefs: the Airflow UI resolves them against its <base href> (the API server's root path).
 DAG_VIEW_HREF = "stepfunctions/dags/{DAG_ID}"
@@ -19,7 +21,7 @@ ICON_HREF = "stepfunctions/static/icon.svg"
 
 
 class LazyApp:
-    """An ASGI app that builds ``retraining.ui.app.create_app()`` on first use."""
+    """An ASGI app that builds ``stepfunctions_ui.app.create_app()`` on first use."""
 
     def __init__(self) -> None:
         self._app: Any = None
@@ -30,7 +32,7 @@ class LazyApp:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    from retraining.ui.app import create_app
+                    from stepfunctions_ui.app import create_app
 
                     self._app = create_app()
         return self._app
@@ -62,3 +64,11 @@ EXTERNAL_VIEWS = [
         "icon": ICON_HREF,
     },
 ]
+
+
+class StepFunctionsViewPlugin(AirflowPlugin):
+    """Registered through the ``airflow.plugins`` entry point (pip install) or ``plugins/stepfunctions_view.py``."""
+
+    name = "stepfunctions_view"
+    fastapi_apps = FASTAPI_APPS
+    external_views = EXTERNAL_VIEWS

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from retraining.local.paths import data_dir, s3_to_local
+from localaws.paths import data_dir, s3_to_local
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker runtime's payload limit
 MAX_ROWS = 10_000

@@ -5,7 +5,7 @@
 - SageMaker runtime ``POST /endpoints/{name}/invocations`` (text/csv) and ``GET /ping``
 - ``GET /endpoints/{name}``: a status page for people
 
-``python -m retraining.local.server [--port N]``.
+``python -m localaws.server [--port N]``.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from retraining.local.paths import DEFAULT_PORT, REPO, db_path, endpoint_url, logs_dir, s3_to_local
-from retraining.local.serving import MAX_BODY_BYTES, BadRequest, EndpointRegistry, ModelLoadError, load_model
-from retraining.local.store import AlreadyExists, NotFound, Store
+from localaws.paths import DEFAULT_PORT, REPO, db_path, endpoint_url, logs_dir, s3_to_local
+from localaws.serving import MAX_BODY_BYTES, BadRequest, EndpointRegistry, ModelLoadError, load_model
+from localaws.store import AlreadyExists, NotFound, Store
 
-LOG = logging.getLogger("retraining.local")
+LOG = logging.getLogger("localaws")
 GLUE_DIR = REPO / "glue"
 LAMBDA_DIR = REPO / "lambda"
 ACCOUNT = "000000000000"
@@ -64,14 +65,32 @@ class Backend:
         """After a restart: jobs whose worker died are failed; endpoints serve their models again."""
         for run in self.store.list("glue_job_run"):
             if run["JobRunState"] in ("STARTING", "RUNNING", "STOPPING"):
-                self.store.update("glue_job_run", run["Id"], lambda b: b.update(JobRunState="FAILED", ErrorMessage="the local backend restarted during the run"))
+                self.store.update(
+                    "glue_job_run",
+                    run["Id"],
+                    lambda b: b.update(JobRunState="FAILED", ErrorMessage="the local backend restarted during the run"),
+                )
         for job in self.store.list("training_job"):
             if job["TrainingJobStatus"] in ("InProgress", "Stopping"):
-                self.store.update("training_job", job["TrainingJobName"], lambda b: b.update(TrainingJobStatus="Failed", FailureReason="InternalServerError: the local backend restarted during training"))
+                self.store.update(
+                    "training_job",
+                    job["TrainingJobName"],
+                    lambda b: b.update(
+                        TrainingJobStatus="Failed",
+                        FailureReason="InternalServerError: the local backend restarted during training",
+                    ),
+                )
         for endpoint in self.store.list("endpoint"):
             name = endpoint["EndpointName"]
             if endpoint["EndpointStatus"] in ("Creating", "Updating"):
-                self.store.update("endpoint", name, lambda b: b.update(EndpointStatus="Failed" if not b.get("EndpointConfigName") else "InService", FailureReason="the local backend restarted during the deployment"))
+                self.store.update(
+                    "endpoint",
+                    name,
+                    lambda b: b.update(
+                        EndpointStatus="Failed" if not b.get("EndpointConfigName") else "InService",
+                        FailureReason="the local backend restarted during the deployment",
+                    ),
+                )
                 endpoint = self.store.get("endpoint", name)
             if endpoint.get("EndpointConfigName") and endpoint["EndpointStatus"] == "InService":
                 try:
@@ -84,10 +103,24 @@ class Backend:
         job = req.get("JobName") or ""
         script = GLUE_DIR / f"{job.replace('-', '_')}.py"
         if not job or not script.is_file():
-            raise ApiError("EntityNotFoundException", f"Glue job {job!r} not found (the local backend runs glue/<job_name with _>.py)")
+            raise ApiError(
+                "EntityNotFoundException",
+                f"Glue job {job!r} not found (the local backend runs glue/<job_name with _>.py)",
+            )
         run_id = "jr_" + uuid.uuid4().hex
         arguments = {k: str(v) for k, v in (req.get("Arguments") or {}).items()}
-        self.store.create("glue_job_run", run_id, {"Id": run_id, "JobName": job, "JobRunState": "RUNNING", "Arguments": arguments, "StartedOn": time.time(), "Attempt": 0})
+        self.store.create(
+            "glue_job_run",
+            run_id,
+            {
+                "Id": run_id,
+                "JobName": job,
+                "JobRunState": "RUNNING",
+                "Arguments": arguments,
+                "StartedOn": time.time(),
+                "Attempt": 0,
+            },
+        )
         argv = [self.python, str(script), "--JOB_NAME", job, "--JOB_RUN_ID", run_id]
         for key, value in arguments.items():
             argv += [key if key.startswith("--") else f"--{key}", _local_uri(value)]
@@ -112,7 +145,9 @@ class Backend:
     def glue_get_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
         run = self.store.find("glue_job_run", req.get("RunId") or "")
         if run is None or run["JobName"] != req.get("JobName"):
-            raise ApiError("EntityNotFoundException", f"Job run {req.get('RunId')!r} of job {req.get('JobName')!r} not found")
+            raise ApiError(
+                "EntityNotFoundException", f"Job run {req.get('RunId')!r} of job {req.get('JobName')!r} not found"
+            )
         return {"JobRun": run}
 
     def glue_batch_stop_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -153,29 +188,43 @@ class Backend:
         try:
             self.store.create("training_job", name, body)
         except AlreadyExists:
-            raise _validation(f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({_arn('sagemaker', 'training-job', name)})") from None
+            raise _validation(
+                f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({_arn('sagemaker', 'training-job', name)})"
+            ) from None
         log = logs_dir() / "training" / f"{name}.log"
 
         def finished(code: int, tail: str) -> None:
             job = self.store.get("training_job", name)
             if job["TrainingJobStatus"] == "InProgress":  # the worker died before recording an outcome
-                self.store.update("training_job", name, lambda b: b.update(TrainingJobStatus="Failed", FailureReason=f"AlgorithmError: {tail or f'exit code {code}'}"))
+                self.store.update(
+                    "training_job",
+                    name,
+                    lambda b: b.update(
+                        TrainingJobStatus="Failed", FailureReason=f"AlgorithmError: {tail or f'exit code {code}'}"
+                    ),
+                )
             elif job["TrainingJobStatus"] == "Stopping":
                 self.store.update("training_job", name, lambda b: b.update(TrainingJobStatus="Stopped"))
 
-        self._spawn(f"training:{name}", [self.python, "-m", "retraining.local.training", name], log, finished)
+        self._spawn(f"training:{name}", [self.python, "-m", "localaws.training", name], log, finished)
         return {"TrainingJobArn": body["TrainingJobArn"]}
 
     def sagemaker_describe_training_job(self, req: dict[str, Any]) -> dict[str, Any]:
         name = req.get("TrainingJobName") or ""
         job = self.store.find("training_job", name)
         if job is None:
-            raise _validation(f"Requested resource not found: Could not find training job '{_arn('sagemaker', 'training-job', name)}'.")
+            raise _validation(
+                f"Requested resource not found: Could not find training job '{_arn('sagemaker', 'training-job', name)}'."
+            )
         return {k: v for k, v in job.items() if k != "Request"}
 
     def sagemaker_stop_training_job(self, req: dict[str, Any]) -> dict[str, Any]:
         name = req.get("TrainingJobName") or ""
-        self.store.update("training_job", name, lambda b: b.update(TrainingJobStatus="Stopping") if b["TrainingJobStatus"] == "InProgress" else None)
+        self.store.update(
+            "training_job",
+            name,
+            lambda b: b.update(TrainingJobStatus="Stopping") if b["TrainingJobStatus"] == "InProgress" else None,
+        )
         self._kill(f"training:{name}")
         return {}
 
@@ -186,17 +235,23 @@ class Backend:
         container = req.get("PrimaryContainer") or {}
         if not container.get("ModelDataUrl") or not container.get("Image"):
             raise _validation("CreateModel: PrimaryContainer needs Image and ModelDataUrl")
-        body = {"ModelName": name, "ModelArn": _arn("sagemaker", "model", name), "PrimaryContainer": container, "ExecutionRoleArn": req.get("ExecutionRoleArn"), "CreationTime": time.time()}
+        body = {
+            "ModelName": name,
+            "ModelArn": _arn("sagemaker", "model", name),
+            "PrimaryContainer": container,
+            "ExecutionRoleArn": req.get("ExecutionRoleArn"),
+            "CreationTime": time.time(),
+        }
         try:
             self.store.create("model", name, body)
         except AlreadyExists:
-            raise _validation(f"Cannot create already existing model \"{body['ModelArn']}\".") from None
+            raise _validation(f'Cannot create already existing model "{body["ModelArn"]}".') from None
         return {"ModelArn": body["ModelArn"]}
 
     def sagemaker_describe_model(self, req: dict[str, Any]) -> dict[str, Any]:
         model = self.store.find("model", req.get("ModelName") or "")
         if model is None:
-            raise _validation(f"Could not find model \"{req.get('ModelName')}\".")
+            raise _validation(f'Could not find model "{req.get("ModelName")}".')
         return model
 
     def sagemaker_create_endpoint_config(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -206,29 +261,43 @@ class Backend:
         if len(variants) != 1:
             raise _validation("the local backend serves exactly one production variant per endpoint config")
         if self.store.find("model", variants[0].get("ModelName") or "") is None:
-            raise _validation(f"Could not find model \"{variants[0].get('ModelName')}\".")
-        body = {"EndpointConfigName": name, "EndpointConfigArn": _arn("sagemaker", "endpoint-config", name), "ProductionVariants": variants, "CreationTime": time.time()}
+            raise _validation(f'Could not find model "{variants[0].get("ModelName")}".')
+        body = {
+            "EndpointConfigName": name,
+            "EndpointConfigArn": _arn("sagemaker", "endpoint-config", name),
+            "ProductionVariants": variants,
+            "CreationTime": time.time(),
+        }
         try:
             self.store.create("endpoint_config", name, body)
         except AlreadyExists:
-            raise _validation(f"Cannot create already existing endpoint configuration \"{body['EndpointConfigArn']}\".") from None
+            raise _validation(
+                f'Cannot create already existing endpoint configuration "{body["EndpointConfigArn"]}".'
+            ) from None
         return {"EndpointConfigArn": body["EndpointConfigArn"]}
 
     def sagemaker_describe_endpoint_config(self, req: dict[str, Any]) -> dict[str, Any]:
         config = self.store.find("endpoint_config", req.get("EndpointConfigName") or "")
         if config is None:
-            raise _validation(f"Could not find endpoint configuration \"{req.get('EndpointConfigName')}\".")
+            raise _validation(f'Could not find endpoint configuration "{req.get("EndpointConfigName")}".')
         return config
 
     def sagemaker_create_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
         name, config = req.get("EndpointName") or "", req.get("EndpointConfigName") or ""
         _check_name(name, "EndpointName")
         self.sagemaker_describe_endpoint_config({"EndpointConfigName": config})
-        body = {"EndpointName": name, "EndpointArn": _arn("sagemaker", "endpoint", name), "EndpointStatus": "Creating", "EndpointConfigName": None, "CreationTime": time.time(), "LastModifiedTime": time.time()}
+        body = {
+            "EndpointName": name,
+            "EndpointArn": _arn("sagemaker", "endpoint", name),
+            "EndpointStatus": "Creating",
+            "EndpointConfigName": None,
+            "CreationTime": time.time(),
+            "LastModifiedTime": time.time(),
+        }
         try:
             self.store.create("endpoint", name, body)
         except AlreadyExists:
-            raise _validation(f"Cannot create already existing endpoint \"{body['EndpointArn']}\".") from None
+            raise _validation(f'Cannot create already existing endpoint "{body["EndpointArn"]}".') from None
         self._deploy(name, config, creating=True)
         return {"EndpointArn": body["EndpointArn"]}
 
@@ -237,7 +306,9 @@ class Backend:
         self.sagemaker_describe_endpoint_config({"EndpointConfigName": config})
         endpoint = self.sagemaker_describe_endpoint({"EndpointName": name})
         if endpoint["EndpointStatus"] != "InService":
-            raise _validation(f"Cannot update endpoint {name!r} in status {endpoint['EndpointStatus']}; it must be InService")
+            raise _validation(
+                f"Cannot update endpoint {name!r} in status {endpoint['EndpointStatus']}; it must be InService"
+            )
         self.store.update("endpoint", name, lambda b: b.update(EndpointStatus="Updating", LastModifiedTime=time.time()))
         self._deploy(name, config, creating=False)
         return {"EndpointArn": endpoint["EndpointArn"]}
@@ -246,7 +317,7 @@ class Backend:
         name = req.get("EndpointName") or ""
         endpoint = self.store.find("endpoint", name)
         if endpoint is None:
-            raise _validation(f"Could not find endpoint \"{_arn('sagemaker', 'endpoint', name)}\".")
+            raise _validation(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
         return {k: v for k, v in endpoint.items() if v is not None}
 
     def sagemaker_delete_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -271,14 +342,24 @@ class Backend:
                 reason = f"Failed to deploy config {config_name!r}: {err}"
                 LOG.error("endpoint %s: %s", endpoint, reason)
                 # A failed update keeps the old config serving, as SageMaker does.
-                self.store.update("endpoint", endpoint, lambda b: b.update(EndpointStatus="Failed" if creating else "InService", FailureReason=reason, LastModifiedTime=time.time()))
+                self.store.update(
+                    "endpoint",
+                    endpoint,
+                    lambda b: b.update(
+                        EndpointStatus="Failed" if creating else "InService",
+                        FailureReason=reason,
+                        LastModifiedTime=time.time(),
+                    ),
+                )
                 return
             self.endpoints.swap(endpoint, loaded)
 
             def serving(body: dict[str, Any]) -> None:
                 body.update(EndpointStatus="InService", EndpointConfigName=config_name, LastModifiedTime=time.time())
                 body.pop("FailureReason", None)
-                body["ProductionVariants"] = [{"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "ModelName": loaded.model_name}]
+                body["ProductionVariants"] = [
+                    {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "ModelName": loaded.model_name}
+                ]
 
             self.store.update("endpoint", endpoint, serving)
             LOG.info("endpoint %s now serves %s", endpoint, config_name)
@@ -290,7 +371,11 @@ class Backend:
     def lambda_invoke(self, function_name: str, payload: bytes) -> tuple[dict[str, str], bytes]:
         module_path = LAMBDA_DIR / f"{function_name.replace('-', '_')}.py"
         if not module_path.is_file():
-            raise ApiError("ResourceNotFoundException", f"Function not found: {function_name} (the local backend runs lambda/<name with _>.py)", 404)
+            raise ApiError(
+                "ResourceNotFoundException",
+                f"Function not found: {function_name} (the local backend runs lambda/<name with _>.py)",
+                404,
+            )
         try:
             event = json.loads(payload) if payload else {}
         except ValueError:
@@ -306,9 +391,20 @@ class Backend:
             return {"X-Amz-Function-Error": "Unhandled"}, json.dumps(error).encode()
 
     # -- workers ----------------------------------------------------------------
-    def _spawn(self, key: str, argv: list[str], log: Path, finished: Callable[[int, str], None], env: dict[str, str] | None = None) -> None:
+    def _spawn(
+        self,
+        key: str,
+        argv: list[str],
+        log: Path,
+        finished: Callable[[int, str], None],
+        env: dict[str, str] | None = None,
+    ) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+        environment = {
+            **os.environ,
+            **(env or {}),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        }
         handle = open(log, "wb")
         process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=REPO)
         self._processes[key] = process
@@ -342,7 +438,9 @@ def _last_line(log: Path) -> str:
 
 def _check_name(name: str, field: str) -> None:
     if not _NAME_RE.match(name or ""):
-        raise _validation(f"1 validation error detected: Value {name!r} at '{field}' failed to satisfy constraint: must match [a-zA-Z0-9](-*[a-zA-Z0-9]){{0,62}}")
+        raise _validation(
+            f"1 validation error detected: Value {name!r} at '{field}' failed to satisfy constraint: must match [a-zA-Z0-9](-*[a-zA-Z0-9]){{0,62}}"
+        )
 
 
 def _local_uri(value: str) -> str:
@@ -379,13 +477,21 @@ def create_app(backend: Backend):
     from starlette.routing import Route
 
     def aws_error(err: ApiError) -> JSONResponse:
-        return JSONResponse({"__type": err.code, "message": err.message, "Message": err.message}, status_code=err.status, media_type="application/x-amz-json-1.1")
+        return JSONResponse(
+            {"__type": err.code, "message": err.message, "Message": err.message},
+            status_code=err.status,
+            media_type="application/x-amz-json-1.1",
+        )
 
     async def aws_json(request: Request) -> Response:
         target = request.headers.get("x-amz-target", "")
         method = ACTIONS.get(target)
         if method is None:
-            return aws_error(ApiError("UnknownOperationException", f"the local backend does not implement {target or 'this request'}"))
+            return aws_error(
+                ApiError(
+                    "UnknownOperationException", f"the local backend does not implement {target or 'this request'}"
+                )
+            )
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
@@ -403,8 +509,15 @@ def create_app(backend: Backend):
         try:
             headers, payload = await run_in_threadpool(backend.lambda_invoke, name, await request.body())
         except ApiError as err:
-            return JSONResponse({"Type": "User", "message": err.message}, status_code=err.status, headers={"x-amzn-ErrorType": err.code})
-        return Response(payload, status_code=200, headers={**headers, "X-Amz-Executed-Version": "$LATEST"}, media_type="application/json")
+            return JSONResponse(
+                {"Type": "User", "message": err.message}, status_code=err.status, headers={"x-amzn-ErrorType": err.code}
+            )
+        return Response(
+            payload,
+            status_code=200,
+            headers={**headers, "X-Amz-Executed-Version": "$LATEST"},
+            media_type="application/json",
+        )
 
     async def ping(request: Request) -> Response:
         return JSONResponse({"status": "ok", "endpoints": backend.endpoints.names()})
@@ -415,7 +528,9 @@ def create_app(backend: Backend):
         if endpoint is None:
             return HTMLResponse(f"<h1>No endpoint {_html(name)}</h1>", status_code=404)
         rows = "".join(f"<tr><th>{_html(k)}</th><td>{_html(v)}</td></tr>" for k, v in endpoint.items())
-        return HTMLResponse(f"<h1>Endpoint {_html(name)}</h1><table>{rows}</table><p>POST text/csv to <code>/endpoints/{_html(name)}/invocations</code></p>")
+        return HTMLResponse(
+            f"<h1>Endpoint {_html(name)}</h1><table>{rows}</table><p>POST text/csv to <code>/endpoints/{_html(name)}/invocations</code></p>"
+        )
 
     app = Starlette(
         routes=[
@@ -434,7 +549,13 @@ def serving_fast_path(app, backend: Backend):
 
     async def send_json(send, status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
         body = json.dumps({"message": message}).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *extra]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def invoke(scope, receive, send, name: str) -> None:
@@ -499,7 +620,7 @@ def serve(port: int = DEFAULT_PORT) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m retraining.local.server")
+    parser = argparse.ArgumentParser(prog="python -m localaws.server")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RETRAINING_LOCAL_PORT", DEFAULT_PORT)))
     args = parser.parse_args(argv)
     serve(args.port)

@@ -1,4 +1,4 @@
-"""Stages 4 and 5: a declarative metric rule that picks a branch, and a stage that fails the run."""
+"""Stage 4: a declarative metric rule that picks a branch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from retraining.refs import Ref, iter_refs, resolve_value
@@ -101,20 +100,13 @@ class MetricChoiceOperator(BaseBranchOperator):
         verdict = "holds" if passed else "does not hold"
         target = rule.if_true if passed else rule.if_false
         self.log.info(
-            "%s = %.6g; rule %s %s %s %s -> %s", rule.metric, value, rule.metric, rule.comparison, threshold, verdict, target
+            "%s = %.6g; rule %s %s %s %s -> %s",
+            rule.metric,
+            value,
+            rule.metric,
+            rule.comparison,
+            threshold,
+            verdict,
+            target,
         )
         return target
-
-
-class FailRunOperator(BaseOperator):
-    """End the run as failed with a fixed error name and cause (a Step Functions ``Fail`` state)."""
-
-    ui_color = "#f4c7c3"
-
-    def __init__(self, *, error: str, cause: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.error = error
-        self.cause = cause
-
-    def execute(self, context: Any) -> None:
-        raise AirflowFailException(f"{self.error}: {self.cause}")

@@ -1,4 +1,4 @@
-"""Stage 3: invoke the metric-check Lambda function and keep its answer."""
+"""Invoke a Lambda function synchronously and keep its JSON answer (stage 3: the metric check)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from retraining.base import AwsStageOperator, StageFailed
-from retraining.ui.links import LambdaFunctionLink
+from retraining.links import LambdaFunctionLink
 
 
-class LambdaMetricCheckOperator(AwsStageOperator):
+class LambdaInvokeOperator(AwsStageOperator):
     """Synchronously ``Invoke`` a Lambda function with a JSON payload; the result is its JSON answer.
 
     A function error (the handler raised) fails the task with the function's
@@ -54,3 +54,7 @@ def describe_function_error(raw: bytes) -> str:
         kind = error.get("errorType")
         return f"{kind}: {error['errorMessage']}" if kind else str(error["errorMessage"])
     return str(error)[:500]
+
+
+# The name this operator had before it was recognised as a generic invoke; DAGs written then keep working.
+LambdaMetricCheckOperator = LambdaInvokeOperator

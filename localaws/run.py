@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from retraining.local.paths import DEFAULT_PORT, LOCAL_CONN_ID, REPO, data_dir, endpoint_url, s3_to_local
+from localaws.paths import DEFAULT_PORT, LOCAL_CONN_ID, REPO, data_dir, endpoint_url, s3_to_local
 
 DAG_ID = "model_retraining"
 RAW_DATA = "s3://retraining-demo/raw/churn.csv"
@@ -51,7 +51,7 @@ def airflow_environment(api_port: int, backend_port: int) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             # `airflow standalone` starts its components as `airflow ...` from PATH.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-            "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO), env.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
             "RETRAINING_LOCAL_DATA": str(data_dir()),
             # The embedded default: stages talk to the local backend unless told otherwise.
             "RETRAINING_BACKEND": env.get("RETRAINING_BACKEND", "local"),
@@ -71,7 +71,7 @@ def airflow_environment(api_port: int, backend_port: int) -> dict[str, str]:
 def seed_raw_data() -> Path:
     raw = s3_to_local(RAW_DATA)
     if not raw.exists():
-        from retraining.local.churn_data import write_batch
+        from localaws.churn_data import write_batch
 
         write_batch(raw, rows=5000, seed=1)
         print(f"Seeded {RAW_DATA} ({raw}) with 5000 generated customers")
@@ -111,18 +111,20 @@ class Processes:
     def start(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         log.parent.mkdir(parents=True, exist_ok=True)
         handle = open(log, "ab")
-        process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started.append((name, process))
         return process
 
     def stop(self) -> None:
-        for name, process in reversed(self.started):
+        for _name, process in reversed(self.started):
             if process.poll() is None:
                 try:
                     os.killpg(process.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for name, process in reversed(self.started):
+        for _name, process in reversed(self.started):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -137,9 +139,18 @@ class Airflow:
 
     def login(self, home: Path) -> tuple[str, str]:
         passwords = home / "simple_auth_manager_passwords.json.generated"
-        users = _wait(lambda: json.loads(passwords.read_text()) if passwords.exists() else None, "Airflow's generated admin password", 180)
+        users = _wait(
+            lambda: json.loads(passwords.read_text()) if passwords.exists() else None,
+            "Airflow's generated admin password",
+            180,
+        )
         username, password = next(iter(users.items()))
-        answer = _wait(lambda: _http("POST", f"{self.base}/auth/token", {"username": username, "password": password}), "Airflow's API server", 240, 2)
+        answer = _wait(
+            lambda: _http("POST", f"{self.base}/auth/token", {"username": username, "password": password}),
+            "Airflow's API server",
+            240,
+            2,
+        )
         self.token = answer["access_token"]
         return username, password
 
@@ -170,17 +181,23 @@ def trigger_or_reuse(airflow: Airflow) -> str:
         return active["dag_run_id"]
     logical_date = current_schedule_point()
     try:
-        run_id = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": logical_date, "conf": {}})["dag_run_id"]
+        run_id = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": logical_date, "conf": {}})[
+            "dag_run_id"
+        ]
         print(f"Triggered {DAG_ID} run {run_id}")
         return run_id
     except urllib.error.HTTPError as err:
         if err.code != 409:
             raise
-    runs = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns?logical_date_gte={logical_date}&logical_date_lte={logical_date}")["dag_runs"]
+    runs = airflow.api(
+        "GET", f"/dags/{DAG_ID}/dagRuns?logical_date_gte={logical_date}&logical_date_lte={logical_date}"
+    )["dag_runs"]
     if not runs:
         raise RunError(f"Airflow refused a run for {logical_date} but shows none")
     run = runs[0]
-    print(f"This hour's run {run['dag_run_id']} already exists ({run['state']}): showing it. Trigger another from the UI.")
+    print(
+        f"This hour's run {run['dag_run_id']} already exists ({run['state']}): showing it. Trigger another from the UI."
+    )
     return run["dag_run_id"]
 
 
@@ -211,7 +228,9 @@ def follow(airflow: Airflow, run_id: str, timeout: float) -> tuple[str, dict[str
 def report(airflow: Airflow, run_id: str, task_states: dict[str, str], backend_port: int) -> None:
     def xcom(task_id: str) -> Any:
         try:
-            entry = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
+            entry = airflow.api(
+                "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+            )
         except urllib.error.HTTPError:
             return None
         value = entry.get("value")
@@ -233,7 +252,10 @@ def report(airflow: Airflow, run_id: str, task_states: dict[str, str], backend_p
         label, features = sample
         try:
             request = urllib.request.Request(
-                f"{endpoint_url(backend_port)}/endpoints/churn-endpoint/invocations", data=features.encode(), method="POST", headers={"Content-Type": "text/csv"}
+                f"{endpoint_url(backend_port)}/endpoints/churn-endpoint/invocations",
+                data=features.encode(),
+                method="POST",
+                headers={"Content-Type": "text/csv"},
             )
             with urllib.request.urlopen(request, timeout=10) as response:
                 prediction = response.read().decode().strip()
@@ -256,7 +278,9 @@ def _sample_row() -> tuple[str, str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m retraining.local.run", description="Run the retraining pipeline locally in Airflow.")
+    parser = argparse.ArgumentParser(
+        prog="python -m localaws.run", description="Run the retraining pipeline locally in Airflow."
+    )
     parser.add_argument("--once", action="store_true", help="exit after one run: 0 if it succeeded")
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 8080)))
     parser.add_argument("--backend-port", type=int, default=int(os.environ.get("RETRAINING_LOCAL_PORT", DEFAULT_PORT)))
@@ -275,10 +299,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seed_raw_data()
         if not _up(f"{endpoint_url(args.backend_port)}/ping"):
-            processes.start("backend", [sys.executable, "-m", "retraining.local.server", "--port", str(args.backend_port)], env, logs / "backend.log")
+            processes.start(
+                "backend",
+                [sys.executable, "-m", "localaws.server", "--port", str(args.backend_port)],
+                env,
+                logs / "backend.log",
+            )
             _wait(lambda: _up(f"{endpoint_url(args.backend_port)}/ping"), "the local backend", 60, 0.5)
         print(f"Local backend (AWS APIs, endpoints): {endpoint_url(args.backend_port)}   log: {logs / 'backend.log'}")
-        processes.start("airflow", [sys.executable, "-m", "airflow", "standalone"], env, logs / "airflow-standalone.log")
+        processes.start(
+            "airflow", [sys.executable, "-m", "airflow", "standalone"], env, logs / "airflow-standalone.log"
+        )
         airflow = Airflow(f"http://127.0.0.1:{args.api_port}")
         print("Starting Airflow (first start migrates its SQLite DB)...", flush=True)
         username, password = airflow.login(home)

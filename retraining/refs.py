@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 # SageMaker resource names: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 SAGEMAKER_NAME_MAX = 63
@@ -113,7 +114,7 @@ class Format(Ref):
         values = [resolve_value(arg, context) for arg in self.args]
         pieces = self.template.split("{}")
         out = pieces[0]
-        for value, piece in zip(values, pieces[1:]):
+        for value, piece in zip(values, pieces[1:], strict=False):
             out += str(value) + piece
         return out
 

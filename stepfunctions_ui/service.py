@@ -21,10 +21,11 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,9 @@ class DagRecord:
 
 
 def _records(session: Any, dag_ids: set[str] | None = None, one: str | None = None) -> list[DagRecord]:
-    from sqlalchemy import func, select
-
     from airflow.models.dag import DagModel
     from airflow.models.serialized_dag import SerializedDagModel
+    from sqlalchemy import func, select
 
     latest = (
         select(SerializedDagModel.dag_id, func.max(SerializedDagModel.created_at).label("created_at"))
@@ -213,7 +213,9 @@ class ExportView:
             result = dataclasses.replace(self.result, warnings=list(self.result.warnings))
             template = cloudformation.build_template(result, self.dag)
             self.template_warnings = result.warnings[len(self.result.warnings) :]
-            return cloudformation.template_json(template), "CloudFormation template (state machine, its role, the schedule)"
+            return cloudformation.template_json(
+                template
+            ), "CloudFormation template (state machine, its role, the schedule)"
         except Exception as err:  # noqa: BLE001
             log.exception("Building the CloudFormation template of %s failed", self.dag_id)
             return None, f"CloudFormation template: could not be built ({type(err).__name__}: {err})"
@@ -241,7 +243,11 @@ def inline_svg(document: str) -> str:
 @contextmanager
 def _quiet_parsing() -> Iterator[None]:
     """DagBag in a server thread warns that it cannot install its signal handlers; that is expected here."""
-    names = ("airflow.dag_processing.importers.python_importer", "airflow.dag_processing.dagbag", "airflow.models.dagbag")
+    names = (
+        "airflow.dag_processing.importers.python_importer",
+        "airflow.dag_processing.dagbag",
+        "airflow.models.dagbag",
+    )
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -249,7 +255,7 @@ def _quiet_parsing() -> Iterator[None]:
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=False):
             lg.setLevel(level)
 
 
@@ -262,7 +268,9 @@ def parse_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return dict(bag.dags), dict(bag.import_errors)
 
 
-def build_view(dag_id: str, key: tuple[Any, ...], path: Path | None, parsed: tuple[dict[str, Any], dict[str, str]] | None) -> ExportView:
+def build_view(
+    dag_id: str, key: tuple[Any, ...], path: Path | None, parsed: tuple[dict[str, Any], dict[str, str]] | None
+) -> ExportView:
     started = time.perf_counter()
     view = ExportView(dag_id=dag_id, key=key, file=str(path) if path else None)
     try:
@@ -293,7 +301,9 @@ def _fill(view: ExportView, path: Path | None, parsed: tuple[dict[str, Any], dic
         from exporters.errors import ExportError
         from exporters.validate import validate_definition
     except ImportError as err:
-        view.load_error = f"the exporter is not importable on the API server ({err}): put the project root on PYTHONPATH"
+        view.load_error = (
+            f"the exporter is not importable on the API server ({err}): put the project root on PYTHONPATH"
+        )
         return
     try:
         result = export_dag_object(dag)

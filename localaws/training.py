@@ -1,6 +1,6 @@
 """A SageMaker training job for the built-in XGBoost algorithm, run with the ``xgboost`` library.
 
-Run as ``python -m retraining.local.training JOB_NAME`` by the local backend:
+Run as ``python -m localaws.training JOB_NAME`` by the local backend:
 reads the job's ``CreateTrainingJob`` request from the registry, trains on the
 ``train`` and ``validation`` channels (CSV, label first, no header), writes
 ``<S3OutputPath>/<job>/output/model.tar.gz`` holding ``xgboost-model``, and
@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from retraining.local.paths import db_path, s3_to_local
-from retraining.local.store import Store
+from localaws.paths import db_path, s3_to_local
+from localaws.store import Store
 
 MODEL_FILE = "xgboost-model"
 # Hyperparameters of the built-in algorithm passed through to xgboost.train's params.
@@ -45,7 +45,13 @@ BOOSTER_PARAMS = {
     "num_class": int,
     "booster": str,
 }
-TRAINING_ONLY = {"num_round": int, "eval_metric": str, "early_stopping_rounds": int, "csv_weights": int, "verbosity": int}
+TRAINING_ONLY = {
+    "num_round": int,
+    "eval_metric": str,
+    "early_stopping_rounds": int,
+    "csv_weights": int,
+    "verbosity": int,
+}
 
 
 class ClientError(Exception):
@@ -86,7 +92,9 @@ def read_channel(uri: str, channel: str):
     if location.is_file():
         files = [location]
     elif location.is_dir():
-        files = sorted(p for p in location.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")) and p.stat().st_size > 0)
+        files = sorted(
+            p for p in location.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")) and p.stat().st_size > 0
+        )
     else:
         raise ClientError(f"channel {channel}: {uri} does not exist")
     if not files:
@@ -96,7 +104,9 @@ def read_channel(uri: str, channel: str):
         try:
             block = np.loadtxt(file, delimiter=",", ndmin=2, dtype=np.float32)
         except ValueError as err:
-            raise ClientError(f"channel {channel}: {file.name} is not numeric CSV (label first, no header): {err}") from None
+            raise ClientError(
+                f"channel {channel}: {file.name} is not numeric CSV (label first, no header): {err}"
+            ) from None
         blocks.append(block)
     widths = {b.shape[1] for b in blocks}
     if len(widths) != 1:
@@ -117,16 +127,16 @@ def train(request: dict[str, Any], work: Path) -> tuple[list[dict[str, Any]], by
     for channel in request["InputDataConfig"]:
         content_type = channel.get("ContentType", "text/csv")
         if content_type.split(";")[0].strip() not in ("text/csv", "csv"):
-            raise ClientError(f"channel {channel['ChannelName']}: content type {content_type} is not supported locally (use text/csv)")
+            raise ClientError(
+                f"channel {channel['ChannelName']}: content type {content_type} is not supported locally (use text/csv)"
+            )
     label, features = read_channel(channels["train"], "train")
     dtrain = xgb.DMatrix(features, label=label)
     evals = [(dtrain, "train")]
     if "validation" in channels:
         v_label, v_features = read_channel(channels["validation"], "validation")
         if v_features.shape[1] != features.shape[1]:
-            raise ClientError(
-                f"validation has {v_features.shape[1]} feature columns but train has {features.shape[1]}"
-            )
+            raise ClientError(f"validation has {v_features.shape[1]} feature columns but train has {features.shape[1]}")
         evals.append((xgb.DMatrix(v_features, label=v_label), "validation"))
     history: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
@@ -181,7 +191,9 @@ def run_job(store: Store, name: str) -> int:
     return _finish(store, name, "Completed", metrics=metrics, artifact=output)
 
 
-def _finish(store: Store, name: str, status: str, *, failure: str | None = None, metrics=None, artifact: str | None = None) -> int:
+def _finish(
+    store: Store, name: str, status: str, *, failure: str | None = None, metrics=None, artifact: str | None = None
+) -> int:
     def done(body: dict[str, Any]) -> None:
         body.update(TrainingJobStatus=status, SecondaryStatus=status, TrainingEndTime=time.time())
         if failure:
@@ -200,7 +212,7 @@ def _finish(store: Store, name: str, status: str, *, failure: str | None = None,
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
-        print("usage: python -m retraining.local.training JOB_NAME", file=sys.stderr)
+        print("usage: python -m localaws.training JOB_NAME", file=sys.stderr)
         return 2
     return run_job(Store(db_path()), args[0])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 4599
 LOCAL_CONN_ID = "retraining_local"
 
@@ -34,7 +34,7 @@ def s3_to_local(uri: str) -> Path:
     """``s3://bucket/key`` (or s3a/s3n) → the folder or file standing in for it."""
     for scheme in ("s3://", "s3a://", "s3n://"):
         if uri.startswith(scheme):
-            rest = uri[len(scheme):]
+            rest = uri[len(scheme) :]
             bucket, _, key = rest.partition("/")
             if not bucket or ".." in Path(key).parts:
                 raise NotAnS3Uri(f"{uri!r} is not a usable S3 URI")

@@ -31,15 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-
-from retraining.ui import aws, service
+from stepfunctions_ui import aws, service
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,9 @@ def _wants_html(request: Request) -> bool:
     route = request.scope.get("route")
     if route is not None:
         return getattr(route, "response_class", None) is HTMLResponse
-    return not request.url.path.rstrip("/").split("/")[-1].endswith((".json", ".svg")) and "/api/" not in request.url.path
+    return (
+        not request.url.path.rstrip("/").split("/")[-1].endswith((".json", ".svg")) and "/api/" not in request.url.path
+    )
 
 
 def _login_url(request: Request) -> str | None:
@@ -137,7 +138,9 @@ def create_app() -> FastAPI:
         login = _login_url(request) if exc.status_code == status.HTTP_401_UNAUTHORIZED else None
         route = request.scope.get("route")
         if getattr(route, "name", None) in FRAGMENTS:  # fetched by a page: a short answer, never the login page
-            return HTMLResponse(f"<p>{exc.status_code}: {html.escape(str(exc.detail))}</p>", status_code=exc.status_code)
+            return HTMLResponse(
+                f"<p>{exc.status_code}: {html.escape(str(exc.detail))}</p>", status_code=exc.status_code
+            )
         if login and "text/html" in request.headers.get("accept", ""):
             return RedirectResponse(login, status_code=status.HTTP_303_SEE_OTHER)
         titles = {400: "Bad request", 401: "Sign in to see this page", 403: "Not allowed", 404: "Not found"}
@@ -241,7 +244,10 @@ def create_app() -> FastAPI:
         return Response(
             view.definition_json,
             media_type="application/json",
-            headers={"Content-Disposition": f'attachment; filename="{view.dag_id}.asl.json"', "Cache-Control": "no-store"},
+            headers={
+                "Content-Disposition": f'attachment; filename="{view.dag_id}.asl.json"',
+                "Cache-Control": "no-store",
+            },
         )
 
     @app.get("/dags/{dag_id}/template.json", name="dag_template")
@@ -255,7 +261,10 @@ def create_app() -> FastAPI:
         return Response(
             template_json,
             media_type="application/json",
-            headers={"Content-Disposition": f'attachment; filename="{view.dag_id}.cfn.json"', "Cache-Control": "no-store"},
+            headers={
+                "Content-Disposition": f'attachment; filename="{view.dag_id}.cfn.json"',
+                "Cache-Control": "no-store",
+            },
         )
 
     @app.get("/dags/{dag_id}/graph.svg", name="dag_graph")
@@ -263,7 +272,9 @@ def create_app() -> FastAPI:
         view, _ = load(record)
         svg, note = view.svg()
         if svg is None:
-            raise HTTPException(status.HTTP_409_CONFLICT if view.definition is None else status.HTTP_503_SERVICE_UNAVAILABLE, note)
+            raise HTTPException(
+                status.HTTP_409_CONFLICT if view.definition is None else status.HTTP_503_SERVICE_UNAVAILABLE, note
+            )
         return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     @app.get("/dags/{dag_id}/deployed", response_class=HTMLResponse, name="dag_deployed")

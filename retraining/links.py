@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
-from retraining.local.paths import LOCAL_CONN_ID
+from retraining.settings import DEFAULT_LOCAL_URL, local_conn_id
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,11 @@ def local_backend_url() -> str:
     """The local backend's base URL, from the ``retraining_local`` connection (default 127.0.0.1:4599)."""
     from airflow.sdk import BaseHook
 
-    from retraining.local.paths import endpoint_url
-
     try:
-        extra = BaseHook.get_connection(LOCAL_CONN_ID).extra_dejson
+        extra = BaseHook.get_connection(local_conn_id()).extra_dejson
     except Exception:  # noqa: BLE001 - no connection: the default port
         extra = {}
-    return str(extra.get("endpoint_url") or endpoint_url()).rstrip("/")
+    return str(extra.get("endpoint_url") or DEFAULT_LOCAL_URL).rstrip("/")
 
 
 class StageConsoleLink(BaseOperatorLink):
@@ -106,7 +104,7 @@ class StageConsoleLink(BaseOperatorLink):
             if not ids:
                 return ""
             conn_id = operator.connection_id()
-            if conn_id == LOCAL_CONN_ID:
+            if conn_id == local_conn_id():
                 return self.local_link(local_backend_url(), ids)
             region = aws_region(conn_id, getattr(operator, "region_name", None))
             return self.aws_link(region, ids) if region else ""

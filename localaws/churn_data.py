@@ -10,7 +10,7 @@ customer-service calls, with an international plan, and with heavy daytime use
 minutes. About 13 % of customers churn. ``drift`` (0..1) moves usage up and
 weakens the voice-mail effect, for batches that differ from the past.
 
-    python -m retraining.local.churn_data --rows 5000 --seed 7 --out raw/churn-0001.csv
+    python -m localaws.churn_data --rows 5000 --seed 7 --out raw/churn-0001.csv
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def generate(rows: int, seed: int, drift: float = 0.0) -> str:
     state = rng.choice(STATES, n)
     account_length = np.clip(rng.normal(101, 40, n), 1, 243).round().astype(int)
     area_code = rng.choice([408, 415, 510], n, p=[0.25, 0.5, 0.25])
-    phone = [f"{a}-{b:04d}" for a, b in zip(rng.integers(327, 423, n), rng.integers(0, 10000, n))]
+    phone = [f"{a}-{b:04d}" for a, b in zip(rng.integers(327, 423, n), rng.integers(0, 10000, n), strict=False)]
     intl_plan = rng.random(n) < 0.10
     vmail_plan = rng.random(n) < 0.27
     vmail_messages = np.where(vmail_plan, np.clip(rng.normal(29, 8, n), 4, 51).round(), 0).astype(int)
@@ -85,7 +85,15 @@ def generate(rows: int, seed: int, drift: float = 0.0) -> str:
     writer.writerow(COLUMNS)
     yes_no = {True: "yes", False: "no"}
     for i in range(n):
-        row = [state[i], account_length[i], area_code[i], phone[i], yes_no[bool(intl_plan[i])], yes_no[bool(vmail_plan[i])], vmail_messages[i]]
+        row = [
+            state[i],
+            account_length[i],
+            area_code[i],
+            phone[i],
+            yes_no[bool(intl_plan[i])],
+            yes_no[bool(vmail_plan[i])],
+            vmail_messages[i],
+        ]
         for period in ("Day", "Eve", "Night", "Intl"):
             mins = round(float(minutes[period][i]), 1)
             row += [mins, calls[period][i], round(mins * TARIFF[period], 2)]
@@ -104,7 +112,7 @@ def write_batch(path: Path, rows: int, seed: int, drift: float = 0.0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m retraining.local.churn_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m localaws.churn_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--drift", type=float, default=0.0, help="0..1: how far this batch moves from the baseline")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from airflow.sdk import BaseOperator
-
-from retraining.refs import ResultRef, Ref, find_jinja, iter_refs
-
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 
-from retraining.local.paths import LOCAL_CONN_ID
-
-# "aws", "local", or "auto": AWS when the stage's AWS connection exists, else the local backend.
-BACKEND_SETTING = "RETRAINING_BACKEND"
+from retraining.refs import Ref, ResultRef, find_jinja, iter_refs
+from retraining.settings import BACKEND_SETTING, backend_choice, local_conn_id
 
 
 class StageFailed(AirflowException):
@@ -68,20 +63,21 @@ class AwsStageOperator(BaseOperator):
 
     def connection_id(self) -> str | None:
         """The Airflow connection this run talks to: AWS, or the local backend standing in for it."""
-        choice = os.environ.get(BACKEND_SETTING, "auto").strip().lower()
+        choice = backend_choice()
+        local = local_conn_id()
         if choice == "aws":
             return self.aws_conn_id
         if choice == "local":
-            return LOCAL_CONN_ID
+            return local
         if choice != "auto":
             raise AirflowException(f"{BACKEND_SETTING}={choice!r}: use aws, local or auto")
         if self.aws_conn_id is None or _connection_exists(self.aws_conn_id):
             return self.aws_conn_id
-        if _connection_exists(LOCAL_CONN_ID):
-            self.log.info("No connection %r: using the local backend (%s)", self.aws_conn_id, LOCAL_CONN_ID)
-            return LOCAL_CONN_ID
+        if _connection_exists(local):
+            self.log.info("No connection %r: using the local backend (%s)", self.aws_conn_id, local)
+            return local
         raise AirflowException(
-            f"task {self.task_id!r}: no Airflow connection {self.aws_conn_id!r} for AWS and no {LOCAL_CONN_ID!r} "
+            f"task {self.task_id!r}: no Airflow connection {self.aws_conn_id!r} for AWS and no {local!r} "
             "for the local backend; add an AWS connection, or run the pipeline locally with `make run`"
         )
 
@@ -110,7 +106,9 @@ class AwsStageOperator(BaseOperator):
                 return answer
             waited = time.monotonic() - started
             if self.max_wait_seconds is not None and waited > self.max_wait_seconds:
-                raise StageFailed(f"{what} still {status} after {int(waited)} s (max_wait_seconds={self.max_wait_seconds})")
+                raise StageFailed(
+                    f"{what} still {status} after {int(waited)} s (max_wait_seconds={self.max_wait_seconds})"
+                )
             self.log.info("%s is %s (%d s)", what, status, int(waited))
             # Short waits first (quick resources finish quickly), then every poll_interval.
             time.sleep(min(self.poll_interval, 2**attempt))

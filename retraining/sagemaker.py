@@ -7,7 +7,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from retraining.base import AwsStageOperator, StageFailed, pick_fields
-from retraining.ui.links import EndpointConfigLink, EndpointLink, ModelLink, TrainingJobLink
+from retraining.links import EndpointConfigLink, EndpointLink, ModelLink, TrainingJobLink
 
 TRAINING_PENDING_STATES = {"InProgress", "Stopping"}
 ENDPOINT_PENDING_STATES = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
@@ -124,7 +124,10 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
                 raise
             self.log.info("Training job %s already exists (a retry of this run): waiting for it", name)
         job = self.wait_for(
-            lambda: hook.describe_training_job(name), "TrainingJobStatus", TRAINING_PENDING_STATES, f"Training job {name}"
+            lambda: hook.describe_training_job(name),
+            "TrainingJobStatus",
+            TRAINING_PENDING_STATES,
+            f"Training job {name}",
         )
         status = job["TrainingJobStatus"]
         if status != "Completed":
@@ -167,7 +170,9 @@ class SageMakerCreateModelOperator(_SageMakerStage):
             existing = sagemaker.describe_model(ModelName=name)
             wanted = self.request.get("PrimaryContainer", {}).get("ModelDataUrl")
             if existing.get("PrimaryContainer", {}).get("ModelDataUrl") != wanted:
-                raise StageFailed(f"Model {name!r} already exists with other model data; choose another model_prefix") from None
+                raise StageFailed(
+                    f"Model {name!r} already exists with other model data; choose another model_prefix"
+                ) from None
             arn = existing["ModelArn"]
             self.log.info("Model %s already exists (a retry of this run): using it", name)
         return {"ModelName": name, "ModelArn": arn}
@@ -194,7 +199,9 @@ class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
             existing = sagemaker.describe_endpoint_config(EndpointConfigName=name)
             models = lambda variants: [v.get("ModelName") for v in variants]  # noqa: E731
             if models(existing.get("ProductionVariants", [])) != models(self.request.get("ProductionVariants", [])):
-                raise StageFailed(f"Endpoint config {name!r} already exists for other models; choose another model_prefix") from None
+                raise StageFailed(
+                    f"Endpoint config {name!r} already exists for other models; choose another model_prefix"
+                ) from None
             arn = existing["EndpointConfigArn"]
             self.log.info("Endpoint config %s already exists (a retry of this run): using it", name)
         return {"EndpointConfigName": name, "EndpointConfigArn": arn}
@@ -235,9 +242,16 @@ class SageMakerDeployEndpointOperator(_SageMakerStage):
             # A retry while our first try's change is still rolling out: let it finish first.
             self.log.info("Endpoint %s is %s: waiting before deciding", endpoint, current["EndpointStatus"])
             current = self.wait_for(
-                lambda: sagemaker.describe_endpoint(EndpointName=endpoint), "EndpointStatus", ENDPOINT_PENDING_STATES, f"Endpoint {endpoint}"
+                lambda: sagemaker.describe_endpoint(EndpointName=endpoint),
+                "EndpointStatus",
+                ENDPOINT_PENDING_STATES,
+                f"Endpoint {endpoint}",
             )
-        if current is not None and current["EndpointStatus"] == "InService" and current.get("EndpointConfigName") == config:
+        if (
+            current is not None
+            and current["EndpointStatus"] == "InService"
+            and current.get("EndpointConfigName") == config
+        ):
             self.log.info("Endpoint %s already serves %s", endpoint, config)
             return {
                 "EndpointName": endpoint,
