@@ -191,22 +191,28 @@ def main() -> int:
     ms = 1000.0
     print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'requests':>9} {'failed':>7}")
     print(
-        f"{'in-process Booster.inplace_predict (1 row)':<44} {percentile(inproc, 0.5) * ms:8.3f} {percentile(inproc, 0.99) * ms:8.3f} {len(inproc) / sum(inproc):9.0f} {len(inproc):9d} {'-':>7}"
+        f"{'in-process Booster.inplace_predict (1 row)':<44} {percentile(inproc, 0.5) * ms:8.3f} "
+        f"{percentile(inproc, 0.99) * ms:8.3f} {len(inproc) / sum(inproc):9.0f} {len(inproc):9d} {'-':>7}"
     )
     print(
-        f"{f'HTTP, {args.clients} clients, 1 row/request':<44} {percentile(latencies, 0.5) * ms:8.2f} {percentile(latencies, 0.99) * ms:8.2f} {len(latencies) / elapsed:9.0f} {len(latencies):9d} {failed:7d}"
+        f"{f'HTTP, {args.clients} clients, 1 row/request':<44} {percentile(latencies, 0.5) * ms:8.2f} "
+        f"{percentile(latencies, 0.99) * ms:8.2f} {len(latencies) / elapsed:9.0f} {len(latencies):9d} {failed:7d}"
     )
     print(
-        f"{f'HTTP during {args.swaps} model swaps':<44} {percentile(swap_latencies, 0.5) * ms:8.2f} {percentile(swap_latencies, 0.99) * ms:8.2f} {len(swap_latencies) / swap_elapsed:9.0f} {len(swap_latencies):9d} {swap_failed:7d}"
+        f"{f'HTTP during {args.swaps} model swaps':<44} {percentile(swap_latencies, 0.5) * ms:8.2f} "
+        f"{percentile(swap_latencies, 0.99) * ms:8.2f} {len(swap_latencies) / swap_elapsed:9.0f} "
+        f"{len(swap_latencies):9d} {swap_failed:7d}"
     )
     if wrk:
         print(
-            f"{f'wrk (C client), {args.clients} connections':<44} {wrk[0]:8.2f} {wrk[1]:8.2f} {wrk[2]:9.0f} {wrk[3]:9d} {wrk[4]:7d}"
+            f"{f'wrk (C client), {args.clients} connections':<44} "
+            f"{wrk[0]:8.2f} {wrk[1]:8.2f} {wrk[2]:9.0f} {wrk[3]:9d} {wrk[4]:7d}"
         )
     else:
         print("(install wrk, e.g. apt-get install wrk, for a C client that leaves the cores to the server)")
     print(
-        f"\ntargets: p50 <= 5 ms, >= 500 req/s, 0 failed requests during swaps; machine: {__import__('os').cpu_count()} cores"
+        "\ntargets: p50 <= 5 ms, >= 500 req/s, 0 failed requests during swaps; "
+        f"machine: {__import__('os').cpu_count()} cores"
     )
     _ = np  # numpy is xgboost's input type
     return 0

@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---|---|---:|")
     for r in rows:
         print(
-            f"| {r['dag']} | {r['tasks']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['ratio']:.2f}x | {r['cpu_median_ms']:.1f} "
+            f"| {r['dag']} | {r['tasks']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['ratio']:.2f}x "
+            f"| {r['cpu_median_ms']:.1f} "
             f"| {', '.join(r['heavy']) or 'none'} | {'yes' if r['botocore'] else 'no'} | {r['new_modules']:.0f} |"
         )
     ours = rows[0]
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     heavy_ok = not ours["heavy"]
     print(f"target ours <= {TARGET_RATIO}x stock: {'met' if ratio_ok else 'MISSED'} ({ours['ratio']:.2f}x)")
     print(
-        f"target no heavy module imported by ours: {'met' if heavy_ok else 'MISSED'} ({', '.join(ours['heavy']) or 'none'})"
+        f"target no heavy module imported by ours: {'met' if heavy_ok else 'MISSED'} "
+        f"({', '.join(ours['heavy']) or 'none'})"
     )
 
     if args.json:

@@ -1,4 +1,7 @@
-"""``python -m exporters export|graph|validate``: exit 0 on success, 1 on a problem with the DAG/definition, 2 on usage errors."""
+"""``python -m exporters export|graph|validate``.
+
+Exit 0 on success, 1 on a problem with the DAG/definition, 2 on usage errors.
+"""
 
 from __future__ import annotations
 

@@ -187,7 +187,10 @@ def _explain_client_error(err: Any, where: str) -> str:
     code = error_code(err)
     message = str(err.response.get("Error", {}).get("Message") or "(no message)").strip()
     if "<html" in message.lower():
-        message = "the endpoint answered with an HTML error page (is it an AWS API endpoint, and does it implement this call?)"
+        message = (
+            "the endpoint answered with an HTML error page "
+            "(is it an AWS API endpoint, and does it implement this call?)"
+        )
     operation = getattr(err, "operation_name", "") or "an AWS call"
     head = f"AWS {operation} failed{where}: {code}: {message}"
     if code in _CREDENTIAL_CODES:
@@ -203,7 +206,10 @@ def _explain_client_error(err: Any, where: str) -> str:
     if code in _THROTTLE_CODES:
         return f"{head}\n  AWS is throttling requests: wait a little and run the command again"
     if code == "InvalidDefinition":
-        return f"{head}\n  Step Functions rejected the exported definition: run `python -m exporters validate` on the export and report the DAG"
+        return (
+            f"{head}\n  Step Functions rejected the exported definition: "
+            "run `python -m exporters validate` on the export and report the DAG"
+        )
     if code in ("StateMachineDoesNotExist", "ResourceNotFoundException", "ResourceNotFound"):
         return f"{head}\n  it is not deployed (in this account/region): run `python -m exporters deploy DAG_ID`"
     if code in ("InvalidArn", "ValidationException", "InvalidName"):

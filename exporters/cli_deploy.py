@@ -61,7 +61,8 @@ def add_subcommands(subparsers: Any) -> None:
     deploy = subparsers.add_parser(
         "deploy",
         help="create or update the state machine, its 'live' alias and its EventBridge schedule (idempotent)",
-        description="Deploy DAG_ID with boto3: state machine (new version + alias 'live' on change) and EventBridge Scheduler schedule. "
+        description="Deploy DAG_ID with boto3: state machine (new version + alias 'live' on change) "
+        "and EventBridge Scheduler schedule. "
         "IAM roles are not created: pass them or deploy the CloudFormation template that creates them.",
     )
     _aws_options(deploy)
@@ -71,7 +72,8 @@ def add_subcommands(subparsers: Any) -> None:
     )
     deploy.add_argument(
         "--schedule-role-arn",
-        help="role EventBridge Scheduler uses to start executions (default: the deployed one, else NAME-scheduler-role)",
+        help="role EventBridge Scheduler uses to start executions "
+        "(default: the deployed one, else NAME-scheduler-role)",
     )
     deploy.add_argument(
         "--no-schedule", action="store_true", help="deploy only the state machine; leave any schedule untouched"

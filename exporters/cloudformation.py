@@ -194,7 +194,8 @@ class _Builder:
         self.definition = copy.deepcopy(result.definition)
         if "${" in json.dumps(self.definition):
             raise TemplateError(
-                f"DAG {self.dag_id!r}: the definition contains '${{', which DefinitionSubstitutions would treat as a placeholder"
+                f"DAG {self.dag_id!r}: the definition contains '${{', "
+                "which DefinitionSubstitutions would treat as a placeholder"
             )
         self.param_ids = self._param_ids()
         self.param_values = self._param_values()
@@ -371,7 +372,8 @@ class _Builder:
             ahead = self.now - spec.start_date
             next_run = spec.start_date + -(-ahead // step) * step
             self.warnings.append(
-                f"schedule {spec.source}: start_date {ScheduleSpec.iso(spec.start_date)} has passed, so no StartDate is set "
+                f"schedule {spec.source}: start_date {ScheduleSpec.iso(spec.start_date)} has passed, "
+                "so no StartDate is set "
                 f"and {spec.expression} counts from when the schedule is created; Airflow counts from start_date "
                 f"(next run {ScheduleSpec.iso(next_run)}): set StartDate to such a time to keep Airflow's phase"
             )
@@ -430,7 +432,8 @@ class _Builder:
             raise ScheduleError(
                 self.dag_id,
                 spec.source,
-                f"start_date {ScheduleSpec.iso(spec.start_date)} is in the future and EventBridge rules have no start date",
+                f"start_date {ScheduleSpec.iso(spec.start_date)} is in the future "
+                "and EventBridge rules have no start date",
                 "use the EventBridge Scheduler (the default), which has StartDate",
             )
         if spec.end_date is not None:
@@ -483,7 +486,8 @@ class _Builder:
         names = {pieces for _, pieces in found}
         if len(names) > 1:
             raise TemplateError(
-                f"DAG {self.dag_id!r}: the {integration_prefix} states use different {key}s; one {what} cannot serve them"
+                f"DAG {self.dag_id!r}: the {integration_prefix} states use different {key}s; "
+                f"one {what} cannot serve them"
             )
         pieces = list(next(iter(names)))
         if len(pieces) == 1 and isinstance(pieces[0], iam.Par) and pieces[0].name in self.param_ids:
@@ -491,7 +495,8 @@ class _Builder:
         if len(pieces) == 1 and isinstance(pieces[0], iam.Lit):
             return pieces[0].text, pieces
         raise TemplateError(
-            f"DAG {self.dag_id!r}: the {key} of state {found[0][0]!r} is only known at run time; cannot create that {what}"
+            f"DAG {self.dag_id!r}: the {key} of state {found[0][0]!r} is only known at run time; "
+            f"cannot create that {what}"
         )
 
     def lambda_function(self, source: Path) -> None:
@@ -510,7 +515,10 @@ class _Builder:
         else:
             self.parameters["LambdaCodeBucket"] = {
                 "Type": "String",
-                "Description": f"S3 bucket holding the zip of {source.name} ({len(code)} characters: over the {INLINE_CODE_LIMIT}-character inline limit)",
+                "Description": (
+                    f"S3 bucket holding the zip of {source.name} "
+                    f"({len(code)} characters: over the {INLINE_CODE_LIMIT}-character inline limit)"
+                ),
                 "AllowedPattern": f"^{S3_BUCKET}$",
             }
             self.parameters["LambdaCodeKey"] = {
@@ -544,7 +552,10 @@ class _Builder:
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": [
                     {
-                        "Fn::Sub": f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/{name_sub}:*"
+                        "Fn::Sub": (
+                            "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
+                            f"log-group:/aws/lambda/{name_sub}:*"
+                        )
                     }
                 ],
             }

@@ -523,7 +523,8 @@ class Compiler:
                 self.problems.append(
                     Problem(
                         handler,
-                        f"watches tasks that run in parallel with tasks it does not depend on ({sorted(owners - covered)})",
+                        "watches tasks that run in parallel with tasks it does not depend on "
+                        f"({sorted(owners - covered)})",
                         "watch the task after the fan-in instead",
                     )
                 )
@@ -584,9 +585,15 @@ def _all_states(states: list[asl.State]):
 def _advice_for(task: Any) -> str:
     kind = type(task).__name__
     if "Python" in kind or kind.startswith("_Python") or kind == "DecoratedOperator":
-        return "arbitrary Python cannot run in Step Functions: move the logic into a Lambda function and use LambdaInvokeOperator / LambdaInvokeFunctionOperator"
+        return (
+            "arbitrary Python cannot run in Step Functions: move the logic into a Lambda function "
+            "and use LambdaInvokeOperator / LambdaInvokeFunctionOperator"
+        )
     if "Sensor" in kind:
-        return "register a converter for this sensor (exporters.converters.register) or replace it with a Wait/poll pattern"
+        return (
+            "register a converter for this sensor (exporters.converters.register) "
+            "or replace it with a Wait/poll pattern"
+        )
     if "Bash" in kind:
         return "shell commands cannot run in Step Functions: use a Glue job, a Lambda function or an ECS task"
     return "use one of the supported operators or register a converter with exporters.converters.register"

@@ -586,7 +586,8 @@ def _stock_value(task: Any, value: Any, field_name: str) -> Any:
     except JinjaTranslationError as err:
         raise Unsupported(
             f"field {field_name!r}: {err}",
-            "use '{{ params.NAME }}' or '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' only, or our operators with ParamRef/ResultRef",
+            "use '{{ params.NAME }}' or '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' only, "
+            "or our operators with ParamRef/ResultRef",
         ) from None
 
 

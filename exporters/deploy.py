@@ -261,7 +261,8 @@ def resolve_role(
             return candidate
         if code in ("AccessDenied", "AccessDeniedException"):
             raise DeployError(
-                f"no {what} role given and the convention role {convention!r} cannot be looked up (no iam:GetRole permission): "
+                f"no {what} role given and the convention role {convention!r} cannot be looked up "
+                "(no iam:GetRole permission): "
                 f"pass {flag}"
             ) from None
         raise
@@ -451,11 +452,13 @@ def deploy(
         owner = _tags(sfn, target.arn).get(DAG_ID_TAG)
         if owner is not None and owner != dag_id:
             raise DeployError(
-                f"state machine {sm_name!r} already exists for Airflow DAG {owner!r} (tag {DAG_ID_TAG}): pass --name to deploy {dag_id!r} under another name"
+                f"state machine {sm_name!r} already exists for Airflow DAG {owner!r} (tag {DAG_ID_TAG}): "
+                f"pass --name to deploy {dag_id!r} under another name"
             )
         if current.get("type", "STANDARD") != "STANDARD":
             raise DeployError(
-                f"state machine {sm_name!r} exists as type {current['type']}; exports need STANDARD: delete it or pass --name"
+                f"state machine {sm_name!r} exists as type {current['type']}; "
+                "exports need STANDARD: delete it or pass --name"
             )
     schedule_existing = _get_schedule(clients.scheduler, schedule_name(sm_name)) if with_schedule else None
 
@@ -488,7 +491,8 @@ def deploy(
         )
     if schedule_existing is not None and not _targets(schedule_existing, target) and (spec is not None):
         raise DeployError(
-            f"schedule {schedule_name(sm_name)!r} already exists and starts {schedule_existing.get('Target', {}).get('Arn')}: "
+            f"schedule {schedule_name(sm_name)!r} already exists "
+            f"and starts {schedule_existing.get('Target', {}).get('Arn')}: "
             "pass --name to deploy under another name, or delete that schedule"
         )
 

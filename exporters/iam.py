@@ -441,7 +441,8 @@ class _Task:
         text = sub_text(self.pieces(key) or [ANY], self.context, lower=lower, usage=usage)
         if text == "*":
             self.context.warnings.append(
-                f"state {self.name!r}: {key} is only known at run time; its permission covers every name of that resource type"
+                f"state {self.name!r}: {key} is only known at run time; "
+                "its permission covers every name of that resource type"
             )
         return text
 
@@ -467,7 +468,8 @@ class _Task:
             if "*" in text:
                 text = f"{ARN_HEAD}:iam::${{AWS::AccountId}}:role/*"
                 self.context.warnings.append(
-                    f"state {self.name!r}: {key} is only known at run time; iam:PassRole covers every role of the account"
+                    f"state {self.name!r}: {key} is only known at run time; "
+                    "iam:PassRole covers every role of the account"
                 )
             arn = _sub(text)
         self.out.add(
@@ -560,7 +562,8 @@ class _Task:
             name = sub_text(pieces, self.context, usage="lambda-function")
             if name == "*":
                 self.context.warnings.append(
-                    f"state {self.name!r}: FunctionName is only known at run time; lambda:InvokeFunction covers every function"
+                    f"state {self.name!r}: FunctionName is only known at run time; "
+                    "lambda:InvokeFunction covers every function"
                 )
             function = _sub(f"{ARN_HEAD}:lambda:{REGIONAL}:function:{name}")
         self.out.add("LambdaInvoke", ["lambda:InvokeFunction"], [function])

@@ -64,13 +64,23 @@ DELTA_TIMETABLES = {"DeltaTriggerTimetable", "DeltaDataIntervalTimetable"}
 DATA_INTERVAL_TIMETABLES = {"CronDataIntervalTimetable", "DeltaDataIntervalTimetable"}
 
 UNSUPPORTED_TIMETABLES = {
-    "AssetTriggeredTimetable": "it is asset-triggered (data-aware): runs start when upstream assets are updated, not at times",
-    "PartitionedAssetTimetable": "it is asset-triggered (data-aware): runs start when upstream assets are updated, not at times",
+    "AssetTriggeredTimetable": (
+        "it is asset-triggered (data-aware): runs start when upstream assets are updated, not at times"
+    ),
+    "PartitionedAssetTimetable": (
+        "it is asset-triggered (data-aware): runs start when upstream assets are updated, not at times"
+    ),
     "AssetOrTimeSchedule": "it combines a time schedule with asset triggers; EventBridge can only fire on time",
     "PartitionedAtRuntime": "partitions are decided at run time, not by a time schedule",
-    "ContinuousTimetable": "@continuous starts a new run as soon as the previous one ends; EventBridge fires on time only",
-    "MultipleCronTriggerTimetable": "it fires on several cron expressions but never twice at one instant; separate EventBridge schedules would",
-    "CronPartitionTimetable": "its runs carry partition keys derived from the cron date, which EventBridge cannot compute",
+    "ContinuousTimetable": (
+        "@continuous starts a new run as soon as the previous one ends; EventBridge fires on time only"
+    ),
+    "MultipleCronTriggerTimetable": (
+        "it fires on several cron expressions but never twice at one instant; separate EventBridge schedules would"
+    ),
+    "CronPartitionTimetable": (
+        "its runs carry partition keys derived from the cron date, which EventBridge cannot compute"
+    ),
     "EventsTimetable": "it fires on an explicit list of dates",
 }
 
@@ -207,7 +217,10 @@ def translate_schedule(
         return None
 
 
-_FIX = "use a cron expression or timedelta EventBridge can express, or export without a schedule (allow_unsupported_schedule=True) and start executions another way"
+_FIX = (
+    "use a cron expression or timedelta EventBridge can express, "
+    "or export without a schedule (allow_unsupported_schedule=True) and start executions another way"
+)
 
 
 def describe_schedule(dag: Any) -> str:
@@ -244,7 +257,8 @@ def events_rule_expression(spec: ScheduleSpec) -> str:
             spec.source,
             f"EventBridge rules evaluate cron in UTC only, and {spec.timezone} is not a fixed offset from UTC "
             "(daylight saving time or zone rules that may change): no UTC cron fires at the same local times all year",
-            "use the EventBridge Scheduler (the default), which takes ScheduleExpressionTimezone, or give the DAG a fixed-offset timezone",
+            "use the EventBridge Scheduler (the default), which takes ScheduleExpressionTimezone, "
+            "or give the DAG a fixed-offset timezone",
         )
     return f"cron({_shift_to_utc(spec, spec.cron, spec.utc_offset).aws()})"
 
@@ -266,7 +280,10 @@ class _CronUnsupported(Exception):
 
 
 def cron_to_aws(expression: str) -> str:
-    """A 5-field cron expression (Airflow/croniter semantics) → the AWS ``cron(...)`` expression. Raises ``ValueError``."""
+    """A 5-field cron expression (Airflow/croniter semantics) → the AWS ``cron(...)`` expression.
+
+    Raises ``ValueError``.
+    """
     try:
         return f"cron({_parse_cron(expression).aws()})"
     except _CronUnsupported as err:
@@ -533,9 +550,15 @@ def _dst_notes(cron: _Cron, zone_name: str, start: dt.datetime | None) -> list[s
         notes.append(
             f"in {zone_name} {overlap_hit:%H:%M} occurs twice on {overlap_hit:%Y-%m-%d} (daylight saving time ends): "
             + (
-                "Airflow, stepping by elapsed time on an every-hour cron, runs at both instants; EventBridge Scheduler once"
+                (
+                    "Airflow, stepping by elapsed time on an every-hour cron, runs at both instants; "
+                    "EventBridge Scheduler once"
+                )
                 if every_hour
-                else "EventBridge Scheduler runs it once; Airflow runs it once too, possibly at the other of the two instants"
+                else (
+                    "EventBridge Scheduler runs it once; "
+                    "Airflow runs it once too, possibly at the other of the two instants"
+                )
             )
         )
     return notes

@@ -550,7 +550,7 @@ def _java_error_summary(err: Py4JJavaError) -> str:
         while cause.getCause() is not None:
             cause = cause.getCause()
         message = cause.getMessage() or cause.toString()
-    except Exception:  # JVM gone or odd exception object: fall back to the first line
+    except Exception:  # noqa: BLE001 - JVM gone or odd exception object: fall back to the first line
         message = str(err).splitlines()[0]
     return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
 

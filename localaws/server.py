@@ -189,7 +189,9 @@ class Backend:
             self.store.create("training_job", name, body)
         except AlreadyExists:
             raise _validation(
-                f"Training job names must be unique within an AWS account and region, and a training job with this name already exists ({_arn('sagemaker', 'training-job', name)})"
+                "Training job names must be unique within an AWS account and region, "
+                "and a training job with this name already exists "
+                f"({_arn('sagemaker', 'training-job', name)})"
             ) from None
         log = logs_dir() / "training" / f"{name}.log"
 
@@ -214,7 +216,8 @@ class Backend:
         job = self.store.find("training_job", name)
         if job is None:
             raise _validation(
-                f"Requested resource not found: Could not find training job '{_arn('sagemaker', 'training-job', name)}'."
+                "Requested resource not found: "
+                f"Could not find training job '{_arn('sagemaker', 'training-job', name)}'."
             )
         return {k: v for k, v in job.items() if k != "Request"}
 
@@ -427,7 +430,7 @@ class Backend:
 def _last_line(log: Path) -> str:
     """The worker's last meaningful line: its own clear error message, not a traceback frame."""
     try:
-        lines = [l.strip() for l in log.read_text(errors="replace").splitlines() if l.strip()]
+        lines = [text.strip() for text in log.read_text(errors="replace").splitlines() if text.strip()]
     except OSError:
         return ""
     for line in reversed(lines):
@@ -439,7 +442,8 @@ def _last_line(log: Path) -> str:
 def _check_name(name: str, field: str) -> None:
     if not _NAME_RE.match(name or ""):
         raise _validation(
-            f"1 validation error detected: Value {name!r} at '{field}' failed to satisfy constraint: must match [a-zA-Z0-9](-*[a-zA-Z0-9]){{0,62}}"
+            f"1 validation error detected: Value {name!r} at '{field}' failed to satisfy constraint: "
+            "must match [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
         )
 
 
@@ -529,7 +533,8 @@ def create_app(backend: Backend):
             return HTMLResponse(f"<h1>No endpoint {_html(name)}</h1>", status_code=404)
         rows = "".join(f"<tr><th>{_html(k)}</th><td>{_html(v)}</td></tr>" for k, v in endpoint.items())
         return HTMLResponse(
-            f"<h1>Endpoint {_html(name)}</h1><table>{rows}</table><p>POST text/csv to <code>/endpoints/{_html(name)}/invocations</code></p>"
+            f"<h1>Endpoint {_html(name)}</h1><table>{rows}</table>"
+            f"<p>POST text/csv to <code>/endpoints/{_html(name)}/invocations</code></p>"
         )
 
     app = Starlette(

@@ -38,7 +38,10 @@ _cache_lock = threading.Lock()
 
 @dataclass
 class Deployed:
-    """The comparison's outcome. ``state``: not-exportable, not-connected, not-deployed, in-sync, drift, unreachable, error."""
+    """The comparison's outcome.
+
+    ``state``: not-exportable, not-connected, not-deployed, in-sync, drift, unreachable, error.
+    """
 
     state: str
     message: str
@@ -79,7 +82,8 @@ def compare(view: Any) -> Deployed:
     except concurrent.futures.TimeoutError:
         outcome = Deployed(
             "unreachable",
-            f"AWS did not answer within {DEADLINE_SECONDS} s: nothing was compared. Check the API server's network access to AWS.",
+            f"AWS did not answer within {DEADLINE_SECONDS} s: nothing was compared. "
+            "Check the API server's network access to AWS.",
             conn_id=conn_id,
         )
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000

@@ -238,7 +238,7 @@ def _install_lambda() -> None:
             with _function_environment(env):
                 answer = handler(event, None)
             payload = json.dumps(answer).encode()
-        except Exception as err:  # what the Lambda runtime does with an unhandled exception
+        except Exception as err:  # noqa: BLE001 - what the Lambda runtime does with an unhandled exception
             response_headers["x-amz-function-error"] = "Unhandled"
             payload = json.dumps(
                 {

@@ -336,7 +336,7 @@ def _error_name_of(task, env, ex) -> tuple[str | None, str | None]:
         else:
             pair = FailureEventException(task._from_error(env=env, ex=ex)).extract_error_cause_pair()
         return pair or (type(ex).__name__, str(ex))
-    except Exception:  # never let the recorder change the outcome
+    except Exception:  # noqa: BLE001 - never let the recorder change the outcome
         return type(ex).__name__, str(ex)
 
 
@@ -590,7 +590,7 @@ def _install_lambda(mp: pytest.MonkeyPatch) -> None:
         try:
             with _function_environment(env):
                 payload = json.dumps(handler(event, None)).encode()
-        except Exception as err:  # what the Lambda runtime does with an unhandled exception
+        except Exception as err:  # noqa: BLE001 - what the Lambda runtime does with an unhandled exception
             response_headers["x-amz-function-error"] = "Unhandled"
             payload = json.dumps(
                 {

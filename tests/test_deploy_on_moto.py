@@ -619,7 +619,8 @@ def test_role_step_functions_cannot_assume(aws, capsys, deploy_args):
     proxy.stubber.add_client_error(
         "create_state_machine",
         service_error_code="AccessDeniedException",
-        service_message="Neither the global service principal states.amazonaws.com, nor the regional one is authorized to assume the provided role.",
+        service_message="Neither the global service principal states.amazonaws.com, "
+        "nor the regional one is authorized to assume the provided role.",
         http_status_code=400,
     )
     clients = AwsClients(endpoint_url=aws.endpoint_url, overrides={"stepfunctions": proxy})

@@ -233,9 +233,7 @@ def test_default_schedule_is_an_eventbridge_scheduler_schedule(retraining):
 
 
 def test_future_start_date_becomes_start_date(retraining):
-    props = build(retraining, now=dt.datetime(2025, 6, 1, tzinfo=dt.UTC))["Resources"]["Schedule"][
-        "Properties"
-    ]
+    props = build(retraining, now=dt.datetime(2025, 6, 1, tzinfo=dt.UTC))["Resources"]["Schedule"]["Properties"]
     assert props["StartDate"] == "2026-01-01T00:00:00Z"
 
 
@@ -246,7 +244,8 @@ def test_timedelta_dag_gets_a_rate_with_start_and_end_dates(cfn_dags):
     assert props["ScheduleExpression"] == "rate(90 minutes)"
     assert "ScheduleExpressionTimezone" not in props  # rates have no timezone
     assert props["StartDate"] == "2031-01-01T00:00:00Z"
-    # 364 days is a whole number of 90 minutes: a run falls on end_date itself, which Airflow runs; so EndDate is one second later.
+    # 364 days is a whole number of 90 minutes: a run falls on end_date itself, which Airflow runs;
+    # so EndDate is one second later.
     assert props["EndDate"] == "2031-12-31T00:00:01Z"
     assert substituted_input(template, props["Target"]) == param_defaults(dag)
 

@@ -105,9 +105,7 @@ def test_hourly_cron_produces_runs_on_the_hour():
         info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
         infos.append(info)
         last = info.data_interval
-    assert [i.logical_date for i in infos] == [
-        dt.datetime(2026, 3, 1, h, 0, tzinfo=dt.UTC) for h in (11, 12, 13, 14)
-    ]
+    assert [i.logical_date for i in infos] == [dt.datetime(2026, 3, 1, h, 0, tzinfo=dt.UTC) for h in (11, 12, 13, 14)]
 
     # The DAG's real setting, catchup=False: never a backlog; the next run is the latest hour at most.
     info = timetable.next_dagrun_info(

@@ -1,4 +1,7 @@
-"""A branch whose join keeps the default trigger rule (all_success): Airflow skips the join whenever a branch is skipped."""
+"""A branch whose join keeps the default trigger rule (all_success).
+
+Airflow skips the join whenever a branch is skipped.
+"""
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param
