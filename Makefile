@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv system-deps browser-deps browser-system-deps run test export bench bench-ui lock clean
+.PHONY: venv system-deps browser-deps browser-system-deps run test lint export bench bench-ui lock clean
 
 venv: $(STAMP)
 
@@ -26,8 +26,13 @@ $(STAMP): requirements.txt constraints.txt
 run: venv
 	$(PY) -m localaws.run $(if $(ONCE),--once,)
 
-test: venv system-deps browser-deps
+test: venv system-deps browser-deps lint
 	$(PY) -m pytest tests -q
+
+# ruff's lint and format check (configuration in pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Graphviz's dot renders the exported graphs (Debian package; we run as root in CI).
 system-deps:
