@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv system-deps browser-deps browser-system-deps run test lint export bench bench-ui lock clean
+.PHONY: venv system-deps browser-deps browser-system-deps run test lint golden export bench bench-ui lock clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ test: venv system-deps browser-deps lint
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Rewrite tests/golden/*.asl.json from a fresh export of every DAG in dags/ and tests/export_dags/good/
+# (after an intended change to the exporter's output; review `git diff tests/golden`). make test compares them.
+golden: venv
+	$(PY) -m tests.golden_corpus
 
 # Graphviz's dot renders the exported graphs (Debian package; we run as root in CI).
 system-deps:
