@@ -702,3 +702,7 @@ def convert_stock_lambda(task: Any, ctx: ConvertContext) -> Fragment:
     )
     # The stock operator's XCom is the decoded payload string; keep it under Payload.
     return Fragment.single(state, ctx.layout(task, prefix=("Payload",)))
+
+
+# Converter modules that register themselves on import (AWS SDK calls, S3, sensors, nested pipelines).
+from exporters import converters_sdk  # noqa: E402, F401

@@ -496,6 +496,9 @@ class _Task:
             )
         integration = resource[len(STATES_PREFIX) :]
         handler = _HANDLERS.get(integration)
+        if handler is None and integration.startswith("aws-sdk:"):
+            iam_sdk.grant_sdk_call(self, integration)
+            return
         if handler is None:
             raise PolicyError(
                 f"state {self.name!r}: no least-privilege policy is known for {resource!r}; "
@@ -613,3 +616,7 @@ def _walk_states(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def task_states(definition: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every Task state, nested ones included, as (name, state)."""
     return [(n, s) for n, s in _walk_named_states(definition) if s.get("Type") == "Task"]
+
+
+# Any other aws-sdk integration (generic SDK calls, S3 operators, sensors' checks).
+from exporters import iam_sdk  # noqa: E402

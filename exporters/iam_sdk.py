@@ -1,0 +1,153 @@
+"""Least privilege for ``arn:aws:states:::aws-sdk:<service>:<action>`` states.
+
+The action is ``<iam-prefix>:<Action>`` (with the few S3 actions whose permission has
+another name, e.g. ``HeadObject`` → ``s3:GetObject``); the resource comes from the request
+field that names it, per service: S3 bucket/key, SageMaker ``<Noun>Name``, Glue job, Lambda
+function, DynamoDB table, Step Functions ARNs. A service or action whose resource this module
+cannot scope raises ``PolicyError`` naming the state: a policy is never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from exporters import iam  # iam imports this module at its end, so both are complete when used
+
+# Step Functions service name in the ARN → boto3 client name, where they differ.
+BOTO3_NAMES = {
+    "sfn": "stepfunctions",
+    "eventbridge": "events",
+    "cloudwatchlogs": "logs",
+    "elasticloadbalancingv2": "elbv2",
+    "elasticsearch": "es",
+}
+SFN_NAMES = {boto3: sfn for sfn, boto3 in BOTO3_NAMES.items()}
+# boto3 client name → IAM action prefix, where they differ.
+IAM_PREFIXES = {"stepfunctions": "states", "elbv2": "elasticloadbalancing", "es": "es"}
+
+# S3 API actions authorised by a permission of another name (S3 user guide, "Policy actions for S3").
+S3_PERMISSIONS = {
+    "HeadObject": "GetObject",
+    "HeadBucket": "ListBucket",
+    "ListObjects": "ListBucket",
+    "ListObjectsV2": "ListBucket",
+    "ListObjectVersions": "ListBucketVersions",
+    "DeleteObjects": "DeleteObject",
+    "DeleteBucketTagging": "PutBucketTagging",
+    "GetObjectAttributes": "GetObject",
+}
+S3_BUCKET_ACTIONS = re.compile(r"^(CreateBucket|DeleteBucket|HeadBucket|ListObjects.*|.*Bucket[A-Z].*)$")
+SAGEMAKER_VERBS = ("Describe", "Create", "Delete", "Stop", "Update", "Start")
+SAGEMAKER_KINDS = {"Model": "model", "EndpointConfig": "endpoint-config", "Endpoint": "endpoint"}
+
+
+def split_integration(integration: str) -> tuple[str, str] | None:
+    """``aws-sdk:s3:putObject`` → (``s3``, ``PutObject``) with the boto3 client name; None otherwise."""
+    parts = integration.split(":")
+    if len(parts) != 3 or parts[0] != "aws-sdk":
+        return None
+    action = parts[2].split(".")[0]
+    return BOTO3_NAMES.get(parts[1], parts[1]), action[:1].upper() + action[1:]
+
+
+def grant_sdk_call(task: Any, integration: str) -> None:
+    """Add the statements the aws-sdk state ``task`` (an ``exporters.iam._Task``) needs."""
+    service, action = split_integration(integration) or ("", "")
+    grant = _SERVICES.get(service)
+    if grant is None:
+        raise iam.PolicyError(
+            f"state {task.name!r}: no least-privilege policy is known for {task.resource!r} "
+            f"(service {service!r}): add its resource to exporters.iam_sdk"
+        )
+    grant(task, action)
+
+
+def _arn(text: str) -> dict[str, str]:
+    return {"Fn::Sub": text}
+
+
+HEAD = "arn:${AWS::Partition}"
+REGIONAL = "${AWS::Region}:${AWS::AccountId}"
+
+
+def _s3(task: Any, action: str) -> None:
+    permission = f"s3:{S3_PERMISSIONS.get(action, action)}"
+    sid = f"S3{action}"
+    bucket = task.name_text("Bucket")
+    if action == "CopyObject":
+        source = task.name_text("CopySource").split("?")[0].lstrip("/")
+        task.out.add("S3CopyObjectRead", ["s3:GetObject"], [_arn(f"{HEAD}:s3:::{source}")])
+        task.out.add("S3CopyObjectWrite", ["s3:PutObject"], [_arn(f"{HEAD}:s3:::{bucket}/{task.name_text('Key')}")])
+        return
+    if action == "DeleteObjects":
+        keys = _delete_keys(task)
+        task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}/{key}") for key in keys])
+        return
+    if S3_BUCKET_ACTIONS.match(action):
+        task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}")])
+        return
+    if "Key" not in task.params and "Key.$" not in task.params:
+        raise iam.PolicyError(f"state {task.name!r}: S3 {action} names no Key: cannot scope its permission")
+    task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}/{task.name_text('Key')}")])
+
+
+def _delete_keys(task: Any) -> list[str]:
+    """The keys of a DeleteObjects request (``*`` when they are only known at run time)."""
+    delete = task.params.get("Delete")
+    objects = delete.get("Objects") if isinstance(delete, dict) else None
+    if not isinstance(objects, list):
+        return ["*"]
+    keys = []
+    for item in objects:
+        pieces = task.resolver.field(item, "Key") if isinstance(item, dict) else None
+        keys.append(iam.sub_text(pieces or [iam.ANY], task.context))
+    return sorted(set(keys))
+
+
+def _sagemaker(task: Any, action: str) -> None:
+    verb = next((v for v in SAGEMAKER_VERBS if action.startswith(v)), None)
+    noun = action[len(verb) :] if verb else ""
+    key = f"{noun}Name"
+    if not noun or (key not in task.params and f"{key}.$" not in task.params):
+        raise iam.PolicyError(
+            f"state {task.name!r}: no resource is known for SageMaker {action}: cannot scope its permission"
+        )
+    kind = SAGEMAKER_KINDS.get(noun) or re.sub(r"(?<!^)([A-Z])", r"-\1", noun).lower()
+    task.out.add(f"SageMaker{action}", [f"sagemaker:{action}"], [task.sagemaker(kind, key)])
+
+
+def _glue(task: Any, action: str) -> None:
+    key = "JobName" if ("JobName" in task.params or "JobName.$" in task.params) else "Name"
+    if key not in task.params and f"{key}.$" not in task.params:
+        raise iam.PolicyError(f"state {task.name!r}: Glue {action} names no job: cannot scope its permission")
+    name = task.name_text(key, usage="glue-job")
+    task.out.add(f"Glue{action}", [f"glue:{action}"], [_arn(f"{HEAD}:glue:{REGIONAL}:job/{name}")])
+
+
+def _lambda(task: Any, action: str) -> None:
+    name = task.name_text("FunctionName", usage="lambda-function")
+    task.out.add(f"Lambda{action}", [f"lambda:{action}"], [_arn(f"{HEAD}:lambda:{REGIONAL}:function:{name}")])
+
+
+def _dynamodb(task: Any, action: str) -> None:
+    name = task.name_text("TableName")
+    task.out.add(f"DynamoDb{action}", [f"dynamodb:{action}"], [_arn(f"{HEAD}:dynamodb:{REGIONAL}:table/{name}")])
+
+
+def _states(task: Any, action: str) -> None:
+    for key in ("stateMachineArn", "executionArn", "activityArn"):
+        if key in task.params or f"{key}.$" in task.params:
+            task.out.add(f"StepFunctions{action}", [f"states:{action}"], [_arn(task.name_text(key))])
+            return
+    raise iam.PolicyError(f"state {task.name!r}: Step Functions {action} names no ARN: cannot scope its permission")
+
+
+_SERVICES = {
+    "s3": _s3,
+    "sagemaker": _sagemaker,
+    "glue": _glue,
+    "lambda": _lambda,
+    "dynamodb": _dynamodb,
+    "stepfunctions": _states,
+}
