@@ -532,7 +532,7 @@ def dag_tasks():
 def test_console_links_use_the_task_result_and_the_connections_region(
     monkeypatch, dag_tasks, task_id, result, expected
 ):
-    from stepfunctions_ui import links
+    from retraining import links
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "eu-central-1"}})
@@ -544,7 +544,7 @@ def test_console_links_use_the_task_result_and_the_connections_region(
 
 
 def test_console_links_in_china_use_the_china_console(monkeypatch, dag_tasks):
-    from stepfunctions_ui import links
+    from retraining import links
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "cn-north-1"}})
@@ -558,7 +558,7 @@ def test_console_links_in_china_use_the_china_console(monkeypatch, dag_tasks):
 
 
 def test_local_backend_runs_link_the_endpoint_to_its_local_status_page(monkeypatch, dag_tasks):
-    from stepfunctions_ui import links
+    from retraining import links
 
     monkeypatch.setenv("RETRAINING_BACKEND", "local")
     monkeypatch.setenv(
