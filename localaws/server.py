@@ -5,18 +5,26 @@
 - SageMaker runtime ``POST /endpoints/{name}/invocations`` (text/csv) and ``GET /ping``
 - ``GET /endpoints/{name}``: a status page for people
 
+Safe to leave running: only requests addressed to ``127.0.0.1``/``localhost`` on
+its port and not sent cross-origin are answered; every body is capped; every
+request is validated (types, AWS's name patterns and lengths, S3 URIs confined
+to the data directory) before anything is written, and malformed ones get
+AWS's 4xx errors. One backend per data directory (a lock taken before recovery).
+
 ``python -m localaws.server [--port N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import html
 import importlib.util
 import json
 import logging
 import os
 import re
-import subprocess
+import socket
 import sys
 import threading
 import time
@@ -25,16 +33,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from localaws.paths import DEFAULT_PORT, REPO, db_path, endpoint_url, logs_dir, s3_to_local
-from localaws.serving import MAX_BODY_BYTES, BadRequest, EndpointRegistry, ModelLoadError, load_model
+from localaws.paths import (
+    DEFAULT_PORT,
+    S3_SCHEMES,
+    PathRefused,
+    check_key,
+    data_dir,
+    db_path,
+    endpoint_url,
+    glue_script,
+    lambda_module,
+    local_uri,
+    lock_path,
+    logs_dir,
+    s3_to_local,
+)
+from localaws.serving import (
+    MAX_BODY_BYTES,
+    BadRequest,
+    EndpointRegistry,
+    ModelLoadError,
+    load_model,
+    remove_model_folders,
+)
 from localaws.store import AlreadyExists, NotFound, Store
+from localaws.workers import Workers, reap_orphans
 
 LOG = logging.getLogger("localaws")
-GLUE_DIR = REPO / "glue"
-LAMBDA_DIR = REPO / "lambda"
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 class ApiError(Exception):
@@ -47,8 +74,132 @@ def _validation(message: str) -> ApiError:
     return ApiError("ValidationException", message)
 
 
+def _refused(err: PathRefused) -> ApiError:
+    return ApiError(err.code, str(err), err.status)
+
+
 def _arn(service: str, kind: str, name: str) -> str:
     return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{kind}/{name}"
+
+
+# -- request validation: every field's type, pattern and length as AWS states them, before anything is written --
+_MISSING = object()
+SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+VARIANT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+JOB_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+GLUE_ARGUMENT = re.compile(r"^--[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Arguments the backend itself passes to a Glue script.
+RESERVED_GLUE_ARGUMENTS = {"--JOB_NAME", "--JOB_RUN_ID"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _constraint(value: Any, field: str, constraint: str) -> ApiError:
+    shown = value if isinstance(value, int | float | bool) or value is None else str(value)[:100]
+    return _validation(
+        f"1 validation error detected: Value {shown!r} at '{field}' failed to satisfy constraint: {constraint}"
+    )
+
+
+def _field(container: dict[str, Any], name: str, where: str, required: bool) -> Any:
+    value = container.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise _constraint(None, f"{where}{name}", "Member must not be null")
+        return _MISSING
+    return value
+
+
+def _string(
+    container: dict[str, Any],
+    name: str,
+    where: str = "",
+    *,
+    required: bool = True,
+    pattern: re.Pattern | None = None,
+    max_len: int = 256,
+    min_len: int = 1,
+) -> str | None:
+    value = _field(container, name, where, required)
+    if value is _MISSING:
+        return None
+    field = f"{where}{name}"
+    if not isinstance(value, str):
+        raise _constraint(value, field, f"Member must be a string, not {type(value).__name__}")
+    if not min_len <= len(value) <= max_len:
+        raise _constraint(value, field, f"Member must have length between {min_len} and {max_len}")
+    if _CONTROL.search(value):
+        raise _constraint(value, field, "Member must not contain control characters")
+    if pattern is not None and not pattern.match(value):
+        raise _constraint(value, field, f"Member must satisfy regular expression pattern: {pattern.pattern}")
+    return value
+
+
+def _integer(
+    container: dict[str, Any], name: str, where: str = "", *, required: bool = True, minimum: int = 1, maximum: int
+) -> int | None:
+    value = _field(container, name, where, required)
+    if value is _MISSING:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _constraint(value, f"{where}{name}", f"Member must be an integer, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise _constraint(value, f"{where}{name}", f"Member must have value between {minimum} and {maximum}")
+    return value
+
+
+def _object(container: dict[str, Any], name: str, where: str = "", *, required: bool = True) -> dict[str, Any]:
+    value = _field(container, name, where, required)
+    if value is _MISSING:
+        return {}
+    if not isinstance(value, dict):
+        raise _constraint(value, f"{where}{name}", f"Member must be an object, not {type(value).__name__}")
+    return value
+
+
+def _array(
+    container: dict[str, Any], name: str, where: str = "", *, required: bool = True, min_items: int = 1, maximum: int
+) -> list[Any]:
+    value = _field(container, name, where, required)
+    if value is _MISSING:
+        return []
+    if not isinstance(value, list):
+        raise _constraint(value, f"{where}{name}", f"Member must be a list, not {type(value).__name__}")
+    if not min_items <= len(value) <= maximum:
+        raise _constraint(len(value), f"{where}{name}", f"Member must have between {min_items} and {maximum} items")
+    return value
+
+
+def _string_map(
+    container: dict[str, Any], name: str, *, max_items: int, key_max: int, value_max: int
+) -> dict[str, str]:
+    value = _object(container, name, required=False)
+    if len(value) > max_items:
+        raise _constraint(len(value), name, f"Map must have at most {max_items} entries")
+    for key, item in value.items():
+        if not 1 <= len(key) <= key_max or _CONTROL.search(key):
+            raise _constraint(
+                key, f"{name} key", f"Key must have length between 1 and {key_max}, no control characters"
+            )
+        _string(value, key, f"{name}.", max_len=value_max, min_len=0)
+        if not isinstance(item, str):
+            raise _constraint(item, f"{name}.{key}", "Member must be a string")
+    return value
+
+
+def _s3_uri(container: dict[str, Any], name: str, where: str = "") -> str:
+    uri = _string(container, name, where, max_len=1024)
+    try:
+        s3_to_local(uri, f"{where}{name}")
+    except PathRefused as err:
+        raise _refused(err) from None
+    return uri
+
+
+ENDPOINT_PENDING = ("Creating", "Updating")
+GLUE_RUNNING = ("STARTING", "RUNNING", "STOPPING")
+TRAINING_RUNNING = ("InProgress", "Stopping")
 
 
 class Backend:
@@ -58,57 +209,87 @@ class Backend:
         self.store = store
         self.python = python
         self.endpoints = EndpointRegistry()
-        self._processes: dict[str, subprocess.Popen] = {}  # running Glue/training workers by key
+        self.workers = Workers()
 
     # -- startup -------------------------------------------------------------
     def recover(self) -> None:
-        """After a restart: jobs whose worker died are failed; endpoints serve their models again."""
+        """After a restart: jobs whose worker died are failed; endpoints serve their models again.
+
+        Every change is a compare-and-set on a non-terminal status, so a result written meanwhile wins.
+        """
+        remove_model_folders()
         for run in self.store.list("glue_job_run"):
-            if run["JobRunState"] in ("STARTING", "RUNNING", "STOPPING"):
-                self.store.update(
-                    "glue_job_run",
-                    run["Id"],
-                    lambda b: b.update(JobRunState="FAILED", ErrorMessage="the local backend restarted during the run"),
-                )
+            self.store.compare_and_set(
+                "glue_job_run",
+                run["Id"],
+                lambda b: b["JobRunState"] in GLUE_RUNNING,
+                lambda b: b.update(
+                    JobRunState="FAILED",
+                    ErrorMessage="the local backend restarted during the run",
+                    CompletedOn=time.time(),
+                ),
+            )
         for job in self.store.list("training_job"):
-            if job["TrainingJobStatus"] in ("InProgress", "Stopping"):
-                self.store.update(
-                    "training_job",
-                    job["TrainingJobName"],
-                    lambda b: b.update(
-                        TrainingJobStatus="Failed",
-                        FailureReason="InternalServerError: the local backend restarted during training",
-                    ),
-                )
+            self.store.compare_and_set(
+                "training_job",
+                job["TrainingJobName"],
+                lambda b: b["TrainingJobStatus"] in TRAINING_RUNNING,
+                lambda b: b.update(
+                    TrainingJobStatus="Failed",
+                    SecondaryStatus="Failed",
+                    FailureReason="InternalServerError: the local backend restarted during training",
+                    TrainingEndTime=time.time(),
+                ),
+            )
         for endpoint in self.store.list("endpoint"):
             name = endpoint["EndpointName"]
-            if endpoint["EndpointStatus"] in ("Creating", "Updating"):
-                self.store.update(
+
+            def settle(body: dict[str, Any]) -> None:
+                # The deployment died with the old backend: as a failed one, the old config (if any) serves on.
+                body.update(
+                    EndpointStatus="InService" if body.get("EndpointConfigName") else "Failed",
+                    FailureReason="the local backend restarted during the deployment",
+                    LastModifiedTime=time.time(),
+                )
+                body.pop("DeployToken", None)
+
+            self.store.compare_and_set("endpoint", name, lambda b: b["EndpointStatus"] in ENDPOINT_PENDING, settle)
+            endpoint = self.store.find("endpoint", name)
+            if endpoint is None or endpoint["EndpointStatus"] != "InService":
+                continue
+            try:
+                loaded = self._load_config(endpoint["EndpointConfigName"])
+            except (ModelLoadError, NotFound) as err:
+                reason = f"the endpoint cannot serve after a restart: {err}"
+                LOG.error("endpoint %s: %s", name, reason)
+                # Never InService while invocations would answer 503.
+                self.store.compare_and_set(
                     "endpoint",
                     name,
-                    lambda b: b.update(
-                        EndpointStatus="Failed" if not b.get("EndpointConfigName") else "InService",
-                        FailureReason="the local backend restarted during the deployment",
+                    lambda b: b["EndpointStatus"] == "InService",
+                    lambda b, reason=reason: b.update(
+                        EndpointStatus="Failed", FailureReason=reason, LastModifiedTime=time.time()
                     ),
                 )
-                endpoint = self.store.get("endpoint", name)
-            if endpoint.get("EndpointConfigName") and endpoint["EndpointStatus"] == "InService":
-                try:
-                    self.endpoints.swap(name, self._load_config(endpoint["EndpointConfigName"]))
-                except (ModelLoadError, NotFound) as err:
-                    LOG.error("endpoint %s cannot serve after restart: %s", name, err)
+                continue
+            self.endpoints.swap(name, loaded)
+
+    def shutdown(self) -> None:
+        self.workers.terminate_all()
 
     # -- Glue ------------------------------------------------------------------
     def glue_start_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
-        job = req.get("JobName") or ""
-        script = GLUE_DIR / f"{job.replace('-', '_')}.py"
-        if not job or not script.is_file():
-            raise ApiError(
-                "EntityNotFoundException",
-                f"Glue job {job!r} not found (the local backend runs glue/<job_name with _>.py)",
-            )
+        job = _string(req, "JobName", max_len=255)
+        try:
+            script = glue_script(job)
+        except PathRefused as err:
+            raise _refused(err) from None
+        arguments = _string_map(req, "Arguments", max_items=50, key_max=130, value_max=4096)
+        argv = [self.python, str(script), f"--JOB_NAME={job}"]
+        for key, value in arguments.items():
+            argv.append(f"{key}={_local_argument(key, value)}")
         run_id = "jr_" + uuid.uuid4().hex
-        arguments = {k: str(v) for k, v in (req.get("Arguments") or {}).items()}
+        argv.append(f"--JOB_RUN_ID={run_id}")
         self.store.create(
             "glue_job_run",
             run_id,
@@ -121,68 +302,108 @@ class Backend:
                 "Attempt": 0,
             },
         )
-        argv = [self.python, str(script), "--JOB_NAME", job, "--JOB_RUN_ID", run_id]
-        for key, value in arguments.items():
-            argv += [key if key.startswith("--") else f"--{key}", _local_uri(value)]
-        log = logs_dir() / "glue" / f"{run_id}.log"
 
-        def finished(code: int, tail: str) -> None:
+        def finished(code: int, log: Path) -> None:
             def update(body: dict[str, Any]) -> None:
                 if body["JobRunState"] == "STOPPING":
                     body["JobRunState"] = "STOPPED"
                 elif code == 0:
                     body["JobRunState"] = "SUCCEEDED"
                 else:
-                    body.update(JobRunState="FAILED", ErrorMessage=tail or f"exit code {code}")
+                    body.update(JobRunState="FAILED", ErrorMessage=_last_line(log) or f"exit code {code}")
                 body["CompletedOn"] = time.time()
                 body["ExecutionTime"] = int(body["CompletedOn"] - body["StartedOn"])
 
-            self.store.update("glue_job_run", run_id, update)
+            self.store.compare_and_set("glue_job_run", run_id, lambda b: b["JobRunState"] in GLUE_RUNNING, update)
 
-        self._spawn(f"glue:{run_id}", argv, log, finished, env={"SPARK_LOCAL_IP": "127.0.0.1"})
+        self._spawn(
+            f"glue:{run_id}",
+            argv,
+            logs_dir() / "glue" / f"{run_id}.log",
+            finished,
+            env={"SPARK_LOCAL_IP": "127.0.0.1"},
+            record=("glue_job_run", run_id),
+        )
         return {"JobRunId": run_id}
 
     def glue_get_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
-        run = self.store.find("glue_job_run", req.get("RunId") or "")
-        if run is None or run["JobName"] != req.get("JobName"):
-            raise ApiError(
-                "EntityNotFoundException", f"Job run {req.get('RunId')!r} of job {req.get('JobName')!r} not found"
-            )
+        job = _string(req, "JobName", max_len=255)
+        run_id = _string(req, "RunId", pattern=JOB_RUN_ID, max_len=255)
+        run = self.store.find("glue_job_run", run_id)
+        if run is None or run["JobName"] != job:
+            raise ApiError("EntityNotFoundException", f"Job run {run_id!r} of job {job!r} not found")
         return {"JobRun": run}
 
     def glue_batch_stop_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
-        stopped = []
-        for run_id in req.get("JobRunIds") or []:
-            run = self.store.find("glue_job_run", run_id)
-            if run and run["JobRunState"] == "RUNNING":
-                self.store.update("glue_job_run", run_id, lambda b: b.update(JobRunState="STOPPING"))
-                self._kill(f"glue:{run_id}")
-                stopped.append({"JobName": run["JobName"], "JobRunId": run_id})
-        return {"SuccessfulSubmissions": stopped, "Errors": []}
+        job = _string(req, "JobName", max_len=255)
+        run_ids = _array(req, "JobRunIds", maximum=25)
+        for index, run_id in enumerate(run_ids):
+            _string({"JobRunId": run_id}, "JobRunId", f"JobRunIds[{index}].", pattern=JOB_RUN_ID, max_len=255)
+        stopped, errors = [], []
+        for run_id in run_ids:
+            changed = self.store.compare_and_set(
+                "glue_job_run",
+                run_id,
+                lambda b: b["JobName"] == job and b["JobRunState"] == "RUNNING",
+                lambda b: b.update(JobRunState="STOPPING"),
+            )
+            if changed:
+                self.workers.terminate(f"glue:{run_id}")
+                stopped.append({"JobName": job, "JobRunId": run_id})
+            else:
+                errors.append(
+                    {
+                        "JobName": job,
+                        "JobRunId": run_id,
+                        "ErrorDetail": {"ErrorCode": "InvalidInputException", "ErrorMessage": "not a running run"},
+                    }
+                )
+        return {"SuccessfulSubmissions": stopped, "Errors": errors}
 
     # -- SageMaker training ----------------------------------------------------
     def sagemaker_create_training_job(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req.get("TrainingJobName") or ""
-        _check_name(name, "TrainingJobName")
-        image = (req.get("AlgorithmSpecification") or {}).get("TrainingImage", "")
+        name = _string(req, "TrainingJobName", pattern=SAGEMAKER_NAME, max_len=63)
+        algorithm = _object(req, "AlgorithmSpecification")
+        image = _string(algorithm, "TrainingImage", "AlgorithmSpecification.", max_len=255)
+        _string(algorithm, "TrainingInputMode", "AlgorithmSpecification.", required=False, max_len=32)
         if "xgboost" not in image:
             raise _validation(f"the local backend trains only the built-in XGBoost image, not {image!r}")
-        for field in ("RoleArn", "InputDataConfig", "OutputDataConfig", "ResourceConfig"):
-            if field not in req:
-                raise _validation(f"CreateTrainingJob: {field} is required")
+        _string(req, "RoleArn", pattern=ROLE_ARN, min_len=20, max_len=2048)
+        _string_map(req, "HyperParameters", max_items=100, key_max=256, value_max=2500)
+        channels = _array(req, "InputDataConfig", maximum=20)
+        for index, channel in enumerate(channels):
+            where = f"InputDataConfig[{index}]."
+            if not isinstance(channel, dict):
+                raise _constraint(channel, where[:-1], "Member must be an object")
+            _string(channel, "ChannelName", where, pattern=CHANNEL_NAME, max_len=64)
+            _string(channel, "ContentType", where, required=False, max_len=256)
+            source = _object(_object(channel, "DataSource", where), "S3DataSource", f"{where}DataSource.")
+            _s3_uri(source, "S3Uri", f"{where}DataSource.S3DataSource.")
+        output = _object(req, "OutputDataConfig")
+        output_path = _s3_uri(output, "S3OutputPath", "OutputDataConfig.")
+        try:
+            s3_to_local(output_path.rstrip("/") + f"/{name}/output/model.tar.gz", "OutputDataConfig.S3OutputPath")
+        except PathRefused as err:
+            raise _refused(err) from None
+        resources = _object(req, "ResourceConfig")
+        _string(resources, "InstanceType", "ResourceConfig.", required=False, max_len=64)
+        _integer(resources, "InstanceCount", "ResourceConfig.", required=False, maximum=100)
+        _integer(resources, "VolumeSizeInGB", "ResourceConfig.", required=False, maximum=16384)
+        stopping = _object(req, "StoppingCondition", required=False)
+        _integer(stopping, "MaxRuntimeInSeconds", "StoppingCondition.", required=False, maximum=2419200)
         body = {
             "TrainingJobName": name,
             "TrainingJobArn": _arn("sagemaker", "training-job", name),
             "TrainingJobStatus": "InProgress",
             "SecondaryStatus": "Starting",
             "CreationTime": time.time(),
-            "AlgorithmSpecification": req["AlgorithmSpecification"],
+            "AlgorithmSpecification": algorithm,
             "RoleArn": req["RoleArn"],
             "HyperParameters": req.get("HyperParameters") or {},
-            "InputDataConfig": req["InputDataConfig"],
-            "OutputDataConfig": req["OutputDataConfig"],
-            "ResourceConfig": req["ResourceConfig"],
-            "StoppingCondition": req.get("StoppingCondition") or {},
+            "InputDataConfig": channels,
+            "OutputDataConfig": output,
+            "ResourceConfig": resources,
+            "StoppingCondition": stopping,
             "Request": req,
         }
         try:
@@ -193,26 +414,32 @@ class Backend:
                 "and a training job with this name already exists "
                 f"({_arn('sagemaker', 'training-job', name)})"
             ) from None
-        log = logs_dir() / "training" / f"{name}.log"
 
-        def finished(code: int, tail: str) -> None:
-            job = self.store.get("training_job", name)
-            if job["TrainingJobStatus"] == "InProgress":  # the worker died before recording an outcome
-                self.store.update(
-                    "training_job",
-                    name,
-                    lambda b: b.update(
-                        TrainingJobStatus="Failed", FailureReason=f"AlgorithmError: {tail or f'exit code {code}'}"
-                    ),
-                )
-            elif job["TrainingJobStatus"] == "Stopping":
-                self.store.update("training_job", name, lambda b: b.update(TrainingJobStatus="Stopped"))
+        def finished(code: int, log: Path) -> None:
+            # The worker records its own outcome; this covers a worker that died before it could.
+            def died(body: dict[str, Any]) -> None:
+                if body["TrainingJobStatus"] == "Stopping":
+                    body.update(TrainingJobStatus="Stopped", SecondaryStatus="Stopped")
+                else:
+                    tail = _last_line(log) or f"exit code {code}"
+                    body.update(
+                        TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=f"AlgorithmError: {tail}"
+                    )
+                body["TrainingEndTime"] = time.time()
 
-        self._spawn(f"training:{name}", [self.python, "-m", "localaws.training", name], log, finished)
+            self.store.compare_and_set("training_job", name, lambda b: b["TrainingJobStatus"] in TRAINING_RUNNING, died)
+
+        self._spawn(
+            f"training:{name}",
+            [self.python, "-m", "localaws.training", name],
+            logs_dir() / "training" / f"{name}.log",
+            finished,
+            record=("training_job", name),
+        )
         return {"TrainingJobArn": body["TrainingJobArn"]}
 
     def sagemaker_describe_training_job(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req.get("TrainingJobName") or ""
+        name = _string(req, "TrainingJobName", pattern=SAGEMAKER_NAME, max_len=63)
         job = self.store.find("training_job", name)
         if job is None:
             raise _validation(
@@ -222,22 +449,24 @@ class Backend:
         return {k: v for k, v in job.items() if k != "Request"}
 
     def sagemaker_stop_training_job(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req.get("TrainingJobName") or ""
-        self.store.update(
+        self.sagemaker_describe_training_job(req)
+        name = req["TrainingJobName"]
+        if self.store.compare_and_set(
             "training_job",
             name,
-            lambda b: b.update(TrainingJobStatus="Stopping") if b["TrainingJobStatus"] == "InProgress" else None,
-        )
-        self._kill(f"training:{name}")
+            lambda b: b["TrainingJobStatus"] == "InProgress",
+            lambda b: b.update(TrainingJobStatus="Stopping", SecondaryStatus="Stopping"),
+        ):
+            self.workers.terminate(f"training:{name}")
         return {}
 
     # -- SageMaker hosting -------------------------------------------------------
     def sagemaker_create_model(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req.get("ModelName") or ""
-        _check_name(name, "ModelName")
-        container = req.get("PrimaryContainer") or {}
-        if not container.get("ModelDataUrl") or not container.get("Image"):
-            raise _validation("CreateModel: PrimaryContainer needs Image and ModelDataUrl")
+        name = _string(req, "ModelName", pattern=SAGEMAKER_NAME, max_len=63)
+        container = _object(req, "PrimaryContainer")
+        _string(container, "Image", "PrimaryContainer.", max_len=255)
+        _s3_uri(container, "ModelDataUrl", "PrimaryContainer.")
+        _string(req, "ExecutionRoleArn", required=False, pattern=ROLE_ARN, min_len=20, max_len=2048)
         body = {
             "ModelName": name,
             "ModelArn": _arn("sagemaker", "model", name),
@@ -252,19 +481,28 @@ class Backend:
         return {"ModelArn": body["ModelArn"]}
 
     def sagemaker_describe_model(self, req: dict[str, Any]) -> dict[str, Any]:
-        model = self.store.find("model", req.get("ModelName") or "")
+        name = _string(req, "ModelName", pattern=SAGEMAKER_NAME, max_len=63)
+        model = self.store.find("model", name)
         if model is None:
-            raise _validation(f'Could not find model "{req.get("ModelName")}".')
-        return model
+            raise _validation(f'Could not find model "{_arn("sagemaker", "model", name)}".')
+        return {k: v for k, v in model.items() if v is not None}
 
     def sagemaker_create_endpoint_config(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req.get("EndpointConfigName") or ""
-        _check_name(name, "EndpointConfigName")
-        variants = req.get("ProductionVariants") or []
+        name = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
+        variants = _array(req, "ProductionVariants", maximum=10)
         if len(variants) != 1:
             raise _validation("the local backend serves exactly one production variant per endpoint config")
-        if self.store.find("model", variants[0].get("ModelName") or "") is None:
-            raise _validation(f'Could not find model "{variants[0].get("ModelName")}".')
+        for index, variant in enumerate(variants):
+            where = f"ProductionVariants[{index}]."
+            if not isinstance(variant, dict):
+                raise _constraint(variant, where[:-1], "Member must be an object")
+            _string(variant, "VariantName", where, pattern=VARIANT_NAME, max_len=63)
+            _string(variant, "ModelName", where, pattern=SAGEMAKER_NAME, max_len=63)
+            _integer(variant, "InitialInstanceCount", where, required=False, maximum=100)
+            _string(variant, "InstanceType", where, required=False, max_len=64)
+        model_name = variants[0]["ModelName"]
+        if self.store.find("model", model_name) is None:
+            raise _validation(f'Could not find model "{_arn("sagemaker", "model", model_name)}".')
         body = {
             "EndpointConfigName": name,
             "EndpointConfigArn": _arn("sagemaker", "endpoint-config", name),
@@ -280,15 +518,17 @@ class Backend:
         return {"EndpointConfigArn": body["EndpointConfigArn"]}
 
     def sagemaker_describe_endpoint_config(self, req: dict[str, Any]) -> dict[str, Any]:
-        config = self.store.find("endpoint_config", req.get("EndpointConfigName") or "")
+        name = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
+        config = self.store.find("endpoint_config", name)
         if config is None:
-            raise _validation(f'Could not find endpoint configuration "{req.get("EndpointConfigName")}".')
+            raise _validation(f'Could not find endpoint configuration "{name}".')
         return config
 
     def sagemaker_create_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name, config = req.get("EndpointName") or "", req.get("EndpointConfigName") or ""
-        _check_name(name, "EndpointName")
+        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
+        config = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
         self.sagemaker_describe_endpoint_config({"EndpointConfigName": config})
+        token = uuid.uuid4().hex
         body = {
             "EndpointName": name,
             "EndpointArn": _arn("sagemaker", "endpoint", name),
@@ -296,38 +536,49 @@ class Backend:
             "EndpointConfigName": None,
             "CreationTime": time.time(),
             "LastModifiedTime": time.time(),
+            "DeployToken": token,
         }
         try:
             self.store.create("endpoint", name, body)
         except AlreadyExists:
             raise _validation(f'Cannot create already existing endpoint "{body["EndpointArn"]}".') from None
-        self._deploy(name, config, creating=True)
+        self._deploy(name, config, token, creating=True)
         return {"EndpointArn": body["EndpointArn"]}
 
     def sagemaker_update_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name, config = req.get("EndpointName") or "", req.get("EndpointConfigName") or ""
+        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
+        config = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
         self.sagemaker_describe_endpoint_config({"EndpointConfigName": config})
         endpoint = self.sagemaker_describe_endpoint({"EndpointName": name})
-        if endpoint["EndpointStatus"] != "InService":
+        token = uuid.uuid4().hex
+
+        def start(body: dict[str, Any]) -> None:
+            body.update(EndpointStatus="Updating", LastModifiedTime=time.time(), DeployToken=token)
+
+        # Check and set in one transaction: of concurrent updates exactly one is accepted.
+        if self.store.compare_and_set("endpoint", name, lambda b: b["EndpointStatus"] == "InService", start) is None:
+            current = self.store.find("endpoint", name)
+            status = current["EndpointStatus"] if current else "deleted"
             raise _validation(
-                f"Cannot update endpoint {name!r} in status {endpoint['EndpointStatus']}; it must be InService"
+                f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}": it is {status}, not InService.'
             )
-        self.store.update("endpoint", name, lambda b: b.update(EndpointStatus="Updating", LastModifiedTime=time.time()))
-        self._deploy(name, config, creating=False)
+        self._deploy(name, config, token, creating=False)
         return {"EndpointArn": endpoint["EndpointArn"]}
 
     def sagemaker_describe_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req.get("EndpointName") or ""
+        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
         endpoint = self.store.find("endpoint", name)
         if endpoint is None:
             raise _validation(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
-        return {k: v for k, v in endpoint.items() if v is not None}
+        return {k: v for k, v in endpoint.items() if v is not None and k != "DeployToken"}
 
     def sagemaker_delete_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req.get("EndpointName") or ""
-        self.sagemaker_describe_endpoint({"EndpointName": name})
-        self.endpoints.remove(name)
-        self.store.delete("endpoint", name)
+        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
+        # Under the registry's lock, as a deployment's final step: the delete and a swap never interleave.
+        with self.endpoints.transition():
+            if not self.store.delete("endpoint", name):
+                raise _validation(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
+            self.endpoints.remove(name)
         return {}
 
     def _load_config(self, config_name: str):
@@ -335,53 +586,70 @@ class Backend:
         model = self.store.get("model", config["ProductionVariants"][0]["ModelName"])
         return load_model(model["ModelName"], config_name, model["PrimaryContainer"]["ModelDataUrl"])
 
-    def _deploy(self, endpoint: str, config_name: str, creating: bool) -> None:
-        """Load the new model in the background; swap it in only once it predicts."""
+    def _deploy(self, endpoint: str, config_name: str, token: str, creating: bool) -> None:
+        """Load the new model in the background; swap it in only once it predicts, and only if still wanted.
 
-        def work() -> None:
-            try:
-                loaded = self._load_config(config_name)
-            except (ModelLoadError, NotFound) as err:
-                reason = f"Failed to deploy config {config_name!r}: {err}"
-                LOG.error("endpoint %s: %s", endpoint, reason)
-                # A failed update keeps the old config serving, as SageMaker does.
-                self.store.update(
-                    "endpoint",
-                    endpoint,
-                    lambda b: b.update(
-                        EndpointStatus="Failed" if creating else "InService",
-                        FailureReason=reason,
-                        LastModifiedTime=time.time(),
-                    ),
+        Every outcome is a compare-and-set on this deployment's token: a delete, or a newer deployment,
+        makes it a no-op. A load that fails in any way leaves the old config serving (update) or the
+        endpoint Failed (create), with the reason.
+        """
+
+        def ours(body: dict[str, Any]) -> bool:
+            return body.get("DeployToken") == token
+
+        def failed(reason: str) -> None:
+            LOG.error("endpoint %s: %s", endpoint, reason)
+
+            def record(body: dict[str, Any]) -> None:
+                body.update(
+                    EndpointStatus="Failed" if creating else "InService",
+                    FailureReason=reason,
+                    LastModifiedTime=time.time(),
                 )
-                return
-            self.endpoints.swap(endpoint, loaded)
+                body.pop("DeployToken", None)
 
-            def serving(body: dict[str, Any]) -> None:
+            self.store.compare_and_set("endpoint", endpoint, ours, record)
+
+        def serving(loaded) -> None:
+            def record(body: dict[str, Any]) -> None:
                 body.update(EndpointStatus="InService", EndpointConfigName=config_name, LastModifiedTime=time.time())
                 body.pop("FailureReason", None)
+                body.pop("DeployToken", None)
                 body["ProductionVariants"] = [
                     {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "ModelName": loaded.model_name}
                 ]
 
-            self.store.update("endpoint", endpoint, serving)
-            LOG.info("endpoint %s now serves %s", endpoint, config_name)
+            with self.endpoints.transition():
+                if self.store.compare_and_set("endpoint", endpoint, ours, record) is not None:
+                    self.endpoints.swap(endpoint, loaded)
+                    LOG.info("endpoint %s now serves %s", endpoint, config_name)
 
-        thread = threading.Thread(target=work, name=f"deploy-{endpoint}", daemon=True)
-        thread.start()
+        def work() -> None:
+            time.sleep(provisioning_seconds())
+            try:
+                loaded = self._load_config(config_name)
+            except (ModelLoadError, NotFound) as err:
+                failed(f"Failed to deploy config {config_name!r}: {err}")
+                return
+            except Exception as err:  # noqa: BLE001 - whatever goes wrong, the endpoint must leave Creating/Updating
+                failed(f"Failed to deploy config {config_name!r}: {type(err).__name__}: {err}")
+                return
+            try:
+                serving(loaded)
+            except Exception as err:  # noqa: BLE001 - as above
+                failed(f"Failed to deploy config {config_name!r}: {type(err).__name__}: {err}")
+
+        threading.Thread(target=work, name=f"deploy-{endpoint}", daemon=True).start()
 
     # -- Lambda -----------------------------------------------------------------
     def lambda_invoke(self, function_name: str, payload: bytes) -> tuple[dict[str, str], bytes]:
-        module_path = LAMBDA_DIR / f"{function_name.replace('-', '_')}.py"
-        if not module_path.is_file():
-            raise ApiError(
-                "ResourceNotFoundException",
-                f"Function not found: {function_name} (the local backend runs lambda/<name with _>.py)",
-                404,
-            )
+        try:
+            module_path = lambda_module(function_name)
+        except PathRefused as err:
+            raise _refused(err) from None
         try:
             event = json.loads(payload) if payload else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError("InvalidRequestContentException", "Could not parse request body into json", 400) from None
         spec = importlib.util.spec_from_file_location(f"lambda_{module_path.stem}", module_path)
         module = importlib.util.module_from_spec(spec)
@@ -399,32 +667,25 @@ class Backend:
         key: str,
         argv: list[str],
         log: Path,
-        finished: Callable[[int, str], None],
+        finished: Callable[[int, Path], None],
+        *,
+        record: tuple[str, str],
         env: dict[str, str] | None = None,
     ) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        environment = {
-            **os.environ,
-            **(env or {}),
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        }
-        handle = open(log, "wb")
-        process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=REPO)
-        self._processes[key] = process
+        try:
+            self.workers.spawn(key, argv, log, finished, env)
+        except OSError as err:
+            # The record exists already; it must not stay running for ever.
+            finished(-1, log)
+            raise ApiError("InternalServiceException", f"cannot start the worker for {record[1]}: {err}", 500) from None
 
-        def wait() -> None:
-            code = process.wait()
-            handle.close()
-            self._processes.pop(key, None)
-            finished(code, _last_line(log))
 
-        thread = threading.Thread(target=wait, name=f"wait-{key}", daemon=True)
-        thread.start()
-
-    def _kill(self, key: str) -> None:
-        process = self._processes.get(key)
-        if process and process.poll() is None:
-            process.terminate()
+def provisioning_seconds() -> float:
+    """How long a deployment waits before loading, as SageMaker provisions instances (0 unless configured)."""
+    try:
+        return max(0.0, float(os.environ.get("RETRAINING_LOCAL_ENDPOINT_PROVISION_SECONDS", "0")))
+    except ValueError:
+        return 0.0
 
 
 def _last_line(log: Path) -> str:
@@ -439,19 +700,28 @@ def _last_line(log: Path) -> str:
     return ""
 
 
-def _check_name(name: str, field: str) -> None:
-    if not _NAME_RE.match(name or ""):
-        raise _validation(
-            f"1 validation error detected: Value {name!r} at '{field}' failed to satisfy constraint: "
-            "must match [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+def _local_argument(key: str, value: str) -> str:
+    """A Glue argument as the local script gets it: S3 URIs become confined local paths, never a raw path."""
+    if not GLUE_ARGUMENT.match(key) or key in RESERVED_GLUE_ARGUMENTS:
+        raise _constraint(
+            key,
+            "Arguments key",
+            f"must match {GLUE_ARGUMENT.pattern} and not be one of {sorted(RESERVED_GLUE_ARGUMENTS)}",
         )
-
-
-def _local_uri(value: str) -> str:
-    """Glue arguments that are S3 URIs become the local folders standing in for them."""
-    if value.startswith(("s3://", "s3a://", "s3n://")):
-        path = str(s3_to_local(value))
-        return path + "/" if value.endswith("/") and not path.endswith("/") else path
+    field = f"Arguments.{key}"
+    try:
+        if value.startswith(S3_SCHEMES):
+            return local_uri(value, field)
+        if key.endswith("_KEY"):
+            # A key relative to an S3 prefix (--TRAIN_KEY train/): it must stay below that prefix.
+            check_key(value, field)
+            return value
+    except PathRefused as err:
+        raise _refused(err) from None
+    if key.startswith("--S3_") or "/" in value or "\\" in value or value.startswith(("file:", "~", ".")):
+        raise _constraint(
+            value, field, "the local backend passes only s3:// URIs and plain values to a job, never a local path"
+        )
     return value
 
 
@@ -471,165 +741,313 @@ ACTIONS: dict[str, str] = {
     "SageMaker.DescribeEndpoint": "sagemaker_describe_endpoint",
     "SageMaker.DeleteEndpoint": "sagemaker_delete_endpoint",
 }
+MAX_API_BODY_BYTES = 1024 * 1024  # AWS JSON requests; the operators' largest is a few KB
+MAX_LAMBDA_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 
 
-def create_app(backend: Backend):
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, Response
-    from starlette.routing import Route
+class BodyTooLarge(Exception):
+    pass
 
-    def aws_error(err: ApiError) -> JSONResponse:
-        return JSONResponse(
-            {"__type": err.code, "message": err.message, "Message": err.message},
-            status_code=err.status,
-            media_type="application/x-amz-json-1.1",
-        )
 
-    async def aws_json(request: Request) -> Response:
-        target = request.headers.get("x-amz-target", "")
-        method = ACTIONS.get(target)
-        if method is None:
-            return aws_error(
-                ApiError(
-                    "UnknownOperationException", f"the local backend does not implement {target or 'this request'}"
-                )
-            )
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return aws_error(ApiError("SerializationException", "request body is not JSON"))
-        try:
-            answer = await run_in_threadpool(getattr(backend, method), body)
-        except ApiError as err:
-            return aws_error(err)
-        except NotFound as err:
-            return aws_error(_validation(str(err)))
-        return JSONResponse(answer, media_type="application/x-amz-json-1.1")
+async def read_body(receive, limit: int) -> bytes | None:
+    """The request body, or BodyTooLarge once it passes ``limit`` (read to its end and dropped, so
+    the answer does not reset a client still uploading); None if the client went away."""
+    body = bytearray()
+    too_large = False
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if not too_large:
+            body += chunk
+            if len(body) > limit:
+                too_large = True
+                body = bytearray()
+        more = message.get("more_body", False)
+    if too_large:
+        raise BodyTooLarge(f"the request body exceeds {limit} bytes")
+    return bytes(body)
 
-    async def lambda_invoke(request: Request) -> Response:
-        name = request.path_params["name"].split(":")[-1]
-        try:
-            headers, payload = await run_in_threadpool(backend.lambda_invoke, name, await request.body())
-        except ApiError as err:
-            return JSONResponse(
-                {"Type": "User", "message": err.message}, status_code=err.status, headers={"x-amzn-ErrorType": err.code}
-            )
-        return Response(
-            payload,
-            status_code=200,
-            headers={**headers, "X-Amz-Executed-Version": "$LATEST"},
-            media_type="application/json",
-        )
 
-    async def ping(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "endpoints": backend.endpoints.names()})
-
-    async def endpoint_page(request: Request) -> Response:
-        name = request.path_params["name"]
-        endpoint = backend.store.find("endpoint", name)
-        if endpoint is None:
-            return HTMLResponse(f"<h1>No endpoint {_html(name)}</h1>", status_code=404)
-        rows = "".join(f"<tr><th>{_html(k)}</th><td>{_html(v)}</td></tr>" for k, v in endpoint.items())
-        return HTMLResponse(
-            f"<h1>Endpoint {_html(name)}</h1><table>{rows}</table>"
-            f"<p>POST text/csv to <code>/endpoints/{_html(name)}/invocations</code></p>"
-        )
-
-    app = Starlette(
-        routes=[
-            Route("/", aws_json, methods=["POST"]),
-            Route("/2015-03-31/functions/{name}/invocations", lambda_invoke, methods=["POST"]),
-            Route("/endpoints/{name}", endpoint_page, methods=["GET"]),
-            Route("/ping", ping, methods=["GET"]),
-        ]
+async def send_json(send, status: int, document: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps(document).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
     )
-    return serving_fast_path(app, backend)
+    await send({"type": "http.response.body", "body": body})
 
 
-def serving_fast_path(app, backend: Backend):
-    """Invocations skip the framework (routing, Request objects): they are the hot path under load."""
-    prefix, suffix = "/endpoints/", "/invocations"
+def _aws_document(err: ApiError) -> dict[str, str]:
+    return {"__type": err.code, "message": err.message, "Message": err.message}
 
-    async def send_json(send, status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
-        body = json.dumps({"message": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+def create_app(backend: Backend, port: int):
+    """The ASGI app: local-origin guard → invocation fast path → AWS JSON, Lambda, ping, status page."""
+    from starlette.concurrency import run_in_threadpool
+
+    async def aws_json(scope, receive, send) -> None:
+        headers = dict(scope["headers"])
+        target = headers.get(b"x-amz-target", b"").decode("latin-1")
+        try:
+            raw = await read_body(receive, MAX_API_BODY_BYTES)
+        except BodyTooLarge as err:
+            return await send_json(send, 413, _aws_document(ApiError("RequestEntityTooLarge", str(err), 413)))
+        if raw is None:
+            return None
+        method = ACTIONS.get(target)
+        try:
+            if method is None:
+                raise ApiError(
+                    "UnknownOperationException",
+                    f"the local backend does not implement {target[:100] or 'this request'}",
+                )
+            try:
+                request = json.loads(raw or b"{}")
+            except (ValueError, RecursionError):
+                raise ApiError("SerializationException", "request body is not JSON (or nested too deeply)") from None
+            if not isinstance(request, dict):
+                raise ApiError(
+                    "SerializationException", f"request body must be a JSON object, not {type(request).__name__}"
+                )
+            answer = await run_in_threadpool(getattr(backend, method), request)
+        except ApiError as err:
+            return await send_json(send, err.status, _aws_document(err))
+        except NotFound as err:
+            return await send_json(send, 400, _aws_document(_validation(str(err))))
+        except Exception:  # noqa: BLE001 - a bug, not the client's fault: AWS's 500 shape, the details in the log
+            LOG.exception("%s failed", target)
+            failure = ApiError("InternalFailure", f"{target} failed inside the local backend; see its log", 500)
+            return await send_json(send, 500, _aws_document(failure))
+        await send_json(send, 200, answer, [(b"x-amzn-requestid", uuid.uuid4().hex.encode())])
+
+    async def lambda_invoke(scope, receive, send, name: str) -> None:
+        try:
+            payload = await read_body(receive, MAX_LAMBDA_BODY_BYTES)
+        except BodyTooLarge as err:
+            return await send_json(
+                send, 413, {"Type": "User", "message": str(err)}, [(b"x-amzn-errortype", b"RequestTooLargeException")]
+            )
+        if payload is None:
+            return None
+        try:
+            extra, answer = await run_in_threadpool(backend.lambda_invoke, _function_name(name), payload)
+        except ApiError as err:
+            return await send_json(
+                send, err.status, {"Type": "User", "message": err.message}, [(b"x-amzn-errortype", err.code.encode())]
+            )
+        headers = [(b"content-type", b"application/json"), (b"x-amz-executed-version", b"$LATEST")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
 
     async def invoke(scope, receive, send, name: str) -> None:
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            # Read (and drop) an oversized body to its end: answering mid-upload resets the client.
-            if len(body) <= MAX_BODY_BYTES:
-                body += message.get("body", b"")
-            more = message.get("more_body", False)
+        try:
+            body = await read_body(receive, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            return await send_json(
+                send, 413, {"message": f"body exceeds {MAX_BODY_BYTES} bytes (SageMaker's 6 MB limit)"}
+            )
+        if body is None:
+            return None
         model = backend.endpoints.get(name)
         if model is None:
             endpoint = backend.store.find("endpoint", name)
             if endpoint is None:
-                return await send_json(send, 404, f"Endpoint {name} not found")
-            return await send_json(send, 503, f"Endpoint {name} is {endpoint['EndpointStatus']}, not serving")
-        content_type = dict(scope["headers"]).get(b"content-type", b"text/csv").split(b";")[0].strip().decode("latin-1")
+                return await send_json(send, 404, {"message": f"Endpoint {name} not found"})
+            return await send_json(
+                send, 503, {"message": f"Endpoint {name} is {endpoint['EndpointStatus']}, not serving"}
+            )
+        content_type = _content_type(scope)
         if content_type not in ("text/csv", "text/plain"):
-            return await send_json(send, 415, f"content type {content_type} is not supported; send text/csv")
-        if len(body) > MAX_BODY_BYTES:
-            return await send_json(send, 413, f"body exceeds {MAX_BODY_BYTES} bytes (SageMaker's 6 MB limit)")
+            return await send_json(
+                send, 415, {"message": f"content type {content_type[:100]} is not supported; send text/csv"}
+            )
         try:
-            result = model.predict_csv(bytes(body))
+            # Parsing and predicting off the event loop: /ping and small requests go on meanwhile.
+            result = await run_in_threadpool(model.predict_csv, body)
         except BadRequest as err:
-            return await send_json(send, err.status, str(err))
+            return await send_json(send, err.status, {"message": str(err)})
         headers = [(b"content-type", b"text/csv"), (b"x-model-name", model.model_name.encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": result})
 
-    async def asgi(scope, receive, send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(prefix) and path.endswith(suffix):
-            name = path[len(prefix) : -len(suffix)]
+    async def ping(scope, receive, send) -> None:
+        await send_json(send, 200, {"status": "ok", "endpoints": backend.endpoints.names()})
+
+    async def endpoint_page(scope, receive, send, name: str) -> None:
+        endpoint = backend.store.find("endpoint", name) if SAGEMAKER_NAME.match(name) else None
+        if endpoint is None:
+            page, status = f"<h1>No endpoint {html.escape(name[:100])}</h1>", 404
+        else:
+            endpoint.pop("DeployToken", None)
+            rows = "".join(
+                f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in endpoint.items()
+            )
+            page = (
+                f"<h1>Endpoint {html.escape(name)}</h1><table>{rows}</table>"
+                f"<p>POST text/csv to <code>/endpoints/{html.escape(name)}/invocations</code></p>"
+            )
+            status = 200
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-security-policy", b"default-src 'none'"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": page.encode()})
+
+    allowed_hosts = {f"127.0.0.1:{port}".encode(), f"localhost:{port}".encode()}
+    allowed_origins = {b"http://" + host for host in allowed_hosts}
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send)
+        if scope["type"] != "http":
+            return None
+        headers = scope["headers"]
+        hosts = [v for k, v in headers if k == b"host"]
+        origins = [v for k, v in headers if k == b"origin"]
+        site = dict(headers).get(b"sec-fetch-site", b"same-origin")
+        # DNS rebinding: only this machine's own names with our port.
+        if len(hosts) != 1 or hosts[0].lower() not in allowed_hosts:
+            return await _drain_and_refuse(receive, send, f"Host must be 127.0.0.1:{port} or localhost:{port}")
+        # A web page's requests (simple POSTs need no preflight): anything but a plain GET must come from no
+        # browser or from our own origin. Following a link to the status page (GET) stays possible.
+        cross_site = any(o.lower() not in allowed_origins for o in origins) or site not in (b"same-origin", b"none")
+        if scope["method"] != "GET" and cross_site:
+            return await _drain_and_refuse(receive, send, "cross-origin requests are refused")
+        if scope["method"] == "OPTIONS":
+            return await _drain_and_refuse(
+                receive, send, "CORS preflight is refused: the local backend serves no other origin"
+            )
+        method, path = scope["method"], scope.get("path", "")
+        if method == "POST" and path.startswith("/endpoints/") and path.endswith("/invocations"):
+            name = path[len("/endpoints/") : -len("/invocations")]
             if name and "/" not in name:
                 return await invoke(scope, receive, send, name)
-        await app(scope, receive, send)
+        if method == "POST" and path == "/":
+            return await aws_json(scope, receive, send)
+        if method == "POST" and path.startswith("/2015-03-31/functions/") and path.endswith("/invocations"):
+            name = path[len("/2015-03-31/functions/") : -len("/invocations")]
+            return await lambda_invoke(scope, receive, send, name)
+        if method == "GET" and path == "/ping":
+            return await ping(scope, receive, send)
+        if method == "GET" and path.startswith("/endpoints/") and "/" not in path[len("/endpoints/") :]:
+            return await endpoint_page(scope, receive, send, path[len("/endpoints/") :])
+        try:
+            await read_body(receive, 0)
+        except BodyTooLarge:
+            pass
+        await send_json(
+            send, 404, {"__type": "UnknownOperationException", "message": f"no route for {method} {path[:200]}"}
+        )
 
-    return asgi
+    return app
 
 
-def _html(value: Any) -> str:
-    import html
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
-    return html.escape(str(value))
+
+async def _drain_and_refuse(receive, send, message: str) -> None:
+    try:
+        await read_body(receive, 0)
+    except BodyTooLarge:
+        pass
+    await send_json(send, 403, {"__type": "AccessDeniedException", "message": message, "Message": message})
 
 
-def serve(port: int = DEFAULT_PORT) -> None:
+def _content_type(scope) -> str:
+    """The media type, case-insensitive, without parameters (``Text/CSV; charset=utf-8`` → ``text/csv``)."""
+    raw = dict(scope["headers"]).get(b"content-type", b"text/csv")
+    return raw.split(b";")[0].strip().decode("latin-1").lower()
+
+
+def _function_name(name: str) -> str:
+    """A FunctionName path segment: a name, ``name:qualifier`` or a function ARN → the name."""
+    if name.startswith("arn:"):
+        parts = name.split(":")
+        return parts[6] if len(parts) > 6 else ""
+    return name.split(":")[0]
+
+
+class InstanceLocked(Exception):
+    pass
+
+
+def lock_data_dir() -> int:
+    """An exclusive lock on the data directory, held for the backend's life; taken before anything is read."""
+    data_dir().mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise InstanceLocked(
+            f"another local backend (pid {holder}) is already running on the data directory {data_dir()}; "
+            "stop it first, or set RETRAINING_LOCAL_DATA to another directory"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def serve(port: int = DEFAULT_PORT) -> int:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        lock_data_dir()
+    except InstanceLocked as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError as err:
+        print(f"error: cannot listen on 127.0.0.1:{port}: {err.strerror}", file=sys.stderr)
+        return 1
     # The Lambda handler's boto3 calls come back to this server.
     os.environ.setdefault("AWS_ENDPOINT_URL", endpoint_url(port))
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    reaped = reap_orphans()
+    if reaped:
+        LOG.warning("stopped %d worker process(es) left by a previous backend", len(reaped))
     backend = Backend(Store(db_path()))
     backend.recover()
-    uvicorn.run(create_app(backend), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(create_app(backend, port), log_level="warning", access_log=False, lifespan="on")
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        backend.shutdown()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localaws.server")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RETRAINING_LOCAL_PORT", DEFAULT_PORT)))
     args = parser.parse_args(argv)
-    serve(args.port)
-    return 0
+    return serve(args.port)
 
 
 if __name__ == "__main__":

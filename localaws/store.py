@@ -100,9 +100,36 @@ class Store:
             )
         return body
 
-    def delete(self, kind: str, name: str) -> None:
+    def compare_and_set(
+        self,
+        kind: str,
+        name: str,
+        expect: Callable[[dict[str, Any]], bool],
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        """Apply ``change`` only if ``expect(body)`` holds, in one transaction; None if it does not (or no record).
+
+        Every status transition goes through here, so two writers can never both win and a
+        terminal state, once written, is never overwritten by a late or stale writer.
+        """
         with self._write() as db:
-            db.execute("DELETE FROM resources WHERE kind=? AND name=?", (kind, name))
+            row = db.execute("SELECT body FROM resources WHERE kind=? AND name=?", (kind, name)).fetchone()
+            if row is None:
+                return None
+            body = json.loads(row[0])
+            if not expect(body):
+                return None
+            body = change(body) or body
+            db.execute(
+                "UPDATE resources SET body=?, updated=? WHERE kind=? AND name=?",
+                (json.dumps(body), time.time(), kind, name),
+            )
+        return body
+
+    def delete(self, kind: str, name: str) -> bool:
+        """Remove the record; True if there was one."""
+        with self._write() as db:
+            return db.execute("DELETE FROM resources WHERE kind=? AND name=?", (kind, name)).rowcount > 0
 
     def list(self, kind: str) -> list[dict[str, Any]]:
         with self._connect() as db:

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from localaws.paths import db_path, s3_to_local
+from localaws.paths import PathRefused, db_path, s3_to_local
 from localaws.store import Store
 
 MODEL_FILE = "xgboost-model"
@@ -88,7 +88,10 @@ def read_channel(uri: str, channel: str):
     """Every data file under the channel's prefix, as (labels, features)."""
     import numpy as np
 
-    location = s3_to_local(uri)
+    try:
+        location = s3_to_local(uri, f"channel {channel}")
+    except PathRefused as err:
+        raise ClientError(str(err)) from None
     if location.is_file():
         files = [location]
     elif location.is_dir():
@@ -171,12 +174,14 @@ def run_job(store: Store, name: str) -> int:
     def progress(body: dict[str, Any]) -> None:
         body.update(SecondaryStatus="Training", TrainingStartTime=started)
 
-    store.update("training_job", name, progress)
+    if store.compare_and_set("training_job", name, lambda b: b["TrainingJobStatus"] == "InProgress", progress) is None:
+        print(f"training job {name} is no longer InProgress; not training", file=sys.stderr)
+        return 1
     try:
         with tempfile.TemporaryDirectory() as work:
             metrics, archive = train(request, Path(work))
         output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/") + f"/{name}/output/model.tar.gz"
-        target = s3_to_local(output)
+        target = s3_to_local(output, "OutputDataConfig.S3OutputPath")
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
         partial.write_bytes(archive)
@@ -203,7 +208,15 @@ def _finish(
         if artifact:
             body["ModelArtifacts"] = {"S3ModelArtifacts": artifact}
 
-    store.update("training_job", name, done)
+    # Only a running job gets an outcome: a job the backend already settled (stopped, failed at restart) stays so.
+    if (
+        store.compare_and_set(
+            "training_job", name, lambda b: b["TrainingJobStatus"] in ("InProgress", "Stopping"), done
+        )
+        is None
+    ):
+        print(f"training job {name} was settled meanwhile; its outcome {status} is not recorded", file=sys.stderr)
+        return 1
     if failure:
         print(failure, file=sys.stderr)
     return 0 if status == "Completed" else 1

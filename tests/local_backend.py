@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -29,7 +30,8 @@ def model_archive(booster) -> bytes:
 
 
 class LocalBackend:
-    def __init__(self, data_dir: Path, port: int):
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None):
+        self.extra_env = env or {}
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -42,6 +44,7 @@ class LocalBackend:
             "PYTHONPATH": os.pathsep.join([str(ROOT)]),
             # Quicker JVM start for the Glue runs' local Spark.
             "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1",
+            **self.extra_env,
         }
         env.pop("AWS_ENDPOINT_URL", None)
         log = open(self.data_dir / "server.log", "ab")
@@ -67,6 +70,40 @@ class LocalBackend:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=20)
+
+    def kill(self) -> None:
+        """``kill -9`` of the backend process: no handler runs, as in a crash or an OOM kill."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=20)
+
+    def raw(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One HTTP request with exactly these headers (``Host`` defaults to the server's own)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            sent = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
+            for name, value in sent.items():
+                if value is not None:
+                    connection.putheader(name, value)
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+            response = connection.getresponse()
+            return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+        finally:
+            connection.close()
+
+    def aws(self, target: str, request: object) -> tuple[int, dict]:
+        """An AWS JSON-protocol call (``X-Amz-Target``) with any JSON body; (status, answer)."""
+        status, answer, _ = self.raw(
+            "POST",
+            "/",
+            json.dumps(request).encode(),
+            {"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
+        )
+        return status, json.loads(answer)
 
     def connection_json(self) -> str:
         return json.dumps(
