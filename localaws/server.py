@@ -33,6 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from starlette.concurrency import run_in_threadpool
+
 from localaws.paths import (
     DEFAULT_PORT,
     S3_SCHEMES,
@@ -789,7 +792,6 @@ def _aws_document(err: ApiError) -> dict[str, str]:
 
 def create_app(backend: Backend, port: int):
     """The ASGI app: local-origin guard → invocation fast path → AWS JSON, Lambda, ping, status page."""
-    from starlette.concurrency import run_in_threadpool
 
     async def aws_json(scope, receive, send) -> None:
         headers = dict(scope["headers"])
@@ -1010,8 +1012,6 @@ def lock_data_dir() -> int:
 
 
 def serve(port: int = DEFAULT_PORT) -> int:
-    import uvicorn
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         lock_data_dir()

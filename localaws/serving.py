@@ -55,7 +55,7 @@ class LoadedModel:
     num_features: int
 
     def predict_csv(self, body: bytes) -> bytes:
-        import numpy as np
+        import numpy as np  # lazy, as every numpy/xgboost import here: loaded once a model is served
 
         rows = parse_csv(body, self.num_features)
         predictions = self.booster.inplace_predict(rows)

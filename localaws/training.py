@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import sys
 import tarfile
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -166,8 +167,6 @@ def train(request: dict[str, Any], work: Path) -> tuple[list[dict[str, Any]], by
 
 
 def run_job(store: Store, name: str) -> int:
-    import tempfile
-
     request = store.get("training_job", name)["Request"]
     started = time.time()
 

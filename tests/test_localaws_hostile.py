@@ -303,7 +303,8 @@ def test_lambda_invocations_of_any_name_and_payload_never_5xx(server, name, payl
     | st.text(max_size=20),
 )
 def test_invocations_with_any_body_and_content_type_never_5xx(server, endpoint, body, content_type):
-    headers = {"Content-Type": content_type.encode("latin-1", "replace").decode("latin-1").replace("\n", "")}
+    sendable = content_type.encode("latin-1", "replace").decode("latin-1")
+    headers = {"Content-Type": sendable.replace("\n", "").replace("\r", "")}
     status, answer, _ = server.raw("POST", f"/endpoints/{endpoint}/invocations", body, headers)
     assert status < 500, (body, content_type, answer)
     assert status in (200, 400, 413, 415), (status, answer)
