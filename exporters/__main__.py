@@ -1,6 +1,9 @@
-"""``python -m exporters export|graph|validate``.
+"""``python -m exporters`` (also installed as ``airflow-stepfunctions``): export, graph, validate,
+deploy, start, executions, diff.
 
-Exit 0 on success, 1 on a problem with the DAG/definition, 2 on usage errors.
+Exit 0 on success, 1 on a problem with the DAG, the definition or AWS (printed as ``error:``
+with its reason and ``fix:``; never a traceback), 2 on usage errors; ``diff``: 3 drift, 4 not deployed.
+Every ``ExporterError`` is caught here, once.
 """
 
 from __future__ import annotations
@@ -9,6 +12,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+from exporters import cli_deploy
+from exporters.api import DEFINITION_FILE, export_dag_object, export_result, validate, write_atomically
+from exporters.aws_clients import AwsClients
+from exporters.cloudformation import TEMPLATE_FILE, build_template, template_json
+from exporters.errors import ExporterError
+from exporters.graph import render
+from exporters.loader import load_dag
+from exporters.validate import validate_definition
 
 DEFAULT_OUT = Path("build/stepfunctions")
 
@@ -65,16 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate an existing ASL definition file")
     validate.add_argument("file")
 
-    from exporters import cli_deploy
-
     cli_deploy.add_subcommands(sub)  # deploy, start, executions, diff
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, clients: AwsClients | None = None) -> int:
+    """Run the CLI; ``clients`` replaces the AWS clients of the AWS commands (tests, embedding)."""
     args = _parser().parse_args(argv)
-    from exporters.errors import DagLoadError, ExportError
-
     try:
         if args.command == "export":
             return _export(args)
@@ -82,26 +92,23 @@ def main(argv: list[str] | None = None) -> int:
             return _graph(args)
         if args.command == "validate":
             return _validate(args)
-        from exporters import cli_deploy
-
-        return cli_deploy.run(args)
-    except (ExportError, DagLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        return cli_deploy.run(args, clients=clients)
+    except ExporterError as err:
+        print(f"error: {err.reason}", file=sys.stderr)
+        if err.fix:
+            print(f"  fix: {err.fix}", file=sys.stderr)
         return 1
 
 
 def _export(args: argparse.Namespace) -> int:
-    from exporters.api import DEFINITION_FILE, export_dag_object, write_atomically
-    from exporters.cloudformation import TEMPLATE_FILE, build_template, template_json
-    from exporters.loader import load_dag
-    from exporters.validate import validate_definition
-
     dag = load_dag(args.dag_id, args.dags_folder)
     result = export_dag_object(dag)
     problems = validate_definition(result.definition)
     if problems:  # our own bug if it happens; never write an invalid definition
-        print("error: the exported definition is invalid:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
-        return 1
+        raise ExporterError(
+            f"the exported definition of DAG {args.dag_id!r} is invalid:\n" + "\n".join(f"  - {p}" for p in problems),
+            "this is an exporter bug: report it with the DAG file",
+        )
     try:
         template = build_template(
             result,
@@ -115,9 +122,10 @@ def _export(args: argparse.Namespace) -> int:
             logging_level=None if args.logging_level == "OFF" else args.logging_level,
             tracing=args.tracing,
         )
-    except ValueError as err:  # ScheduleError, PolicyError, TemplateError: what to change is in the message
-        print(f"error: DAG {args.dag_id!r}: {err}", file=sys.stderr)
-        return 1
+    except ExporterError:
+        raise
+    except ValueError as err:  # PolicyError, TemplateError: what to change is in the message
+        raise ExporterError(f"DAG {args.dag_id!r}: {err}") from None
     # Both files or neither: each is written whole, and only once both are built.
     folder = Path(args.out) / args.dag_id
     write_atomically(folder / DEFINITION_FILE, result.to_json())
@@ -126,7 +134,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(result, target: Path, template: Path) -> None:
+def _summary(result: Any, target: Path, template: Path) -> None:
     states = result.definition["States"]
     print(f"Exported DAG {result.dag_id!r} -> {target}")
     print(f"  CloudFormation template -> {template}")
@@ -141,15 +149,11 @@ def _summary(result, target: Path, template: Path) -> None:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from exporters.api import export_result, write_atomically
-    from exporters.graph import render
-
     result = export_result(args.dag_id, args.dags_folder)
     try:
         data = render(result.definition, args.format, title=args.dag_id)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except RuntimeError as err:  # Graphviz missing or failing: the message says which
+        raise ExporterError(str(err)) from None
     target = Path(args.out) / args.dag_id / f"state_machine.{args.format}"
     write_atomically(target, data)
     print(f"Rendered {args.dag_id!r} -> {target}")
@@ -157,8 +161,6 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from exporters.api import validate
-
     problems = validate(args.file)
     if problems:
         print(f"{args.file}: invalid ({len(problems)} problem(s))")

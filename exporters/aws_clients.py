@@ -10,8 +10,18 @@ points every client at a local AWS emulator.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import boto3
+import botocore.session
+from botocore import exceptions as bx
+from botocore.config import Config
+
+from exporters.errors import ExporterError
 
 USER_AGENT = "airflow-sfn-exporter"
 
@@ -22,8 +32,12 @@ CREDENTIALS_HELP = (
 )
 
 
-class AwsCommandError(Exception):
-    """A problem reported to the user as one message (what went wrong, what to do); exit code 1."""
+# An IAM role ARN; group 1 is the role name (paths allowed). The exporter's one copy of it.
+IAM_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})$")
+
+
+class AwsCommandError(ExporterError):
+    """An AWS command cannot go on: ``reason`` (what AWS or the setup said), ``fix`` (what to do)."""
 
 
 @dataclass(frozen=True)
@@ -48,17 +62,14 @@ class AwsClients:
     @property
     def session(self):
         if self._session is None:
-            import boto3
-            from botocore.exceptions import ProfileNotFound
-
             try:
                 # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION (what the AWS CLI v2 and
                 # the other SDKs read first) is honoured here.
                 region = self._region_arg or os.environ.get("AWS_REGION") or None
                 self._session = boto3.session.Session(region_name=region, botocore_session=_botocore_session())
-            except ProfileNotFound as err:
+            except bx.ProfileNotFound as err:
                 raise AwsCommandError(
-                    f"AWS profile not found: {err}; fix AWS_PROFILE or add the profile to your AWS config"
+                    f"AWS profile not found: {err}", "fix AWS_PROFILE or add the profile to your AWS config"
                 ) from None
         return self._session
 
@@ -66,7 +77,7 @@ class AwsClients:
     def region(self) -> str:
         region = self.session.region_name
         if not region:
-            raise AwsCommandError(f"no AWS region configured: {REGION_HELP}")
+            raise AwsCommandError("no AWS region configured", REGION_HELP)
         return region
 
     @property
@@ -78,8 +89,6 @@ class AwsClients:
         if service in self._overrides:
             return self._overrides[service]
         if service not in self._clients:
-            from botocore.config import Config
-
             config = Config(
                 user_agent_extra=USER_AGENT,
                 connect_timeout=10,
@@ -121,8 +130,6 @@ _LOADER: Any = None
 def _botocore_session() -> Any:
     """A botocore session sharing one (read-only) service-model loader per process: models load once."""
     global _LOADER
-    import botocore.session
-
     session = botocore.session.get_session()
     if _LOADER is None:
         _LOADER = session.get_component("data_loader")
@@ -151,19 +158,28 @@ _ACCESS_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation
 _THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 
 
-def explain(err: BaseException, endpoint: str | None = None) -> str | None:
-    """A one-paragraph message for a botocore/boto3 failure, or None when ``err`` is not one."""
-    from botocore import exceptions as bx
+@contextmanager
+def aws_errors(endpoint: str | None = None) -> Iterator[None]:
+    """Turn botocore failures inside the block into ``AwsCommandError``s that say what to do."""
+    try:
+        yield
+    except (bx.BotoCoreError, bx.ClientError) as err:
+        raise command_error(err, endpoint) from err
 
+
+def command_error(err: bx.BotoCoreError | bx.ClientError, endpoint: str | None = None) -> AwsCommandError:
+    """A botocore/boto3 failure as reason and fix."""
     where = f" at {endpoint}" if endpoint else ""
     if isinstance(err, bx.NoRegionError):
-        return f"no AWS region configured: {REGION_HELP}"
+        return AwsCommandError("no AWS region configured", REGION_HELP)
     if isinstance(err, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return f"no usable AWS credentials found ({err}): {CREDENTIALS_HELP}"
+        return AwsCommandError(f"no usable AWS credentials found ({err})", CREDENTIALS_HELP)
     if isinstance(err, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.TokenRetrievalError)):
-        return f"the AWS SSO session is missing or expired ({err}): run `aws sso login` for your profile"
+        return AwsCommandError(
+            f"the AWS SSO session is missing or expired ({err})", "run `aws sso login` for your profile"
+        )
     if isinstance(err, bx.ProfileNotFound):
-        return f"AWS profile not found: {err}; fix AWS_PROFILE or add the profile to your AWS config"
+        return AwsCommandError(f"AWS profile not found: {err}", "fix AWS_PROFILE or add the profile to your AWS config")
     if isinstance(err, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
         url = getattr(err, "kwargs", {}).get("endpoint_url") or endpoint or "the AWS endpoint"
         hint = (
@@ -171,19 +187,17 @@ def explain(err: BaseException, endpoint: str | None = None) -> str | None:
             if endpoint
             else "check your network/proxy and that the region is right"
         )
-        return f"could not connect to {url}: {hint}"
+        return AwsCommandError(f"could not connect to {url}", hint)
     if isinstance(err, bx.ReadTimeoutError):
-        return f"AWS did not answer in time{where}: try again; if it persists check your network"
+        return AwsCommandError(f"AWS did not answer in time{where}", "try again; if it persists check your network")
     if isinstance(err, bx.ParamValidationError):
-        return f"internal error, an AWS request was malformed (please report it): {err}"
+        return AwsCommandError(f"internal error, an AWS request was malformed: {err}", "please report it")
     if isinstance(err, bx.ClientError):
-        return _explain_client_error(err, where)
-    if isinstance(err, bx.BotoCoreError):
-        return f"AWS SDK error{where}: {err}"
-    return None
+        return _client_error(err, where)
+    return AwsCommandError(f"AWS SDK error{where}: {err}")
 
 
-def _explain_client_error(err: Any, where: str) -> str:
+def _client_error(err: bx.ClientError, where: str) -> AwsCommandError:
     code = error_code(err)
     message = str(err.response.get("Error", {}).get("Message") or "(no message)").strip()
     if "<html" in message.lower():
@@ -192,26 +206,32 @@ def _explain_client_error(err: Any, where: str) -> str:
             "(is it an AWS API endpoint, and does it implement this call?)"
         )
     operation = getattr(err, "operation_name", "") or "an AWS call"
-    head = f"AWS {operation} failed{where}: {code}: {message}"
+    reason = f"AWS {operation} failed{where}: {code}: {message}"
     if code in _CREDENTIAL_CODES:
-        return f"{head}\n  the AWS credentials were rejected or have expired: {CREDENTIALS_HELP}"
+        return AwsCommandError(reason, f"the AWS credentials were rejected or have expired: {CREDENTIALS_HELP}")
     if code in _ACCESS_CODES:
         if "assume" in message.lower():
-            return (
-                f"{head}\n  the service cannot assume the role: its trust policy must allow the service principal "
+            return AwsCommandError(
+                reason,
+                "the service cannot assume the role: its trust policy must allow the service principal "
                 "(states.amazonaws.com for the state machine role, scheduler.amazonaws.com for the schedule role); "
-                "deploy the CloudFormation template or fix the role"
+                "deploy the CloudFormation template or fix the role",
             )
-        return f"{head}\n  your credentials lack permission for {operation}: use a profile/role that has it"
+        return AwsCommandError(
+            reason, f"your credentials lack permission for {operation}: use a profile/role that has it"
+        )
     if code in _THROTTLE_CODES:
-        return f"{head}\n  AWS is throttling requests: wait a little and run the command again"
+        return AwsCommandError(reason, "AWS is throttling requests: wait a little and run the command again")
     if code == "InvalidDefinition":
-        return (
-            f"{head}\n  Step Functions rejected the exported definition: "
-            "run `python -m exporters validate` on the export and report the DAG"
+        return AwsCommandError(
+            reason,
+            "Step Functions rejected the exported definition: run `python -m exporters validate` on the export "
+            "and report the DAG",
         )
     if code in ("StateMachineDoesNotExist", "ResourceNotFoundException", "ResourceNotFound"):
-        return f"{head}\n  it is not deployed (in this account/region): run `python -m exporters deploy DAG_ID`"
+        return AwsCommandError(
+            f"{reason} (not deployed in this account/region)", "run `python -m exporters deploy DAG_ID`"
+        )
     if code in ("InvalidArn", "ValidationException", "InvalidName"):
-        return f"{head}\n  check the names, ARNs and input given on the command line"
-    return head
+        return AwsCommandError(reason, "check the names, ARNs and input given on the command line")
+    return AwsCommandError(reason)

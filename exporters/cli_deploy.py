@@ -1,10 +1,10 @@
 """``python -m exporters deploy|start|executions|diff``: deploy with boto3 and look at what is deployed.
 
 Wire into the CLI with ``add_subcommands(subparsers)`` and dispatch with ``run(args)``
-(``args.command`` in ``COMMANDS``). Exit codes: 0 success (``diff``: no drift), 1 an
-error reported with what to do (no region, no credentials, a missing role, an AWS API
-error, a DAG that does not load/export), 2 usage, 3 ``diff`` found drift, 4 ``diff``:
-not deployed.
+(``args.command`` in ``COMMANDS``). Exit codes: 0 success (``diff``: no drift), 3 ``diff``
+found drift, 4 ``diff``: not deployed. Every other failure (no region, no credentials, a
+missing role, an AWS API error, a DAG that does not load or export) is raised as an
+``ExporterError`` with its reason and fix, which ``python -m exporters`` prints (exit 1).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from exporters import deploy as dep
+from exporters.aws_clients import AwsClients, aws_errors
 
 COMMANDS = ("deploy", "start", "executions", "diff")
 
@@ -101,17 +104,13 @@ def add_subcommands(subparsers: Any) -> None:
     diff.add_argument("--dags-folder", default=None, help="default: Airflow's [core] dags_folder")
 
 
-def run(args: argparse.Namespace, *, clients: Any = None) -> int:
-    """Run one of ``COMMANDS``; every failure is one message on stderr, never a traceback."""
-    from exporters import deploy as dep
-    from exporters.aws_clients import AwsClients, AwsCommandError, explain
-    from exporters.errors import DagLoadError, ExportError
-
+def run(args: argparse.Namespace, *, clients: AwsClients | None = None) -> int:
+    """Run one of ``COMMANDS``; returns the exit code, raises ``ExporterError`` for the CLI to report."""
     if clients is None:
-        clients = AwsClients(region=getattr(args, "region", None), endpoint_url=getattr(args, "endpoint_url", None))
-    try:
+        clients = AwsClients(region=args.region, endpoint_url=args.endpoint_url)
+    with aws_errors(clients.endpoint_label):
         if args.command == "deploy":
-            dep.deploy(
+            report = dep.deploy(
                 args.dag_id,
                 clients=clients,
                 dags_folder=args.dags_folder,
@@ -120,42 +119,66 @@ def run(args: argparse.Namespace, *, clients: Any = None) -> int:
                 schedule_role_arn=args.schedule_role_arn,
                 with_schedule=not args.no_schedule,
             )
+            print("\n".join(deploy_report_lines(report)))
             return 0
         name = dep.check_name(args.name) if args.name else dep.state_machine_name(args.dag_id)
         if args.command == "start":
-            answer = dep.start(clients, name, args.input, getattr(args, "execution_name", None))
-            print(answer["executionArn"])
+            print(dep.start(clients, name, args.input, args.execution_name)["executionArn"])
             return 0
         if args.command == "executions":
             items = dep.executions(clients, name, args.max)
-            if not items:
-                print(f"no executions of {name!r} yet")
-            else:
-                print(dep.format_executions(items))
+            print(dep.format_executions(items) if items else f"no executions of {name!r} yet")
             return 0
         if args.command == "diff":
-            try:
-                result = dep.diff(clients, args.dag_id, name=args.name, dags_folder=args.dags_folder)
-            except dep.NotDeployed as err:
-                print(f"not deployed: {err}", file=sys.stderr)
-                return dep.NOT_DEPLOYED
-            if result.code == dep.NO_DRIFT:
-                print(f"no drift: {result.deployed_label} matches a fresh export of DAG {args.dag_id!r}")
-            else:
-                sys.stdout.write(result.text)
-                print(
-                    f"drift: {result.deployed_label} differs from a fresh export of DAG {args.dag_id!r}; "
-                    "`python -m exporters deploy` updates it",
-                    file=sys.stderr,
-                )
-            return result.code
-        raise ValueError(f"unknown command {args.command!r}")
-    except (AwsCommandError, ExportError, DagLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:
-        message = explain(err, clients.endpoint_label if isinstance(clients, AwsClients) else None)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+            return _diff(args, clients)
+    raise ValueError(f"unknown command {args.command!r}")
+
+
+def _diff(args: argparse.Namespace, clients: AwsClients) -> int:
+    try:
+        result = dep.diff(clients, args.dag_id, name=args.name, dags_folder=args.dags_folder)
+    except dep.NotDeployed as err:
+        print(f"not deployed: {err}", file=sys.stderr)
+        return dep.NOT_DEPLOYED
+    if result.code == dep.NO_DRIFT:
+        print(f"no drift: {result.deployed_label} matches a fresh export of DAG {args.dag_id!r}")
+    else:
+        sys.stdout.write(result.text)
+        print(
+            f"drift: {result.deployed_label} differs from a fresh export of DAG {args.dag_id!r}; "
+            "`python -m exporters deploy` updates it",
+            file=sys.stderr,
+        )
+    return result.code
+
+
+def deploy_report_lines(report: dep.DeployReport) -> list[str]:
+    """The deploy report as the lines the CLI prints."""
+    machine, alias, schedule = report.state_machine, report.alias, report.schedule
+    version = dep.version_number(machine.version_arn)
+    lines = [f"Deploying DAG {report.dag_id!r} as state machine {report.state_machine_name!r} ({report.where})"]
+    lines += [f"  export warning: {warning}" for warning in report.export_warnings]
+    action = f"{machine.action} ({', '.join(machine.changed)})" if machine.changed else machine.action
+    lines.append(f"  state machine: {action}, version {version}  {report.state_machine_arn}")
+    if machine.tagged:
+        lines.append(f"  tags added: {dep.DAG_ID_TAG}={report.dag_id}, {dep.MANAGED_BY_TAG}={dep.MANAGED_BY}")
+    moved = alias.action
+    if alias.action == "moved" and alias.previous_version_arn:
+        moved = f"moved from version {dep.version_number(alias.previous_version_arn)}"
+    lines.append(f"  alias {dep.ALIAS} -> version {version}: {moved}")
+    runs_on = f"{schedule.expression} -> alias {dep.ALIAS}"
+    lines.append(
+        {
+            "skipped": "  schedule: not touched (--no-schedule)",
+            "none": "  schedule: none (the DAG has no schedule; trigger with `python -m exporters start`)",
+            "deleted": f"  schedule {schedule.name}: deleted (the DAG has no schedule)",
+            "created": f"  schedule {schedule.name}: created, {runs_on}",
+            "updated": f"  schedule {schedule.name}: updated ({', '.join(schedule.changes)}), {runs_on}",
+            "unchanged": f"  schedule {schedule.name}: unchanged, {runs_on}",
+        }[schedule.action]
+    )
+    if schedule.state != "ENABLED":
+        lines.append(f"  note: schedule {schedule.name} is {schedule.state} (paused); left as it is")
+    lines += [f"  {note}" for note in report.notes]
+    lines.append("Done." if report.changed else "Done: nothing to change.")
+    return lines

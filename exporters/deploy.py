@@ -17,6 +17,11 @@ calls AWS to change what differs.
   (``<name>-sfn-role``); schedule role likewise (``<name>-scheduler-role``). When
   none exists the error says to deploy the CloudFormation template or pass the ARN.
 
+``deploy`` runs six steps, each a function of its own: ``export_for_deploy`` (load, export,
+validate, translate the schedule: all before any AWS call), ``inspect_deployed`` (what exists,
+whose it is), ``resolve_roles``, ``apply_state_machine``, ``apply_alias``, ``apply_schedule``.
+It returns a ``DeployReport`` and prints nothing; the CLI prints the report.
+
 Nothing is read from Airflow connections; the only data sent are the exported
 definition, the params' defaults and names/tags.
 """
@@ -27,13 +32,17 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-from exporters.aws_clients import AwsClients, AwsCommandError, error_code
+from exporters.api import export_dag_object
+from exporters.aws_clients import IAM_ROLE_ARN_RE, AwsClients, AwsCommandError, error_code
+from exporters.loader import load_dag
+from exporters.schedule import ScheduleError, ScheduleSpec, translate_schedule
+from exporters.validate import validate_definition
 
 ALIAS = "live"
 DAG_ID_TAG = "airflow-dag-id"
@@ -46,7 +55,6 @@ STATES_PRINCIPAL = "states.amazonaws.com"
 SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
 
 NAME_RE = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
-ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})$")
 
 # Exit codes of ``diff``.
 NO_DRIFT, DRIFT, NOT_DEPLOYED = 0, 3, 4
@@ -55,7 +63,7 @@ TEMPLATE_HELP = "deploy the project's CloudFormation template (it creates the ro
 
 
 class DeployError(AwsCommandError):
-    """The deploy cannot go ahead; the message says what to do."""
+    """The deploy cannot go ahead (``reason``); ``fix`` says what to do."""
 
 
 class NotDeployed(DeployError):
@@ -81,7 +89,9 @@ def state_machine_name(dag_id: str) -> str:
 
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
-        raise DeployError(f"invalid state machine name {name!r}: use 1-80 characters of letters, digits, _ and -")
+        raise DeployError(
+            f"invalid state machine name {name!r}", "use 1-80 characters of letters, digits, _ and - (--name)"
+        )
     return name
 
 
@@ -118,20 +128,22 @@ def locate(clients: AwsClients, name: str) -> Target:
 
 
 # -- definitions ----------------------------------------------------------------
-def normalize(definition: str | dict[str, Any]) -> dict[str, Any]:
+def parse_definition(definition: str | dict[str, Any]) -> dict[str, Any]:
     """A definition as parsed JSON (deployed definitions come back as strings, formatting may differ)."""
     return json.loads(definition) if isinstance(definition, str) else json.loads(json.dumps(definition))
 
 
 def pretty(definition: str | dict[str, Any]) -> str:
-    return json.dumps(normalize(definition), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(parse_definition(definition), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def definition_hash(definition: str | dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(normalize(definition), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(parse_definition(definition), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
-def _version_number(version_arn: str | None) -> str:
+def version_number(version_arn: str | None) -> str:
     return version_arn.rsplit(":", 1)[-1] if version_arn else "?"
 
 
@@ -185,22 +197,22 @@ def deployed_definition(clients: AwsClients, name: str) -> tuple[Target, dict[st
     current = _describe(sfn, target.arn)
     if current is None:
         raise NotDeployed(
-            f"state machine {name!r} is not deployed in {clients.region} (account {clients.identity().account}): "
-            "run `python -m exporters deploy DAG_ID` first (or pass --name/--region for the right one)"
+            f"state machine {name!r} is not deployed in {clients.region} (account {clients.identity().account})",
+            "run `python -m exporters deploy DAG_ID` first (or pass --name/--region for the right one)",
         )
     version_arn = _single_version(_describe_alias(sfn, target.alias_arn))
     if version_arn:
         version = _describe(sfn, version_arn)
         if version is not None:
-            return target, version, f"{name} (alias {ALIAS} = version {_version_number(version_arn)})"
+            return target, version, f"{name} (alias {ALIAS} = version {version_number(version_arn)})"
     return target, current, f"{name} (current revision)"
 
 
 # -- roles ------------------------------------------------------------------------
 def _role_name(arn: str, flag: str) -> str:
-    match = ROLE_ARN_RE.match(arn)
+    match = IAM_ROLE_ARN_RE.match(arn)
     if not match:
-        raise DeployError(f"{flag} {arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        raise DeployError(f"{flag} {arn!r} is not an IAM role ARN", "pass arn:aws:iam::<account>:role/<name>")
     return match.group(1)
 
 
@@ -209,8 +221,6 @@ def _trusts(role: dict[str, Any], principal: str) -> bool | None:
     if document is None:
         return None
     if isinstance(document, str):
-        from urllib.parse import unquote
-
         try:
             document = json.loads(unquote(document))
         except ValueError:
@@ -245,16 +255,16 @@ def resolve_role(
         if code == "NoSuchEntity":
             if given:
                 raise DeployError(
-                    f"the {what} role {given} ({flag}) does not exist in account {ident.account}: "
-                    f"create it (trusting {principal}) or {flag} with an existing role"
+                    f"the {what} role {given} ({flag}) does not exist in account {ident.account}",
+                    f"create it (trusting {principal}) or pass {flag} with an existing role",
                 ) from None
             if deployed:
                 raise DeployError(
-                    f"the deployed {what} uses role {deployed}, which no longer exists: {TEMPLATE_HELP} {flag}"
+                    f"the deployed {what} uses role {deployed}, which no longer exists", f"{TEMPLATE_HELP} {flag}"
                 ) from None
             raise DeployError(
-                f"no {what} role: none given and no IAM role named {convention!r} in account {ident.account}; "
-                f"{TEMPLATE_HELP} {flag} ARN (a role {principal} can assume)"
+                f"no {what} role: none given and no IAM role named {convention!r} in account {ident.account}",
+                f"{TEMPLATE_HELP} {flag} ARN (a role {principal} can assume)",
             ) from None
         if code in ("AccessDenied", "AccessDeniedException") and (given or deployed):
             notes.append(f"could not check the {what} role {candidate} (no iam:GetRole permission); using it as given")
@@ -262,8 +272,8 @@ def resolve_role(
         if code in ("AccessDenied", "AccessDeniedException"):
             raise DeployError(
                 f"no {what} role given and the convention role {convention!r} cannot be looked up "
-                "(no iam:GetRole permission): "
-                f"pass {flag}"
+                "(no iam:GetRole permission)",
+                f"pass {flag}",
             ) from None
         raise
     if _trusts(role, principal) is False:
@@ -272,21 +282,13 @@ def resolve_role(
 
 
 # -- schedule ---------------------------------------------------------------------
-def translate(dag: Any) -> Any:
-    """The DAG's ScheduleSpec (None: no schedule). ``ScheduleError`` becomes a DeployError."""
-    try:
-        from exporters.schedule import ScheduleError, translate_schedule
-    except ImportError as err:  # pragma: no cover - depends on the checkout
-        raise DeployError(
-            f"schedule translation is unavailable ({err}); pass --no-schedule to deploy only the state machine"
-        ) from None
+def schedule_spec(dag: Any) -> ScheduleSpec | None:
+    """The DAG's schedule as an EventBridge Scheduler spec (None: no schedule); ``DeployError`` when impossible."""
     try:
         return translate_schedule(dag)
     except ScheduleError as err:
-        raise DeployError(
-            f"cannot translate the schedule of DAG {dag.dag_id!r} to EventBridge Scheduler: {err}\n"
-            "  change the DAG's schedule, or pass --no-schedule and trigger it yourself"
-        ) from None
+        no_schedule = "pass --no-schedule to deploy only the state machine and trigger it yourself"
+        raise DeployError(err.reason, f"{err.fix}, or {no_schedule}" if err.fix else no_schedule) from None
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -376,28 +378,284 @@ def _targets(schedule: dict[str, Any], target: Target) -> bool:
     return arn == target.arn or arn.startswith(target.arn + ":")
 
 
-# -- deploy -----------------------------------------------------------------------
-@dataclass
+# -- deploy: the report -------------------------------------------------------------
+@dataclass(frozen=True)
+class StateMachineOutcome:
+    action: str  # created | updated | unchanged
+    changed: tuple[str, ...]  # what an update changed: "definition", "role"
+    version_arn: str  # the version the alias now routes to
+    tagged: bool  # our tags were added to a state machine that lacked them
+
+
+@dataclass(frozen=True)
+class AliasOutcome:
+    action: str  # created | moved | unchanged
+    previous_version_arn: str | None  # where a moved alias pointed before
+
+
+@dataclass(frozen=True)
+class ScheduleOutcome:
+    action: str  # created | updated | unchanged | deleted | none | skipped
+    name: str
+    expression: str = ""  # "cron(...) UTC": what the schedule runs on
+    changes: tuple[str, ...] = ()  # fields an update changed
+    state: str = "ENABLED"  # a paused (DISABLED) schedule stays paused
+
+
+@dataclass(frozen=True)
 class DeployReport:
+    """What ``deploy`` did, for the CLI (or any caller) to show; ``deploy`` itself prints nothing."""
+
     dag_id: str
+    state_machine_name: str
     state_machine_arn: str
     alias_arn: str
-    state_machine: str  # created | updated | unchanged
-    version_arn: str | None
-    alias: str  # created | moved | unchanged
-    schedule_name: str | None = None
-    schedule: str = "skipped"  # created | updated | unchanged | deleted | skipped | none
-    schedule_changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    tagged: bool = False  # tags added to an existing state machine
+    where: str  # "us-east-1, account 123456789012[, endpoint URL]"
+    export_warnings: tuple[str, ...]
+    state_machine: StateMachineOutcome
+    alias: AliasOutcome
+    schedule: ScheduleOutcome
+    notes: tuple[str, ...]
+
+    @property
+    def version_arn(self) -> str:
+        return self.state_machine.version_arn
 
     @property
     def changed(self) -> bool:
         return (
-            (self.state_machine, self.alias) != ("unchanged", "unchanged")
-            or self.schedule in ("created", "updated", "deleted")
-            or self.tagged
+            self.state_machine.action != "unchanged"
+            or self.state_machine.tagged
+            or self.alias.action != "unchanged"
+            or self.schedule.action in ("created", "updated", "deleted")
         )
+
+
+# -- deploy: the steps ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Export:
+    """Step 1's output: the validated export of the DAG and what deploying it needs, before any AWS call."""
+
+    dag_id: str
+    state_machine_name: str
+    definition: dict[str, Any]
+    text: str  # the definition as the exporter writes it
+    warnings: tuple[str, ...]
+    schedule: ScheduleSpec | None  # None: the DAG has no schedule, or schedules are not managed
+    manage_schedule: bool
+    payload: dict[str, Any]  # the params' defaults: the scheduled executions' input
+
+    @property
+    def version_description(self) -> str:
+        return f"Airflow DAG {self.dag_id}, definition sha256:{definition_hash(self.definition)[:16]}"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """Step 2's output: what exists in AWS for this state machine (after the ownership checks)."""
+
+    target: Target
+    state_machine: dict[str, Any] | None
+    schedule: dict[str, Any] | None  # ours (it starts this state machine); None when absent or not managed
+
+
+def export_for_deploy(dag: Any, *, name: str | None = None, with_schedule: bool = True) -> Export:
+    """Step 1, validate and export: everything that can fail without AWS, so a bad DAG changes nothing."""
+    from exporters.compiler import param_defaults  # the compiler imports Airflow: start/executions never need it
+
+    result = export_dag_object(dag)
+    problems = validate_definition(result.definition)
+    if problems:
+        raise DeployError(
+            f"the exported definition of DAG {dag.dag_id!r} is invalid:\n" + "\n".join(f"  - {p}" for p in problems),
+            "this is an exporter bug: report it with the DAG file",
+        )
+    return Export(
+        dag_id=dag.dag_id,
+        state_machine_name=check_name(name) if name else state_machine_name(dag.dag_id),
+        definition=result.definition,
+        text=result.to_json(),
+        warnings=tuple(result.warnings),
+        schedule=schedule_spec(dag) if with_schedule else None,
+        manage_schedule=with_schedule,
+        payload=param_defaults(dag),
+    )
+
+
+def inspect_deployed(clients: AwsClients, export: Export) -> Deployed:
+    """Step 2, look up what is deployed; refuse a state machine or schedule that belongs to something else."""
+    target = locate(clients, export.state_machine_name)
+    sfn = clients.sfn
+    current = _describe(sfn, target.arn)
+    if current is not None:
+        owner = _tags(sfn, target.arn).get(DAG_ID_TAG)
+        if owner is not None and owner != export.dag_id:
+            raise DeployError(
+                f"state machine {target.name!r} already exists for Airflow DAG {owner!r} (tag {DAG_ID_TAG})",
+                f"pass --name to deploy {export.dag_id!r} under another name",
+            )
+        if current.get("type", "STANDARD") != "STANDARD":
+            raise DeployError(
+                f"state machine {target.name!r} exists as type {current['type']}; exports need STANDARD",
+                "delete it or pass --name",
+            )
+    schedule = None
+    if export.manage_schedule:
+        schedule = _get_schedule(clients.scheduler, schedule_name(target.name))
+        if schedule is not None and not _targets(schedule, target):
+            if export.schedule is not None:
+                raise DeployError(
+                    f"schedule {schedule_name(target.name)!r} already exists "
+                    f"and starts {schedule.get('Target', {}).get('Arn')}",
+                    "pass --name to deploy under another name, or delete that schedule",
+                )
+            schedule = None  # someone else's: never touched
+    return Deployed(target, current, schedule)
+
+
+def resolve_roles(
+    clients: AwsClients,
+    export: Export,
+    deployed: Deployed,
+    *,
+    role_arn: str | None,
+    schedule_role_arn: str | None,
+    notes: list[str],
+) -> tuple[str, str | None]:
+    """Step 3, the roles: the state machine's, and the schedule's when there is a schedule to deploy."""
+    role = resolve_role(
+        clients,
+        given=role_arn,
+        deployed=(deployed.state_machine or {}).get("roleArn"),
+        convention=convention_role_name(export.state_machine_name, STATE_MACHINE_ROLE_SUFFIX),
+        flag="--role-arn",
+        principal=STATES_PRINCIPAL,
+        what="state machine",
+        notes=notes,
+    )
+    if export.schedule is None:
+        return role, None
+    schedule_role = resolve_role(
+        clients,
+        given=schedule_role_arn,
+        deployed=(deployed.schedule or {}).get("Target", {}).get("RoleArn"),
+        convention=convention_role_name(export.state_machine_name, SCHEDULE_ROLE_SUFFIX),
+        flag="--schedule-role-arn",
+        principal=SCHEDULER_PRINCIPAL,
+        what="schedule",
+        notes=notes,
+    )
+    return role, schedule_role
+
+
+def apply_state_machine(clients: AwsClients, export: Export, deployed: Deployed, role: str) -> StateMachineOutcome:
+    """Step 4, the state machine: create it, or update it in place when its definition or role differ.
+
+    A version is published only with a change; when nothing changed the version is the one ``live`` runs
+    (or, when ``live`` does not run the current revision, that revision published now).
+    """
+    sfn, target, current = clients.sfn, deployed.target, deployed.state_machine
+    if current is None:
+        answer = sfn.create_state_machine(
+            name=target.name,
+            definition=export.text,
+            roleArn=role,
+            type="STANDARD",
+            tags=[{"key": DAG_ID_TAG, "value": export.dag_id}, {"key": MANAGED_BY_TAG, "value": MANAGED_BY}],
+            publish=True,
+            versionDescription=export.version_description,
+        )
+        return StateMachineOutcome("created", (), _published(answer), tagged=False)
+    tagged = _ensure_tags(sfn, target.arn, export.dag_id)
+    changed = tuple(
+        what
+        for what, differs in (
+            ("definition", parse_definition(current["definition"]) != export.definition),
+            ("role", current.get("roleArn") != role),
+        )
+        if differs
+    )
+    if changed:
+        answer = sfn.update_state_machine(
+            stateMachineArn=target.arn,
+            definition=export.text,
+            roleArn=role,
+            publish=True,
+            versionDescription=export.version_description,
+        )
+        return StateMachineOutcome("updated", changed, _published(answer), tagged)
+    live_version = _single_version(_describe_alias(sfn, target.alias_arn))
+    live = _describe(sfn, live_version) if live_version else None
+    if live is not None and parse_definition(live["definition"]) == export.definition and live.get("roleArn") == role:
+        return StateMachineOutcome("unchanged", (), live_version, tagged)
+    # The current revision is right but ``live`` does not run it (first deploy interrupted, alias moved by
+    # hand): publish it. Idempotent: AWS returns the existing version when there is one.
+    request = {"stateMachineArn": target.arn, "description": export.version_description}
+    if current.get("revisionId"):
+        request["revisionId"] = current["revisionId"]
+    return StateMachineOutcome("unchanged", (), _published(sfn.publish_state_machine_version(**request)), tagged)
+
+
+def apply_alias(clients: AwsClients, export: Export, target: Target, version_arn: str) -> AliasOutcome:
+    """Step 5, the ``live`` alias: created, or moved to 100% of ``version_arn`` when it routes elsewhere."""
+    sfn = clients.sfn
+    alias = _describe_alias(sfn, target.alias_arn)
+    routing = [{"stateMachineVersionArn": version_arn, "weight": 100}]
+    if alias is None:
+        sfn.create_state_machine_alias(
+            name=ALIAS, routingConfiguration=routing, description=f"What runs for Airflow DAG {export.dag_id}"
+        )
+        return AliasOutcome("created", None)
+    live_version = _single_version(alias)
+    if live_version == version_arn:
+        return AliasOutcome("unchanged", None)
+    sfn.update_state_machine_alias(stateMachineAliasArn=target.alias_arn, routingConfiguration=routing)
+    return AliasOutcome("moved", live_version)
+
+
+def apply_schedule(
+    clients: AwsClients,
+    export: Export,
+    deployed: Deployed,
+    schedule_role: str | None,
+    *,
+    now: datetime,
+    notes: list[str],
+) -> ScheduleOutcome:
+    """Step 6, the EventBridge Scheduler schedule: created, updated when it differs, or deleted (no schedule)."""
+    name = schedule_name(deployed.target.name)
+    if not export.manage_schedule:
+        return ScheduleOutcome("skipped", name)
+    scheduler, existing = clients.scheduler, deployed.schedule
+    if export.schedule is None:
+        if existing is None:
+            return ScheduleOutcome("none", name)
+        scheduler.delete_schedule(Name=name, GroupName=SCHEDULE_GROUP)
+        return ScheduleOutcome("deleted", name)
+    desired = desired_schedule(
+        export.schedule,
+        name=name,
+        dag_id=export.dag_id,
+        alias_arn=deployed.target.alias_arn,
+        role_arn=schedule_role,
+        payload=export.payload,
+        now=now,
+    )
+    expression = " ".join(filter(None, (desired["ScheduleExpression"], desired.get("ScheduleExpressionTimezone"))))
+    notes.extend(f"schedule note: {caveat}" for caveat in getattr(export.schedule, "notes", ()) or ())
+    if existing is None:
+        scheduler.create_schedule(**desired, State="ENABLED")
+        return ScheduleOutcome("created", name, expression)
+    state = existing.get("State") or "ENABLED"
+    differences = schedule_differences(existing, desired, now)
+    if not differences:
+        return ScheduleOutcome("unchanged", name, expression, state=state)
+    request = dict(desired, State=state)
+    retry = (existing.get("Target") or {}).get("RetryPolicy")
+    if retry:
+        request["Target"] = dict(request["Target"], RetryPolicy=retry)
+    scheduler.update_schedule(**request)
+    return ScheduleOutcome("updated", name, expression, tuple(differences), state)
 
 
 def deploy(
@@ -410,231 +668,44 @@ def deploy(
     schedule_role_arn: str | None = None,
     with_schedule: bool = True,
     dag: Any = None,
-    say: Callable[[str], None] = print,
     now: datetime | None = None,
 ) -> DeployReport:
-    """Create or update the state machine, its ``live`` alias and its schedule. Raises ``DeployError``."""
-    from exporters.loader import load_dag, prepare_environment
+    """Create or update the state machine, its ``live`` alias and its schedule; return what was done.
 
-    prepare_environment()  # the exporter imports the project's operators (plugins/)
-    from exporters.api import export_dag_object
-    from exporters.compiler import param_defaults
-    from exporters.validate import validate_definition
-
-    now = now or datetime.now(UTC)
-    sm_name = check_name(name) if name else state_machine_name(dag_id)
-
-    # Everything that can fail without AWS first: nothing is changed on a bad DAG.
-    dag = dag if dag is not None else load_dag(dag_id, dags_folder)
-    result = export_dag_object(dag)
-    definition = result.definition
-    problems = validate_definition(definition)
-    if problems:
-        raise DeployError(
-            "the exported definition is invalid (an exporter bug, please report it):\n"
-            + "\n".join(f"  - {p}" for p in problems)
-        )
-    spec = translate(dag) if with_schedule else None
-    payload = param_defaults(dag)
-
-    target = locate(clients, sm_name)
-    sfn = clients.sfn
-    where = f"{clients.region}, account {clients.identity().account}" + (
-        f", endpoint {clients.endpoint_label}" if clients.endpoint_label else ""
+    Raises an ``ExporterError`` (``DeployError``, ``DagLoadError``, ``ExportError``, ``ScheduleError``)
+    before any change when the DAG, the names or the roles are wrong.
+    """
+    export = export_for_deploy(
+        dag if dag is not None else load_dag(dag_id, dags_folder), name=name, with_schedule=with_schedule
     )
-    say(f"Deploying DAG {dag_id!r} as state machine {sm_name!r} ({where})")
-    for warning in result.warnings:
-        say(f"  export warning: {warning}")
-
+    deployed = inspect_deployed(clients, export)
     notes: list[str] = []
-    current = _describe(sfn, target.arn)
-    if current is not None:
-        owner = _tags(sfn, target.arn).get(DAG_ID_TAG)
-        if owner is not None and owner != dag_id:
-            raise DeployError(
-                f"state machine {sm_name!r} already exists for Airflow DAG {owner!r} (tag {DAG_ID_TAG}): "
-                f"pass --name to deploy {dag_id!r} under another name"
-            )
-        if current.get("type", "STANDARD") != "STANDARD":
-            raise DeployError(
-                f"state machine {sm_name!r} exists as type {current['type']}; "
-                "exports need STANDARD: delete it or pass --name"
-            )
-    schedule_existing = _get_schedule(clients.scheduler, schedule_name(sm_name)) if with_schedule else None
-
-    role = resolve_role(
-        clients,
-        given=role_arn,
-        deployed=(current or {}).get("roleArn"),
-        convention=convention_role_name(sm_name, STATE_MACHINE_ROLE_SUFFIX),
-        flag="--role-arn",
-        principal=STATES_PRINCIPAL,
-        what="state machine",
-        notes=notes,
+    role, schedule_role = resolve_roles(
+        clients, export, deployed, role_arn=role_arn, schedule_role_arn=schedule_role_arn, notes=notes
     )
-    schedule_role = None
-    if spec is not None:
-        deployed_schedule_role = (
-            (schedule_existing or {}).get("Target", {}).get("RoleArn")
-            if schedule_existing and _targets(schedule_existing, target)
-            else None
-        )
-        schedule_role = resolve_role(
-            clients,
-            given=schedule_role_arn,
-            deployed=deployed_schedule_role,
-            convention=convention_role_name(sm_name, SCHEDULE_ROLE_SUFFIX),
-            flag="--schedule-role-arn",
-            principal=SCHEDULER_PRINCIPAL,
-            what="schedule",
-            notes=notes,
-        )
-    if schedule_existing is not None and not _targets(schedule_existing, target) and (spec is not None):
-        raise DeployError(
-            f"schedule {schedule_name(sm_name)!r} already exists "
-            f"and starts {schedule_existing.get('Target', {}).get('Arn')}: "
-            "pass --name to deploy under another name, or delete that schedule"
-        )
-
-    # -- state machine ----------------------------------------------------------
-    digest = definition_hash(definition)
-    version_description = f"Airflow DAG {dag_id}, definition sha256:{digest[:16]}"
-    text = result.to_json()
-    version_arn: str | None = None
-    if current is None:
-        answer = sfn.create_state_machine(
-            name=sm_name,
-            definition=text,
-            roleArn=role,
-            type="STANDARD",
-            tags=[{"key": DAG_ID_TAG, "value": dag_id}, {"key": MANAGED_BY_TAG, "value": MANAGED_BY}],
-            publish=True,
-            versionDescription=version_description,
-        )
-        version_arn = answer.get("stateMachineVersionArn")
-        sm_action = "created"
-    elif normalize(current["definition"]) != definition or current.get("roleArn") != role:
-        changed = [
-            what
-            for what, differs in (
-                ("definition", normalize(current["definition"]) != definition),
-                ("role", current.get("roleArn") != role),
-            )
-            if differs
-        ]
-        answer = sfn.update_state_machine(
-            stateMachineArn=target.arn,
-            definition=text,
-            roleArn=role,
-            publish=True,
-            versionDescription=version_description,
-        )
-        version_arn = answer.get("stateMachineVersionArn")
-        sm_action = f"updated ({', '.join(changed)})"
-    else:
-        sm_action = "unchanged"
-    tagged = current is not None and _ensure_tags(sfn, target.arn, dag_id)
-
-    # -- alias -------------------------------------------------------------------
-    alias = _describe_alias(sfn, target.alias_arn)
-    live_version = _single_version(alias)
-    if version_arn is None:
-        live = _describe(sfn, live_version) if live_version else None
-        if live is not None and normalize(live["definition"]) == definition and live.get("roleArn") == role:
-            version_arn = live_version
-        else:
-            # The current revision is right but ``live`` does not run it (first deploy interrupted,
-            # alias moved by hand): publish it. Idempotent: returns the existing version when there is one.
-            request = {"stateMachineArn": target.arn, "description": version_description}
-            if current and current.get("revisionId"):
-                request["revisionId"] = current["revisionId"]
-            version_arn = sfn.publish_state_machine_version(**request)["stateMachineVersionArn"]
-    if version_arn is None:  # pragma: no cover - AWS always returns it with publish=True
-        raise DeployError("AWS did not return the published version ARN; run deploy again")
-    routing = [{"stateMachineVersionArn": version_arn, "weight": 100}]
-    if alias is None:
-        sfn.create_state_machine_alias(
-            name=ALIAS, routingConfiguration=routing, description=f"What runs for Airflow DAG {dag_id}"
-        )
-        alias_action = "created"
-    elif live_version != version_arn:
-        sfn.update_state_machine_alias(stateMachineAliasArn=target.alias_arn, routingConfiguration=routing)
-        alias_action = f"moved from version {_version_number(live_version)}" if live_version else "moved"
-    else:
-        alias_action = "unchanged"
-
-    say(f"  state machine: {sm_action}, version {_version_number(version_arn)}  {target.arn}")
-    if tagged:
-        say(f"  tags added: {DAG_ID_TAG}={dag_id}, {MANAGED_BY_TAG}={MANAGED_BY}")
-    say(f"  alias {ALIAS} -> version {_version_number(version_arn)}: {alias_action}")
-
-    report = DeployReport(
+    state_machine = apply_state_machine(clients, export, deployed, role)
+    alias = apply_alias(clients, export, deployed.target, state_machine.version_arn)
+    schedule = apply_schedule(clients, export, deployed, schedule_role, now=now or datetime.now(UTC), notes=notes)
+    return DeployReport(
         dag_id=dag_id,
-        state_machine_arn=target.arn,
-        alias_arn=target.alias_arn,
-        state_machine=sm_action.split(" ")[0],
-        version_arn=version_arn,
-        alias=alias_action.split(" ")[0],
-        notes=notes,
-        tagged=tagged,
+        state_machine_name=export.state_machine_name,
+        state_machine_arn=deployed.target.arn,
+        alias_arn=deployed.target.alias_arn,
+        where=f"{clients.region}, account {clients.identity().account}"
+        + (f", endpoint {clients.endpoint_label}" if clients.endpoint_label else ""),
+        export_warnings=export.warnings,
+        state_machine=state_machine,
+        alias=alias,
+        schedule=schedule,
+        notes=tuple(notes),
     )
 
-    # -- schedule ----------------------------------------------------------------
-    sched_name = schedule_name(sm_name)
-    report.schedule_name = sched_name
-    scheduler = clients.scheduler if with_schedule else None
-    if not with_schedule:
-        report.schedule = "skipped"
-        say("  schedule: not touched (--no-schedule)")
-    elif spec is None:
-        if schedule_existing is not None and _targets(schedule_existing, target):
-            scheduler.delete_schedule(Name=sched_name, GroupName=SCHEDULE_GROUP)
-            report.schedule = "deleted"
-            say(f"  schedule {sched_name}: deleted (the DAG has no schedule)")
-        else:
-            report.schedule = "none"
-            say("  schedule: none (the DAG has no schedule; trigger with `python -m exporters start`)")
-    else:
-        desired = desired_schedule(
-            spec,
-            name=sched_name,
-            dag_id=dag_id,
-            alias_arn=target.alias_arn,
-            role_arn=schedule_role,
-            payload=payload,
-            now=now,
-        )
-        summary = (
-            " ".join(filter(None, (desired["ScheduleExpression"], desired.get("ScheduleExpressionTimezone"))))
-            + f" -> alias {ALIAS}"
-        )
-        for caveat in getattr(spec, "notes", ()) or ():
-            notes.append(f"schedule note: {caveat}")
-        if schedule_existing is None:
-            scheduler.create_schedule(**desired, State="ENABLED")
-            report.schedule = "created"
-            say(f"  schedule {sched_name}: created, {summary}")
-        else:
-            differences = schedule_differences(schedule_existing, desired, now)
-            state = schedule_existing.get("State") or "ENABLED"
-            if differences:
-                request = dict(desired, State=state)
-                retry = (schedule_existing.get("Target") or {}).get("RetryPolicy")
-                if retry:
-                    request["Target"] = dict(request["Target"], RetryPolicy=retry)
-                scheduler.update_schedule(**request)
-                report.schedule = "updated"
-                report.schedule_changes = differences
-                say(f"  schedule {sched_name}: updated ({', '.join(differences)}), {summary}")
-            else:
-                report.schedule = "unchanged"
-                say(f"  schedule {sched_name}: unchanged, {summary}")
-            if state != "ENABLED":
-                say(f"  note: schedule {sched_name} is {state} (paused); left as it is")
-    for note in notes:
-        say(f"  {note}")
-    say("Done." if report.changed else "Done: nothing to change.")
-    return report
+
+def _published(answer: dict[str, Any]) -> str:
+    version_arn = answer.get("stateMachineVersionArn")
+    if not version_arn:  # pragma: no cover - AWS always returns it with publish=True
+        raise DeployError("AWS did not return the published version ARN", "run deploy again")
+    return version_arn
 
 
 def _ensure_tags(sfn: Any, arn: str, dag_id: str) -> bool:
@@ -660,7 +731,8 @@ def start(
         arn = target.arn
     else:
         raise NotDeployed(
-            f"state machine {name!r} is not deployed in {clients.region}: run `python -m exporters deploy DAG_ID` first"
+            f"state machine {name!r} is not deployed in {clients.region}",
+            "run `python -m exporters deploy DAG_ID` first",
         )
     request = {"stateMachineArn": arn, "input": json.dumps(payload if payload is not None else {})}
     if execution_name:
@@ -674,7 +746,8 @@ def executions(clients: AwsClients, name: str, limit: int = 20) -> list[dict[str
     sfn = clients.sfn
     if _describe(sfn, target.arn) is None:
         raise NotDeployed(
-            f"state machine {name!r} is not deployed in {clients.region}: run `python -m exporters deploy DAG_ID` first"
+            f"state machine {name!r} is not deployed in {clients.region}",
+            "run `python -m exporters deploy DAG_ID` first",
         )
     found: list[dict[str, Any]] = []
     token = None
@@ -700,7 +773,7 @@ def format_executions(items: list[dict[str, Any]]) -> str:
     for e in items:
         version = e.get("stateMachineAliasArn", "").rsplit(":", 1)[-1] if e.get("stateMachineAliasArn") else ""
         if e.get("stateMachineVersionArn"):
-            number = _version_number(e["stateMachineVersionArn"])
+            number = version_number(e["stateMachineVersionArn"])
             version = f"{version} v{number}".strip() if version else f"v{number}"
         rows.append(
             (
@@ -715,32 +788,42 @@ def format_executions(items: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DiffResult:
     code: int  # NO_DRIFT | DRIFT
-    text: str
-    deployed_label: str
+    text: str  # unified diff of pretty, key-sorted JSON; empty without drift
+    deployed_label: str  # which deployed definition was compared: "name (alias live = version 3)"
 
 
-def diff(
-    clients: AwsClients, dag_id: str, *, name: str | None = None, dags_folder: str | Path | None = None, dag: Any = None
-) -> DiffResult:
-    """Unified diff (pretty, key-sorted JSON) of the deployed definition against a fresh export."""
-    from exporters.loader import load_dag, prepare_environment
-
-    sm_name = check_name(name) if name else state_machine_name(dag_id)
-    _, deployed, label = deployed_definition(clients, sm_name)  # NotDeployed before the slower DAG load
-    prepare_environment()
-    from exporters.api import export_dag_object
-
-    dag = dag if dag is not None else load_dag(dag_id, dags_folder)
-    fresh = export_dag_object(dag).definition
-    if normalize(deployed["definition"]) == fresh:
+def diff_definitions(deployed: str | dict[str, Any], fresh: dict[str, Any], *, label: str, dag_id: str) -> DiffResult:
+    """Compare a deployed definition (as AWS returns it) with a fresh export."""
+    if parse_definition(deployed) == fresh:
         return DiffResult(NO_DRIFT, "", label)
     lines = difflib.unified_diff(
-        pretty(deployed["definition"]).splitlines(keepends=True),
+        pretty(deployed).splitlines(keepends=True),
         pretty(fresh).splitlines(keepends=True),
         fromfile=f"deployed: {label}",
         tofile=f"export: DAG {dag_id}",
     )
     return DiffResult(DRIFT, "".join(lines), label)
+
+
+def diff(
+    clients: AwsClients,
+    dag_id: str,
+    *,
+    name: str | None = None,
+    dags_folder: str | Path | None = None,
+    dag: Any = None,
+    definition: dict[str, Any] | None = None,
+) -> DiffResult:
+    """The deployed definition (``live``'s version, else the current revision) against a fresh export.
+
+    ``definition``: an export already made (the UI has one); else ``dag`` or the DAG loaded from
+    ``dags_folder`` is exported. Raises ``NotDeployed`` before loading anything when nothing is deployed.
+    """
+    sm_name = check_name(name) if name else state_machine_name(dag_id)
+    _, deployed, label = deployed_definition(clients, sm_name)
+    if definition is None:
+        definition = export_dag_object(dag if dag is not None else load_dag(dag_id, dags_folder)).definition
+    return diff_definitions(deployed["definition"], definition, label=label, dag_id=dag_id)

@@ -36,6 +36,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporters.errors import ExporterError
+
 __all__ = [
     "ScheduleError",
     "ScheduleSpec",
@@ -85,16 +87,13 @@ UNSUPPORTED_TIMETABLES = {
 }
 
 
-class ScheduleError(ValueError):
-    """The DAG's schedule has no exact EventBridge equivalent."""
+class ScheduleError(ExporterError, ValueError):
+    """The DAG's schedule has no exact EventBridge equivalent (``fix``: what to use instead)."""
 
     def __init__(self, dag_id: str, schedule: str, reason: str, fix: str = ""):
         self.dag_id = dag_id
         self.schedule = schedule
-        self.reason = reason
-        self.fix = fix
-        text = f"DAG {dag_id!r}: schedule {schedule} cannot be exported to EventBridge: {reason}"
-        super().__init__(f"{text} -> {fix}" if fix else text)
+        super().__init__(f"DAG {dag_id!r}: schedule {schedule} cannot be exported to EventBridge: {reason}", fix)
 
 
 # ---------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """Compare a fresh export with the state machine deployed in AWS, through the DAG's AWS connection.
 
 Uses ``exporters.deploy.diff`` (the ``python -m exporters diff`` logic: the definition the
-``live`` alias runs, else the current revision, against a fresh export) with boto3 clients made
+``live`` alias runs, else the current revision, against the view's export) with boto3 clients made
 from the Airflow connection by the Amazon provider's hooks (``StepFunctionHook`` and STS), so
-the region, credentials and endpoint are the connection's. When ``exporters.deploy`` is not
-in the checkout, the deployed definition is read with ``describe_state_machine`` directly.
+the region, credentials and endpoint are the connection's.
 
 Never a hang: 3 s to connect, 3 s to read, a single attempt per call, and the whole comparison
 bounded by ``DEADLINE_SECONDS``; the answer is kept ``CACHE_SECONDS`` so reloading the page does
@@ -15,13 +14,14 @@ error has the connection's login, password and extra values replaced by ``***``.
 from __future__ import annotations
 
 import concurrent.futures
-import difflib
-import json
 import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from exporters import deploy
+from exporters.aws_clients import AwsClients
 
 log = logging.getLogger(__name__)
 
@@ -171,15 +171,10 @@ def _compare(view: Any, conn_id: str) -> Deployed:
 
 
 def _diff(view: Any, sfn: Any, sts: Any, region: str | None, conn_id: str) -> Deployed:
-    try:
-        from exporters import deploy
-        from exporters.aws_clients import AwsClients
-    except ImportError:
-        return _describe_directly(view, sfn, sts, region, conn_id)
     clients = AwsClients(region=region, overrides={"stepfunctions": sfn, "sts": sts})
     name = deploy.state_machine_name(view.dag_id)
     try:
-        result = deploy.diff(clients, view.dag_id, dag=view.dag)
+        result = deploy.diff(clients, view.dag_id, definition=view.definition)
     except deploy.NotDeployed:
         return Deployed(
             "not-deployed",
@@ -204,49 +199,6 @@ def _diff(view: Any, sfn: Any, sts: Any, region: str | None, conn_id: str) -> De
         region=region,
         deployed=result.deployed_label,
         diff=result.text,
-    )
-
-
-def _describe_directly(view: Any, sfn: Any, sts: Any, region: str | None, conn_id: str) -> Deployed:
-    """Without ``exporters.deploy``: the state machine named after the DAG, its current revision."""
-    identity = sts.get_caller_identity()
-    partition = identity["Arn"].split(":")[1] if identity.get("Arn", "").startswith("arn:") else "aws"
-    arn = f"arn:{partition}:states:{region}:{identity['Account']}:stateMachine:{view.dag_id}"
-    try:
-        deployed = sfn.describe_state_machine(stateMachineArn=arn)
-    except Exception as err:  # noqa: BLE001
-        if getattr(err, "response", {}).get("Error", {}).get("Code") == "StateMachineDoesNotExist":
-            return Deployed(
-                "not-deployed",
-                f"Not deployed: there is no state machine {view.dag_id!r} in {region}.",
-                conn_id=conn_id,
-                region=region,
-            )
-        raise
-    label = f"{view.dag_id} (current revision)"
-    have = json.loads(deployed["definition"])
-    if have == view.definition:
-        return Deployed(
-            "in-sync",
-            f"In sync: the deployed definition ({label}) equals this export.",
-            conn_id=conn_id,
-            region=region,
-            deployed=label,
-        )
-
-    def pretty(d: Any) -> list[str]:
-        return (json.dumps(d, indent=2, sort_keys=True) + "\n").splitlines(keepends=True)
-
-    text = "".join(
-        difflib.unified_diff(pretty(have), pretty(view.definition), f"deployed: {label}", f"export: DAG {view.dag_id}")
-    )
-    return Deployed(
-        "drift",
-        f"Drift: the deployed definition ({label}) differs from this export.",
-        conn_id=conn_id,
-        region=region,
-        deployed=label,
-        diff=text,
     )
 
 

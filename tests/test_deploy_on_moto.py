@@ -19,13 +19,8 @@ one call; every other call still goes to moto):
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
 import logging
-import sys
-import types
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,57 +29,15 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from exporters import cli_deploy
 from exporters import deploy as dep
+from exporters import schedule as schedule_module
+from exporters.__main__ import main
 from exporters.aws_clients import AwsClients
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "model_retraining"
 REGION = "us-east-1"
 SECRET = "s3cr3t-from-an-airflow-connection"
-
-
-# -- exporters.schedule, or a minimal stand-in while it does not exist yet ------------------
-@dataclass
-class _Spec:
-    expression: str
-    timezone: str | None = "UTC"
-    start_date: Any = None
-    end_date: Any = None
-
-
-class _ScheduleError(ValueError):
-    pass
-
-
-def _fallback_translate_schedule(dag: Any, *, allow_unsupported: bool = False) -> _Spec | None:
-    """Five-field cron only: ``m h dom mon dow`` -> ``cron(m h dom mon dow *)`` with ``?`` where Scheduler needs it."""
-    schedule = getattr(dag, "schedule", None)
-    if schedule is None:
-        return None
-    fields = schedule.split() if isinstance(schedule, str) else []
-    if len(fields) != 5:
-        raise _ScheduleError(f"unsupported schedule {schedule!r}")
-    minute, hour, dom, month, dow = fields
-    if dom != "*" and dow != "*":
-        raise _ScheduleError(f"{schedule!r}: cron fires when either day field matches; EventBridge cannot express that")
-    if dow == "*":
-        dow = "?"
-    elif dom == "*":
-        dom = "?"
-    return _Spec(f"cron({minute} {hour} {dom} {month} {dow} *)", str(dag.timezone), dag.start_date, dag.end_date)
-
-
-@pytest.fixture(autouse=True)
-def schedule_module(monkeypatch):
-    """The real ``exporters.schedule`` when present, else the stand-in above (only inside these tests)."""
-    if importlib.util.find_spec("exporters.schedule") is None:
-        module = types.ModuleType("exporters.schedule")
-        module.ScheduleSpec = _Spec
-        module.ScheduleError = _ScheduleError
-        module.translate_schedule = _fallback_translate_schedule
-        monkeypatch.setitem(sys.modules, "exporters.schedule", module)
-    return sys.modules.get("exporters.schedule") or importlib.import_module("exporters.schedule")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -101,12 +54,10 @@ def quiet_logs():
 
 
 def cli(capsys, *argv: str, clients: AwsClients | None = None) -> tuple[int, str, str]:
-    """Parse like ``python -m exporters`` would (a tiny parser with our subcommands) and run."""
-    parser = argparse.ArgumentParser(prog="python -m exporters")
-    cli_deploy.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    """Run ``python -m exporters ARGV`` in-process (its ``main``), optionally on given AWS clients."""
     capsys.readouterr()
     try:
-        code = cli_deploy.run(parser.parse_args(list(argv)), clients=clients)
+        code = main(list(argv), clients=clients)
     except SystemExit as exit:  # argparse usage errors
         code = exit.code
     out, err = capsys.readouterr()
@@ -223,7 +174,7 @@ MUTATIONS = {
 
 
 # -- deploy -----------------------------------------------------------------------------------
-def test_deploy_creates_state_machine_live_alias_and_schedule(aws, capsys, deploy_args, roles, schedule_module):
+def test_deploy_creates_state_machine_live_alias_and_schedule(aws, capsys, deploy_args, roles):
     code, out, err = cli(capsys, "deploy", DAG_ID, *deploy_args)
     assert code == 0, err
     arn, alias_arn = arns(aws)
@@ -404,9 +355,7 @@ def test_a_paused_schedule_stays_paused(aws, capsys, deploy_args, tmp_path):
     assert scheduler.get_schedule(Name=DAG_ID)["State"] == "DISABLED"
 
 
-def test_rate_schedule_and_its_redeploy(aws, capsys, deploy_args, tmp_path, schedule_module):
-    if schedule_module.translate_schedule is _fallback_translate_schedule:
-        pytest.skip("needs exporters.schedule (the stand-in knows cron only)")
+def test_rate_schedule_and_its_redeploy(aws, capsys, deploy_args, tmp_path):
     hourly = changed_dags(tmp_path, 'schedule="0 * * * *"', "schedule=timedelta(hours=1)")
     code, out, err = cli(capsys, "deploy", DAG_ID, *deploy_args, "--dags-folder", str(hourly))
     assert code == 0, err
@@ -420,7 +369,7 @@ def test_rate_schedule_and_its_redeploy(aws, capsys, deploy_args, tmp_path, sche
 def test_untranslatable_schedule_deploys_nothing(aws, capsys, deploy_args, tmp_path):
     both_days = changed_dags(tmp_path, 'schedule="0 * * * *"', 'schedule="0 0 1 * 1"')
     code, _, err = cli(capsys, "deploy", DAG_ID, *deploy_args, "--dags-folder", str(both_days))
-    _assert_clean(code, err, "cannot translate the schedule", "--no-schedule")
+    _assert_clean(code, err, "cannot be exported to EventBridge", "fix:", "--no-schedule")
     assert aws.client("stepfunctions").list_state_machines()["stateMachines"] == []
 
 
@@ -696,3 +645,27 @@ def test_names_are_valid_and_do_not_collide():
     assert len(dep.schedule_name("y" * 80)) <= 64 and dep.schedule_name("y" * 80) != dep.schedule_name("y" * 79 + "z")
     assert len(dep.convention_role_name("z" * 80, dep.SCHEDULE_ROLE_SUFFIX)) <= 64
     assert dep.convention_role_name(DAG_ID, dep.STATE_MACHINE_ROLE_SUFFIX) == f"{DAG_ID}-sfn-role"
+
+
+# -- the Python API ---------------------------------------------------------------------------
+def test_deploy_returns_a_typed_report_and_prints_nothing(aws, capsys, roles, tmp_path):
+    clients = AwsClients(endpoint_url=aws.endpoint_url)
+    options = {"clients": clients, "role_arn": roles["sfn"], "schedule_role_arn": roles["scheduler"]}
+    arn, alias_arn = arns(aws)
+    capsys.readouterr()
+    report = dep.deploy(DAG_ID, dags_folder=ROOT / "dags", **options)
+    assert capsys.readouterr().out == ""
+    assert report.state_machine == dep.StateMachineOutcome("created", (), f"{arn}:1", tagged=False)
+    assert report.alias == dep.AliasOutcome("created", None)
+    assert (report.schedule.action, report.schedule.name) == ("created", DAG_ID)
+    assert (report.state_machine_arn, report.alias_arn, report.changed) == (arn, alias_arn, True)
+    assert any("max_active_runs" in warning for warning in report.export_warnings)
+
+    changed_folder = changed_dags(tmp_path, THRESHOLD_0_10, THRESHOLD_0_25)
+    changed = dep.deploy(DAG_ID, dag=load(changed_folder), **options)
+    assert changed.state_machine == dep.StateMachineOutcome("updated", ("definition",), f"{arn}:2", tagged=False)
+    assert changed.alias == dep.AliasOutcome("moved", f"{arn}:1")
+    assert changed.schedule.action == "updated" and changed.schedule.changes == ("Target.Input",)
+    again = dep.deploy(DAG_ID, dags_folder=changed_folder, **options)
+    assert not again.changed and again.alias.action == "unchanged" and again.schedule.action == "unchanged"
+    assert capsys.readouterr().out == ""

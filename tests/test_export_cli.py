@@ -199,6 +199,40 @@ def test_validate_non_json_and_missing_files(broken_files, tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# errors: one message with its reason and fix, exit 1, never a traceback
+# ---------------------------------------------------------------------------
+def test_an_error_is_printed_once_with_reason_and_fix(tmp_path):
+    source = (ROOT / "dags" / "model_retraining.py").read_text()
+    assert 'schedule="0 * * * *"' in source
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    # cron fires when EITHER day field matches; EventBridge cannot say that.
+    (dags / "model_retraining.py").write_text(source.replace('schedule="0 * * * *"', 'schedule="0 6 1 * MON"'))
+    result = run("export", "model_retraining", "--dags-folder", str(dags), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: DAG 'model_retraining': schedule '0 6 1 * MON'"), lines
+    assert "cannot be exported to EventBridge" in lines[0], lines
+    assert lines[-1].startswith("  fix: "), lines
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_exception_base_carries_reason_and_fix():
+    from exporters.aws_clients import AwsCommandError
+    from exporters.deploy import DeployError, NotDeployed
+    from exporters.errors import DagLoadError, ExporterError, ExportError, Problem
+    from exporters.schedule import ScheduleError
+
+    for cls in (ExportError, DagLoadError, ScheduleError, AwsCommandError, DeployError, NotDeployed):
+        assert issubclass(cls, ExporterError), cls
+    err = DeployError("state machine 'x' is not deployed", "run deploy first")
+    assert (err.reason, err.fix) == ("state machine 'x' is not deployed", "run deploy first")
+    assert str(err) == "state machine 'x' is not deployed\n  fix: run deploy first"
+    problem = Problem("train", "no converter", "register one")
+    assert str(ExportError("d", [problem])).endswith("- task 'train': no converter -> register one")
+
+
+# ---------------------------------------------------------------------------
 # the Python API: same verbs, plain data
 # ---------------------------------------------------------------------------
 API_SCRIPT = r"""
