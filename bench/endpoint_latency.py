@@ -1,6 +1,7 @@
-"""Local endpoint: latency and throughput under 8 concurrent clients, and failed requests across 10 model swaps.
+"""Local endpoint: latency and throughput under 8 concurrent clients, failed requests across 10 model swaps,
+and one-row and /ping latency while other clients send maximum-size batches (mixed load).
 
-    .venv/bin/python bench/endpoint_latency.py [--seconds 10] [--clients 8]
+    .venv/bin/python bench/endpoint_latency.py [--seconds 10] [--clients 8] [--big-clients 2] [--small-clients 4]
 
 Starts the real local backend (a separate process), deploys an XGBoost model
 with the churn dataset's 67 features, then drives single-row text/csv requests
@@ -138,6 +139,81 @@ def run_wrk(server: LocalBackend, endpoint: str, row: str, connections: int, sec
     return ms("50%"), ms("99%"), float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), requests, errors
 
 
+def max_size_batch(sample) -> bytes:
+    """As many rows as one request may carry: under both the 6 MB body limit and the row limit."""
+    from localaws.serving import MAX_BODY_BYTES, MAX_ROWS
+
+    lines: list[bytes] = []
+    size = 0
+    i = 0
+    while len(lines) < MAX_ROWS:
+        line = (",".join(f"{v:.7f}" for v in sample[i % len(sample)]) + "\n").encode()
+        if size + len(line) > MAX_BODY_BYTES:
+            break
+        lines.append(line)
+        size += len(line)
+        i += 1
+    return b"".join(lines)
+
+
+def mixed(
+    server: LocalBackend,
+    endpoint: str,
+    rows: list[bytes],
+    big: bytes,
+    small_clients: int,
+    big_clients: int,
+    seconds: float,
+):
+    """One-row clients and a /ping client, with ``big_clients`` sending ``big`` meanwhile: latencies per kind."""
+    results: dict[str, list[float]] = {"row": [], "ping": [], "big": []}
+    failures = {"row": 0, "ping": 0, "big": 0}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(kind: str, slot: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        path = "/ping" if kind == "ping" else f"/endpoints/{endpoint}/invocations"
+        mine: list[float] = []
+        bad = 0
+        i = slot
+        while not stop.is_set():
+            body = big if kind == "big" else rows[i % len(rows)]
+            i += 1
+            started = time.perf_counter()
+            try:
+                if kind == "ping":
+                    conn.request("GET", path)
+                else:
+                    conn.request("POST", path, body=body, headers={"Content-Type": "text/csv"})
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            mine.append(time.perf_counter() - started)
+            bad += not ok
+            if kind == "ping":
+                time.sleep(0.005)  # a health check polls; it does not saturate
+        conn.close()
+        with lock:
+            results[kind] += mine
+            failures[kind] += bad
+
+    threads = [threading.Thread(target=client, args=("row", i)) for i in range(small_clients)]
+    threads.append(threading.Thread(target=client, args=("ping", 0)))
+    threads += [threading.Thread(target=client, args=("big", i)) for i in range(big_clients)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return {kind: sorted(values) for kind, values in results.items()}, failures
+
+
 def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
@@ -147,6 +223,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--swaps", type=int, default=10)
+    parser.add_argument("--big-clients", type=int, default=2, help="mixed load: clients sending maximum-size batches")
+    parser.add_argument("--small-clients", type=int, default=4, help="mixed load: clients sending one row")
     args = parser.parse_args()
 
     import numpy as np
@@ -185,6 +263,11 @@ def main() -> int:
 
             swap_latencies, swap_failed, swap_elapsed = load(server, "bench", rows, args.clients, 0, during=swaps)
             wrk = run_wrk(server, "bench", rows[0].decode(), args.clients, args.seconds)
+            big = max_size_batch(sample)
+            unloaded, unloaded_failed = mixed(server, "bench", rows, big, args.small_clients, 0, args.seconds)
+            loaded, loaded_failed = mixed(
+                server, "bench", rows, big, args.small_clients, args.big_clients, args.seconds
+            )
         finally:
             server.stop()
 
@@ -210,8 +293,31 @@ def main() -> int:
         )
     else:
         print("(install wrk, e.g. apt-get install wrk, for a C client that leaves the cores to the server)")
+    big_rows = big.count(b"\n")
     print(
-        "\ntargets: p50 <= 5 ms, >= 500 req/s, 0 failed requests during swaps; "
+        f"\nmixed load: {args.small_clients} one-row clients + a /ping poller, "
+        f"then with {args.big_clients} clients sending {big_rows}-row batches ({len(big) / 1e6:.1f} MB)"
+    )
+    print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'failed':>7} {'p50 vs unloaded':>16}")
+    for kind, label in (("row", "one row"), ("ping", "/ping")):
+        base = percentile(unloaded[kind], 0.5)
+        for name, figures, failed in (
+            ("unloaded", unloaded, unloaded_failed),
+            (f"with {args.big_clients} max-size clients", loaded, loaded_failed),
+        ):
+            p50 = percentile(figures[kind], 0.5)
+            print(
+                f"{f'{label}, {name}':<44} {p50 * ms:8.2f} {percentile(figures[kind], 0.99) * ms:8.2f} "
+                f"{len(figures[kind]):9d} {failed[kind]:7d} {p50 / base:15.2f}x"
+            )
+    if loaded["big"]:
+        print(
+            f"{f'max-size batch ({big_rows} rows)':<44} {percentile(loaded['big'], 0.5) * ms:8.1f} "
+            f"{percentile(loaded['big'], 0.99) * ms:8.1f} {len(loaded['big']):9d} {loaded_failed['big']:7d}"
+        )
+    print(
+        "\ntargets: p50 <= 5 ms, >= 500 req/s, 0 failed requests during swaps; mixed load: one-row and /ping "
+        "p50 within 2x of unloaded; "
         f"machine: {__import__('os').cpu_count()} cores"
     )
     _ = np  # numpy is xgboost's input type

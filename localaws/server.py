@@ -54,6 +54,7 @@ from localaws.paths import (
 from localaws.serving import (
     MAX_BODY_BYTES,
     BadRequest,
+    CsvParsers,
     EndpointRegistry,
     ModelLoadError,
     load_model,
@@ -213,6 +214,7 @@ class Backend:
         self.python = python
         self.endpoints = EndpointRegistry()
         self.workers = Workers()
+        self.parsers = CsvParsers()
 
     # -- startup -------------------------------------------------------------
     def recover(self) -> None:
@@ -279,6 +281,7 @@ class Backend:
 
     def shutdown(self) -> None:
         self.workers.terminate_all()
+        self.parsers.shutdown()
 
     # -- Glue ------------------------------------------------------------------
     def glue_start_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -872,7 +875,7 @@ def create_app(backend: Backend, port: int):
             )
         try:
             # Parsing and predicting off the event loop: /ping and small requests go on meanwhile.
-            result = await run_in_threadpool(model.predict_csv, body)
+            result = await run_in_threadpool(model.predict_csv, body, backend.parsers)
         except BadRequest as err:
             return await send_json(send, err.status, {"message": str(err)})
         headers = [(b"content-type", b"text/csv"), (b"x-model-name", model.model_name.encode())]
@@ -1035,6 +1038,7 @@ def serve(port: int = DEFAULT_PORT) -> int:
         LOG.warning("stopped %d worker process(es) left by a previous backend", len(reaped))
     backend = Backend(Store(db_path()))
     backend.recover()
+    backend.parsers.warm_up()
     config = uvicorn.Config(create_app(backend, port), log_level="warning", access_log=False, lifespan="on")
     try:
         uvicorn.Server(config).run(sockets=[listener])

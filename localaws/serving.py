@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ import tempfile
 import threading
 import warnings
 import zlib
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,6 +30,8 @@ MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker runtime's payload limit
 MAX_ROWS = 10_000
 DEFAULT_MAX_MODEL_BYTES = 512 * 1024 * 1024  # an extracted model archive; RETRAINING_LOCAL_MAX_MODEL_BYTES overrides
 MAX_MODEL_MEMBERS = 100
+PROCESS_PARSE_BYTES = 64 * 1024  # bodies from this size on are parsed in a worker process
+PARSER_NICENESS = 10
 
 
 class BadRequest(ValueError):
@@ -54,12 +59,58 @@ class LoadedModel:
     booster: Any
     num_features: int
 
-    def predict_csv(self, body: bytes) -> bytes:
+    def predict_csv(self, body: bytes, parsers: CsvParsers | None = None) -> bytes:
         import numpy as np  # lazy, as every numpy/xgboost import here: loaded once a model is served
 
-        rows = parse_csv(body, self.num_features)
-        predictions = self.booster.inplace_predict(rows)
+        rows = parsers.parse(body, self.num_features) if parsers else parse_csv(body, self.num_features)
+        predictions = self.booster.inplace_predict(rows)  # xgboost releases the GIL while it predicts
         return ("\n".join(f"{float(p):.6g}" for p in np.ravel(predictions)) + "\n").encode()
+
+
+class CsvParsers:
+    """Large bodies are parsed in worker processes, small ones in the calling thread.
+
+    Parsing holds the GIL for the whole body (numpy's reader never lets go of it), so a 6 MB
+    batch parsed in a thread would stall the event loop, ``/ping`` and every small request with
+    it for hundreds of milliseconds. In another process it costs the server nothing but the copy.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def parse(self, body: bytes, num_features: int):
+        if len(body) < PROCESS_PARSE_BYTES:
+            return parse_csv(body, num_features)
+        try:
+            return self._executor().submit(parse_csv, body, num_features).result()
+        except BrokenProcessPool:  # a parser process died (killed, out of memory): start afresh
+            with self._lock:
+                self._pool = None
+            return parse_csv(body, num_features)
+
+    def warm_up(self) -> None:
+        self._executor().submit(parse_csv, b"0", 1)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn: forking a process that runs threads could copy a held lock into the child.
+                # Niced: bulk parsing yields the cores to the event loop and to small requests.
+                self._pool = ProcessPoolExecutor(
+                    self._workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=os.nice,
+                    initargs=(PARSER_NICENESS,),
+                )
+            return self._pool
 
 
 # A number as float() reads it, restricted to ASCII: no "1_000", no non-ASCII digits, no words.

@@ -150,3 +150,29 @@ def test_state_survives_a_server_restart(server, endpoint, tmp_path_factory):
     assert answer["EndpointConfigName"] == config
     status, _, headers = server.invoke(endpoint, ROW)
     assert status == 200 and headers["x-model-name"] == config
+
+
+def test_a_large_batch_is_parsed_off_the_server_process_with_the_same_answers_and_errors(server, endpoint):
+    """Bodies from 64 KB on go to the parser processes: the same predictions, the same row/column errors."""
+    import numpy as np
+
+    rows = np.random.default_rng(7).normal(size=(3000, FEATURES))
+    lines = [",".join(f"{v:.6f}" for v in row) for row in rows]
+    body = "\n".join(lines).encode()
+    assert len(body) > 64 * 1024
+    status, answer, headers = server.invoke(endpoint, body)
+    assert status == 200, answer
+    predictions = answer.decode().split()
+    assert len(predictions) == len(lines)
+    model = headers["x-model-name"]
+    for index in (0, 1234, 2999):
+        single_status, single, single_headers = server.invoke(endpoint, lines[index].encode())
+        assert single_status == 200 and single_headers["x-model-name"] == model
+        assert single.decode().strip() == predictions[index]
+    broken = lines[:]
+    broken[1499] = broken[1499].replace(",", ",1_0,", 1).rsplit(",", 1)[0]
+    status, answer, _ = server.invoke(endpoint, "\n".join(broken).encode())
+    assert status == 400 and "row 1500, column 2: '1_0' is not a number" in answer.decode()
+    too_many = "\n".join(lines * 4).encode()
+    status, answer, _ = server.invoke(endpoint, too_many)
+    assert status == 413 and "more than 10000 rows" in answer.decode()
