@@ -18,6 +18,7 @@ from airflow.sdk import DAG, Param
 
 from retraining import (
     DEFAULT_XGBOOST_HYPERPARAMETERS,
+    GLUE_JOB_NAME_PATTERN,
     FailRunOperator,
     Format,
     GlueJobRunOperator,
@@ -36,13 +37,30 @@ from retraining import (
 
 # 1-30 chars so prefix + per-run suffix stays a valid 63-char SageMaker name in Airflow and Step Functions.
 NAME_PREFIX_SCHEMA = {"type": "string", "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,29}$", "maxLength": 30}
-S3_URI_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
-S3_PREFIX_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.*/)?$"
+# S3 URIs that cannot name anything outside their bucket and prefix: a bucket name by AWS's rules
+# (3-63 of [a-z0-9.-], letter or digit at both ends, no "..", not an IP address, no reserved prefix
+# or suffix), then key segments that are never empty (no "//"), never "." or "..", and hold no
+# character an IAM policy or a path would read specially ("*", "?", "\\", "%", spaces).
+S3_BUCKET_PATTERN = (
+    "(?=[a-z0-9.-]{3,63}(?:/|$))"
+    "(?!xn--|sthree-|amzn-s3-demo-|[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(?:/|$))"
+    "(?![a-z0-9.-]*(?:-s3alias|--ol-s3|[.]mrap|--x-s3|--table-s3)(?:/|$))"
+    "[a-z0-9](?:[a-z0-9-]|[.](?![.]))*[a-z0-9]"
+)
+S3_KEY_SEGMENT_PATTERN = "(?![.]{1,2}(?:/|$))[A-Za-z0-9!_.()=+-]+"
+# "(?!.*\n)": Python's "$" (jsonschema's) also matches before a final newline.
+S3_URI_PATTERN = f"^(?!.*\\n)s3://{S3_BUCKET_PATTERN}(?:/(?:{S3_KEY_SEGMENT_PATTERN}/)*(?:{S3_KEY_SEGMENT_PATTERN})?)?$"
+S3_PREFIX_PATTERN = f"^(?!.*\\n)s3://{S3_BUCKET_PATTERN}/(?:{S3_KEY_SEGMENT_PATTERN}/)*$"
 INSTANCE_TYPE_PATTERN = "^ml\\.[a-z0-9]+\\.[a-z0-9]+$"
 
 params = {
     "glue_job_name": Param(
-        "churn-etl", type="string", minLength=1, maxLength=255, description="Existing Glue ETL job to run."
+        "churn-etl",
+        type="string",
+        pattern=GLUE_JOB_NAME_PATTERN,
+        minLength=1,
+        maxLength=255,
+        description="Existing Glue ETL job to run (letters, digits, '-' and '_').",
     ),
     "s3_source": Param(
         "s3://retraining-demo/raw/churn.csv",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from retraining.base import AwsStageOperator, StageFailed
 from retraining.choice import COMPARISONS, MetricChoiceOperator, MetricRule
 from retraining.fail import FailRunOperator
-from retraining.glue import GlueJobRunOperator
+from retraining.glue import GLUE_JOB_NAME_PATTERN, GlueJobRunOperator
 from retraining.lambda_function import LambdaInvokeOperator, LambdaMetricCheckOperator
 from retraining.refs import Format, ParamRef, ResultRef, RunUniqueName
 from retraining.sagemaker import (
@@ -24,6 +24,7 @@ from retraining.sagemaker import (
 __all__ = [
     "COMPARISONS",
     "DEFAULT_XGBOOST_HYPERPARAMETERS",
+    "GLUE_JOB_NAME_PATTERN",
     "AwsStageOperator",
     "FailRunOperator",
     "Format",

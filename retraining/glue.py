@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from retraining.base import AwsStageOperator, StageFailed
 from retraining.links import GlueJobRunLink
+from retraining.refs import Ref
 
 GLUE_PENDING_STATES = {"STARTING", "RUNNING", "STOPPING", "WAITING"}
+# Stricter than Glue's own (any single-line string up to 255 characters): a job name here is also a
+# file name (the local backend runs glue/<name>.py) and an IAM resource name, so no "/", ".", "*" or "?".
+# "(?!.*\n)": Python's "$" (jsonschema's) also matches before a final newline.
+GLUE_JOB_NAME_PATTERN = "^(?!.*\\n)[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"
+
+
+def check_glue_job_name(name: Any, task_id: str) -> None:
+    """Refuse a job name outside ``GLUE_JOB_NAME_PATTERN``, naming the task."""
+    if not isinstance(name, str) or not re.fullmatch(GLUE_JOB_NAME_PATTERN, name):
+        raise ValueError(
+            f"task {task_id!r}: job_name {name!r} is not a valid Glue job name here: "
+            "1-255 letters, digits, '-' or '_', starting with a letter or digit"
+        )
 
 
 class GlueJobRunOperator(AwsStageOperator):
@@ -33,6 +50,8 @@ class GlueJobRunOperator(AwsStageOperator):
         poll_interval: float = 15,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(job_name, Ref):
+            check_glue_job_name(job_name, kwargs.get("task_id", "?"))
         request: dict[str, Any] = {"JobName": job_name, "Arguments": dict(script_arguments or {})}
         if worker_type is not None:
             request["WorkerType"] = worker_type
@@ -49,8 +68,12 @@ class GlueJobRunOperator(AwsStageOperator):
         return GlueJobHook(aws_conn_id=self.connection_id(), region_name=self.region_name)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        glue = self._hook().conn
         job_name = self.request["JobName"]
+        try:
+            check_glue_job_name(job_name, self.task_id)  # a param's value is only known now
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None  # no retry can fix the name
+        glue = self._hook().conn
         self._job_run_id = glue.start_job_run(**self.request)["JobRunId"]
         self.log.info("Started Glue job %s run %s", job_name, self._job_run_id)
 

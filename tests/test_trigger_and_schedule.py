@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def api(airflow_db):
+def rest_api_client():
     """Airflow's own REST API app (FastAPI test client) with the DAG serialized as the dag-processor would."""
-    import os
-
     os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
@@ -29,6 +27,11 @@ def api(airflow_db):
     with TestClient(create_app("core")) as client:
         yield client
     os.environ.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", None)
+
+
+@pytest.fixture(scope="module")
+def api(airflow_db):
+    yield from rest_api_client()
 
 
 def test_trigger_form_shows_every_param_typed_with_its_default(api):
