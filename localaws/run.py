@@ -1,11 +1,16 @@
 """``make run``: the whole retraining pipeline for real on this machine, in Airflow.
 
-Starts the local backend (AWS APIs + endpoints on 127.0.0.1) and ``airflow
-standalone`` (SQLite), seeds the raw data on first use, triggers one
+Starts the local backend (AWS APIs + endpoints on 127.0.0.1) and Airflow's
+components (SQLite; the API server on 127.0.0.1, no log servers: everything is
+on this machine), seeds the raw data on first use, triggers one
 ``model_retraining`` run through Airflow's REST API (the call the UI's Trigger
 button makes), prints each stage as it finishes, the validation error, the
 decision and a sample prediction, then keeps everything up (hourly schedule
 active) until Ctrl-C. ``--once``: exit after the run, 0 if it succeeded.
+
+Secrets stay private to the user: everything runs under umask 077 (logs, the
+SQLite DB, airflow.cfg with its generated keys), and the admin password is
+generated here into a 0600 file that is never printed or logged.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,6 +31,10 @@ from typing import Any
 from localaws.paths import DEFAULT_PORT, LOCAL_CONN_ID, REPO, data_dir, endpoint_url, s3_to_local
 
 DAG_ID = "model_retraining"
+LOCALHOST = "127.0.0.1"
+ADMIN_USER = "admin"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # Airflow's default name in AIRFLOW_HOME
+PRIVATE_UMASK = 0o077  # files and folders created from here on: owner only
 RAW_DATA = "s3://retraining-demo/raw/churn.csv"
 VALIDATION_DATA = "s3://retraining-demo/processed/validation/"
 FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
@@ -35,8 +45,85 @@ class RunError(Exception):
     pass
 
 
-def airflow_environment(api_port: int, backend_port: int) -> dict[str, str]:
-    home = REPO / ".local" / "airflow"
+def private_log(path: Path):
+    """``path`` opened for appending, readable by its owner only (also when an older run left it 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def admin_password_file(home: Path) -> Path:
+    """The Simple auth manager's passwords file with a generated admin password, 0600.
+
+    Written here rather than by Airflow, which would print the password into its log.
+    """
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = home / PASSWORDS_FILE
+    passwords: dict[str, str] = {}
+    if path.exists():
+        os.chmod(path, 0o600)
+        try:
+            passwords = json.loads(path.read_text() or "{}")
+        except ValueError:
+            raise RunError(f"{path} is not JSON: delete it to generate a new admin password") from None
+    if not isinstance(passwords, dict) or not isinstance(passwords.get(ADMIN_USER), str):
+        passwords = {ADMIN_USER: secrets.token_urlsafe(18)}
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(passwords) + "\n")
+        os.replace(tmp, path)
+    return path
+
+
+def make_private(home: Path, logs: Path) -> None:
+    """Owner-only modes for what earlier runs (before umask 077) may have left readable."""
+    for folder in (home, logs):
+        if folder.is_dir():
+            os.chmod(folder, 0o700)
+    for pattern in ("airflow.cfg", "*.db", PASSWORDS_FILE):
+        for path in home.glob(pattern):
+            os.chmod(path, 0o600)
+    for path in logs.glob("*.log"):
+        os.chmod(path, 0o600)
+
+
+def airflow_components(api_port: int) -> dict[str, list[str]]:
+    """What `airflow standalone` runs, minus what listens on every interface.
+
+    The API server is bound to 127.0.0.1; the scheduler and triggerer start no log servers
+    (they bind 0.0.0.0 unconditionally and are not needed: the API server reads the task logs
+    from this machine's disk).
+    """
+    airflow = [sys.executable, "-m", "airflow"]
+    return {
+        "api-server": [*airflow, "api-server", "--host", LOCALHOST, "--port", str(api_port)],
+        "scheduler": [*airflow, "scheduler", "--skip-serve-logs"],
+        "dag-processor": [*airflow, "dag-processor"],
+        "triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
+    }
+
+
+def start_airflow(processes: Processes, env: dict[str, str], api_port: int, logs: Path) -> None:
+    """Migrate the metadata DB, then start each component in its own process group with a private log."""
+    with private_log(logs / "airflow-db-migrate.log") as handle:
+        migrated = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env=env,
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if migrated.returncode != 0:
+        raise RunError(f"airflow db migrate failed; see {logs / 'airflow-db-migrate.log'}")
+    for name, argv in airflow_components(api_port).items():
+        processes.start(name, argv, env, logs / f"airflow-{name}.log")
+
+
+def airflow_environment(api_port: int, backend_port: int, home: Path | None = None) -> dict[str, str]:
+    home = home or REPO / ".local" / "airflow"
     env = dict(os.environ)
     env.update(
         {
@@ -44,12 +131,18 @@ def airflow_environment(api_port: int, backend_port: int) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
+            "AIRFLOW__API__HOST": LOCALHOST,
             "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://{LOCALHOST}:{api_port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{LOCALHOST}:{api_port}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            # `airflow standalone` starts its components as `airflow ...` from PATH.
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",  # no health-check server on 0.0.0.0:8974
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
             "RETRAINING_LOCAL_DATA": str(data_dir()),
@@ -109,11 +202,10 @@ class Processes:
         self.started: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(log, "ab")
-        process = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with private_log(log) as handle:
+            process = subprocess.Popen(
+                argv, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.started.append((name, process))
         return process
 
@@ -137,22 +229,17 @@ class Airflow:
         self.base = base
         self.token: str | None = None
 
-    def login(self, home: Path) -> tuple[str, str]:
-        passwords = home / "simple_auth_manager_passwords.json.generated"
-        users = _wait(
-            lambda: json.loads(passwords.read_text()) if passwords.exists() else None,
-            "Airflow's generated admin password",
-            180,
-        )
-        username, password = next(iter(users.items()))
+    def login(self, passwords: Path) -> str:
+        """Log in as the admin user with the password in ``passwords``; returns the user name."""
+        password = json.loads(passwords.read_text())[ADMIN_USER]
         answer = _wait(
-            lambda: _http("POST", f"{self.base}/auth/token", {"username": username, "password": password}),
+            lambda: _http("POST", f"{self.base}/auth/token", {"username": ADMIN_USER, "password": password}),
             "Airflow's API server",
             240,
             2,
         )
         self.token = answer["access_token"]
-        return username, password
+        return ADMIN_USER
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         return _http(method, f"{self.base}/api/v2{path}", body, self.token)
@@ -287,9 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the run")
     args = parser.parse_args(argv)
 
+    os.umask(PRIVATE_UMASK)
     env = airflow_environment(args.api_port, args.backend_port)
     home = Path(env["AIRFLOW_HOME"])
     logs = REPO / ".local" / "logs"
+    make_private(home, logs)
     processes = Processes()
 
     def stop(signum, frame):  # noqa: ARG001
@@ -307,12 +396,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             _wait(lambda: _up(f"{endpoint_url(args.backend_port)}/ping"), "the local backend", 60, 0.5)
         print(f"Local backend (AWS APIs, endpoints): {endpoint_url(args.backend_port)}   log: {logs / 'backend.log'}")
-        processes.start(
-            "airflow", [sys.executable, "-m", "airflow", "standalone"], env, logs / "airflow-standalone.log"
-        )
-        airflow = Airflow(f"http://127.0.0.1:{args.api_port}")
+        passwords = admin_password_file(home)
         print("Starting Airflow (first start migrates its SQLite DB)...", flush=True)
-        username, password = airflow.login(home)
+        start_airflow(processes, env, args.api_port, logs)
+        airflow = Airflow(f"http://{LOCALHOST}:{args.api_port}")
+        username = airflow.login(passwords)
         _wait(lambda: airflow.api("GET", f"/dags/{DAG_ID}"), f"DAG {DAG_ID} to be parsed", 180, 2)
         run_id = trigger_or_reuse(airflow)
         airflow.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
@@ -321,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         report(airflow, run_id, task_states, args.backend_port)
         if args.once:
             return 0 if state == "success" else 1
-        print(f"\nAirflow UI: http://127.0.0.1:{args.api_port}  (login {username} / {password})")
+        print(f"\nAirflow UI: http://{LOCALHOST}:{args.api_port}  (user {username}; password in {passwords}, 0600)")
         print("Hourly schedule active. Trigger again from the UI. Ctrl-C stops everything.", flush=True)
         while all(p.poll() is None for _, p in processes.started):
             time.sleep(1)

@@ -50,8 +50,6 @@ class GlueJobRunOperator(AwsStageOperator):
         poll_interval: float = 15,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(job_name, Ref):
-            check_glue_job_name(job_name, kwargs.get("task_id", "?"))
         request: dict[str, Any] = {"JobName": job_name, "Arguments": dict(script_arguments or {})}
         if worker_type is not None:
             request["WorkerType"] = worker_type
@@ -60,6 +58,8 @@ class GlueJobRunOperator(AwsStageOperator):
         if timeout_minutes is not None:
             request["Timeout"] = timeout_minutes
         super().__init__(request=request, poll_interval=poll_interval, **kwargs)
+        if not isinstance(job_name, Ref):  # after the base class's Jinja check, which explains Jinja better
+            check_glue_job_name(job_name, self.task_id)
         self._job_run_id: str | None = None
 
     def _hook(self):

@@ -167,10 +167,50 @@ def test_auth_manager_is_importable_here():
     assert conf.get_default_value("core", "auth_manager") == configured
 
 
-def test_apiserver_port_is_published(services):
+def test_apiserver_port_is_published_on_loopback_only(services):
     ports = [interpolate(str(p)) for p in services["airflow-apiserver"].get("ports", [])]
-    assert "8080:8080" in ports
-    assert interpolate(str(services["airflow-apiserver"]["ports"][0]), {"AIRFLOW_API_PORT": "9090"}) == "9090:8080"
+    assert ports == ["127.0.0.1:8080:8080"]
+    published = interpolate(str(services["airflow-apiserver"]["ports"][0]), {"AIRFLOW_API_PORT": "9090"})
+    assert published == "127.0.0.1:9090:8080"
+
+
+def test_no_service_publishes_a_port_beyond_loopback(services):
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            if isinstance(port, dict):  # long syntax
+                assert port.get("host_ip") == "127.0.0.1", (name, port)
+                continue
+            host_ip = interpolate(str(port)).rsplit(":", 2)
+            assert len(host_ip) == 3 and host_ip[0] == "127.0.0.1", (name, port)
+    assert "ports" not in services["postgres"]
+
+
+@pytest.mark.parametrize(
+    ("service", "key", "variable"),
+    [
+        ("airflow-init", "_AIRFLOW_WWW_USER_PASSWORD", "_AIRFLOW_WWW_USER_PASSWORD"),
+        ("airflow-apiserver", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW_JWT_SECRET"),
+        ("airflow-scheduler", "AIRFLOW__API__SECRET_KEY", "AIRFLOW_API_SECRET_KEY"),
+    ],
+)
+def test_login_and_signing_secrets_have_no_default(services, service, key, variable):
+    """Compose refuses to start (``${VAR:?message}``) until the operator sets them; the message names the fix."""
+    value = _env(services[service])[key]
+    for unset in ({}, {variable: ""}):
+        with pytest.raises(KeyError, match=rf"{variable} is required: .*\.env\.example"):
+            interpolate(value, unset)
+    assert interpolate(value, {variable: "chosen-by-the-operator"}) == "chosen-by-the-operator"
+
+
+def test_env_example_leaves_every_required_secret_for_the_operator_to_set():
+    """Copied unchanged, .env.example sets no login or secret: compose then refuses to start."""
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if re.match(r"^[A-Z_]+=", line)
+    )
+    required = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?", COMPOSE_FILE.read_text()))
+    assert required == {"_AIRFLOW_WWW_USER_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"}
+    for variable in required:
+        assert example.get(variable, "") == "", variable
 
 
 def test_startup_order_waits_for_db_and_init(services):
@@ -193,7 +233,6 @@ def test_init_migrates_and_seeds_the_admin_user(services):
     assert re.search(r"^airflow db migrate$", script, re.MULTILINE)
     assert "set -e" in script
     env = _env(services["airflow-init"])
-    assert interpolate(env["_AIRFLOW_WWW_USER_PASSWORD"]) == "airflow"
     assert interpolate(env["_AIRFLOW_WWW_USER_PASSWORD"], {"_AIRFLOW_WWW_USER_PASSWORD": "s3cret"}) == "s3cret"
     users = interpolate(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"])
     assert users == f"{interpolate(env['_AIRFLOW_WWW_USER_USERNAME'])}:admin"
