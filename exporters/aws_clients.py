@@ -4,7 +4,8 @@ Credentials and region come from boto3's standard chain (``AWS_PROFILE``, env va
 ``~/.aws``, SSO, instance/container roles), never from an Airflow connection: nothing
 of an Airflow connection is read, printed or sent. ``--endpoint-url`` (or the standard
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``, which botocore reads itself)
-points every client at a local AWS emulator.
+points every client at a local AWS emulator. Messages never show the user-info of such a URL
+(``https://user:password@host`` is shown as ``https://***@host``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ CREDENTIALS_HELP = (
 
 # An IAM role ARN; group 1 is the role name (paths allowed). The exporter's one copy of it.
 IAM_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})$")
+
+
+# scheme://user-info@ in any text: the user-info may be credentials.
+_URL_USER_INFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s\"']*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the user-info of every URL in it replaced by ``***``."""
+    return _URL_USER_INFO.sub(r"\1***@", text)
 
 
 class AwsCommandError(ExporterError):
@@ -83,7 +93,8 @@ class AwsClients:
     @property
     def endpoint_label(self) -> str | None:
         """The endpoint override in use, for messages (None for the real AWS endpoints)."""
-        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        return redact_url(endpoint) if endpoint else None  # shown in messages: no user-info
 
     def client(self, service: str) -> Any:
         if service in self._overrides:
@@ -163,12 +174,24 @@ def aws_errors(endpoint: str | None = None) -> Iterator[None]:
     """Turn botocore failures inside the block into ``AwsCommandError``s that say what to do."""
     try:
         yield
-    except (bx.BotoCoreError, bx.ClientError) as err:
-        raise command_error(err, endpoint) from err
+    except (bx.BotoCoreError, bx.ClientError, bx.ResponseParserError) as err:
+        raise command_error(err, endpoint) from None  # botocore's own text may carry the URL's user-info
+    except ValueError as err:
+        if not str(err).startswith("Invalid endpoint"):  # botocore's check of the endpoint URL
+            raise
+        # Not echoed: the user-info of a URL botocore cannot parse cannot be told apart reliably.
+        raise AwsCommandError(
+            "--endpoint-url / AWS_ENDPOINT_URL is not a valid endpoint", "give an http(s)://host[:port] URL"
+        ) from None
 
 
-def command_error(err: bx.BotoCoreError | bx.ClientError, endpoint: str | None = None) -> AwsCommandError:
-    """A botocore/boto3 failure as reason and fix."""
+def command_error(err: Exception, endpoint: str | None = None) -> AwsCommandError:
+    """A botocore/boto3 failure as reason and fix, with any URL user-info redacted."""
+    error = _command_error(err, endpoint)
+    return AwsCommandError(redact_url(error.reason), redact_url(error.fix))
+
+
+def _command_error(err: Exception, endpoint: str | None) -> AwsCommandError:
     where = f" at {endpoint}" if endpoint else ""
     if isinstance(err, bx.NoRegionError):
         return AwsCommandError("no AWS region configured", REGION_HELP)
@@ -194,6 +217,10 @@ def command_error(err: bx.BotoCoreError | bx.ClientError, endpoint: str | None =
         return AwsCommandError(f"internal error, an AWS request was malformed: {err}", "please report it")
     if isinstance(err, bx.ClientError):
         return _client_error(err, where)
+    if isinstance(err, bx.ResponseParserError):
+        return AwsCommandError(
+            f"the answer{where} is not one AWS would give: {str(err)[:300]}", "check that it is an AWS API endpoint"
+        )
     return AwsCommandError(f"AWS SDK error{where}: {err}")
 
 
