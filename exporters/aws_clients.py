@@ -21,6 +21,7 @@ import boto3
 import botocore.session
 from botocore import exceptions as bx
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 
 from exporters.errors import ExporterError
 
@@ -174,7 +175,7 @@ def aws_errors(endpoint: str | None = None) -> Iterator[None]:
     """Turn botocore failures inside the block into ``AwsCommandError``s that say what to do."""
     try:
         yield
-    except (bx.BotoCoreError, bx.ClientError, bx.ResponseParserError) as err:
+    except (bx.BotoCoreError, bx.ClientError, ResponseParserError) as err:
         raise command_error(err, endpoint) from None  # botocore's own text may carry the URL's user-info
     except ValueError as err:
         if not str(err).startswith("Invalid endpoint"):  # botocore's check of the endpoint URL
@@ -217,7 +218,7 @@ def _command_error(err: Exception, endpoint: str | None) -> AwsCommandError:
         return AwsCommandError(f"internal error, an AWS request was malformed: {err}", "please report it")
     if isinstance(err, bx.ClientError):
         return _client_error(err, where)
-    if isinstance(err, bx.ResponseParserError):
+    if isinstance(err, ResponseParserError):
         return AwsCommandError(
             f"the answer{where} is not one AWS would give: {str(err)[:300]}", "check that it is an AWS API endpoint"
         )
