@@ -294,6 +294,14 @@ class Backend:
         argv = [self.python, str(script), f"--JOB_NAME={job}"]
         for key, value in arguments.items():
             argv.append(f"{key}={_local_argument(key, value)}")
+        destination = arguments.get("--S3_DEST", "")
+        for key, value in arguments.items():
+            if key.endswith("_KEY") and destination.startswith(S3_SCHEMES):
+                # The script writes <S3_DEST>/<key>: that folder too must resolve inside the data directory.
+                try:
+                    s3_to_local(destination.rstrip("/") + "/" + value.lstrip("/"), f"Arguments.{key}")
+                except PathRefused as err:
+                    raise _refused(err) from None
         run_id = "jr_" + uuid.uuid4().hex
         argv.append(f"--JOB_RUN_ID={run_id}")
         self.store.create(

@@ -16,6 +16,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
+import time
 import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -96,7 +97,7 @@ class CsvParsers:
     def shutdown(self) -> None:
         with self._lock:
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -107,10 +108,22 @@ class CsvParsers:
                 self._pool = ProcessPoolExecutor(
                     self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=os.nice,
-                    initargs=(PARSER_NICENESS,),
+                    initializer=_parser_process_setup,
+                    initargs=(os.getpid(),),
                 )
             return self._pool
+
+
+def _parser_process_setup(backend_pid: int) -> None:
+    """In each parser process: a lower priority, and an exit as soon as the backend is gone (even after kill -9)."""
+    os.nice(PARSER_NICENESS)
+
+    def watch() -> None:
+        while os.getppid() == backend_pid:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="backend-watch", daemon=True).start()
 
 
 # A number as float() reads it, restricted to ASCII: no "1_000", no non-ASCII digits, no words.

@@ -64,10 +64,53 @@ def _records(data_dir: Path, kind: str) -> dict[str, dict]:
     return {name: json.loads(body) for name, body in rows}
 
 
+def _process_tree(root: int) -> set[tuple[int, str]]:
+    """``root``'s descendants as (pid, start time): workers, Spark's JVM, parser processes, helpers."""
+    parents: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = (int(fields[1]), fields[19])
+    tree, frontier = set(), {root}
+    while frontier:
+        children = {pid for pid, (ppid, _) in parents.items() if ppid in frontier}
+        tree |= {(pid, parents[pid][1]) for pid in children}
+        frontier = children
+    return tree
+
+
+def _alive(processes: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    alive = set()
+    for pid, started in processes:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[19] == started and fields[0] != "Z":
+            alive.add((pid, started))
+    return alive
+
+
 def _assert_gone_after_kill(backend: LocalBackend, groups: list[int]) -> None:
+    """kill -9 of the backend: every process it started (worker groups included) ends with it."""
+    tree = _process_tree(backend.process.pid)
+    assert tree, "the backend runs helper processes (at least its CSV parsers)"
     backend.kill()
     for pgid in groups:
         _wait(lambda pgid=pgid: not _members(pgid), f"worker group {pgid} to end with the backend", timeout=20)
+    _wait(lambda: not _alive(tree), "every process the backend started to end", timeout=20)
+
+
+def test_a_stopped_backend_leaves_no_process_behind(tmp_path):
+    backend = LocalBackend(tmp_path, _free_port()).start()
+    tree = _process_tree(backend.process.pid)
+    assert tree
+    backend.stop()
+    _wait(lambda: not _alive(tree), "every process the backend started to end", timeout=20)
 
 
 def _assert_stable(read, expected) -> None:

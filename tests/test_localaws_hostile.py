@@ -150,7 +150,20 @@ hostile_uris = (
     )
     | json_values
 )
-NAMES = ["..", "/abs/path/evil", "../../outside/deep/evil", "a" * 64, "a" * 300, "-a", "a--", "a_b", "é", "", " "]
+NAMES = [
+    "fine-name",
+    "..",
+    "/abs/path/evil",
+    "../../outside/deep/evil",
+    "a" * 64,
+    "a" * 300,
+    "-a",
+    "a--",
+    "a_b",
+    "é",
+    "",
+    " ",
+]
 hostile_names = (st.sampled_from(NAMES) | st.text(max_size=70) | json_values).filter(
     lambda n: not (isinstance(n, str) and n.replace("-", "_") in ("churn_etl", "query_training_status"))
 )
@@ -383,6 +396,24 @@ def test_start_job_run_with_an_invalid_uri_is_a_4xx_and_records_no_run(server):
     assert (status, answer["__type"]) == (400, "ValidationException")
     assert "Arguments.--S3_DEST" in answer["message"]
     assert _records(server, "glue_job_run") == []
+
+
+def test_a_glue_output_key_that_resolves_outside_through_a_symlink_is_refused(server):
+    (server.data_dir / "s3" / "good-bucket" / "out").mkdir(exist_ok=True)
+    link = server.data_dir / "s3" / "good-bucket" / "out" / "train"
+    link.symlink_to(server.data_dir.parent / "outside", target_is_directory=True)
+    try:
+        arguments = {
+            "--S3_SOURCE": "s3://good-bucket/raw.csv",
+            "--S3_DEST": "s3://good-bucket/out/",
+            "--TRAIN_KEY": "train/",
+        }
+        status, answer = server.aws("AWSGlue.StartJobRun", {"JobName": "churn-etl", "Arguments": arguments})
+        assert (status, answer["__type"]) == (403, "AccessDeniedException")
+        assert "Arguments.--TRAIN_KEY" in answer["message"]
+        assert _records(server, "glue_job_run") == []
+    finally:
+        link.unlink()
 
 
 @pytest.mark.parametrize(
