@@ -82,7 +82,7 @@ def parse_s3_uri(uri: object, field: str = "S3Uri") -> tuple[str, str]:
     if scheme is None:
         raise PathRefused(f"{field}: {uri[:200]!r} is not an s3:// URI")
     bucket, _, key = uri[len(scheme) :].partition("/")
-    if not _BUCKET_RE.match(bucket) or ".." in bucket or ".-" in bucket or "-." in bucket or _IP_RE.match(bucket):
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket or ".-" in bucket or "-." in bucket or _IP_RE.match(bucket):
         raise PathRefused(
             f"{field}: {bucket[:100]!r} in {uri[:200]!r} is not a valid bucket name "
             "(3-63 characters: a-z, 0-9, '.', '-'; starts and ends with a letter or digit; no '..')"
@@ -148,7 +148,7 @@ def local_to_s3(path: Path) -> str:
 
 def glue_script(job_name: object) -> Path:
     """``glue/<job_name with _>.py``: a file directly inside ``glue/``, or EntityNotFoundException."""
-    if not isinstance(job_name, str) or not GLUE_JOB_NAME_RE.match(job_name):
+    if not isinstance(job_name, str) or not GLUE_JOB_NAME_RE.fullmatch(job_name):
         raise PathRefused(
             f"JobName: {str(job_name)[:100]!r} is not a job name the local backend runs "
             f"(must match {GLUE_JOB_NAME_RE.pattern})"
@@ -165,7 +165,7 @@ def glue_script(job_name: object) -> Path:
 
 def lambda_module(function_name: object) -> Path:
     """``lambda/<name with _>.py``: a file directly inside ``lambda/``, or ResourceNotFoundException."""
-    if not isinstance(function_name, str) or not LAMBDA_NAME_RE.match(function_name):
+    if not isinstance(function_name, str) or not LAMBDA_NAME_RE.fullmatch(function_name):
         raise PathRefused(
             f"FunctionName: {str(function_name)[:100]!r} must match {LAMBDA_NAME_RE.pattern}",
         )

@@ -135,7 +135,7 @@ def _string(
         raise _constraint(value, field, f"Member must have length between {min_len} and {max_len}")
     if _CONTROL.search(value):
         raise _constraint(value, field, "Member must not contain control characters")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise _constraint(value, field, f"Member must satisfy regular expression pattern: {pattern.pattern}")
     return value
 
@@ -716,7 +716,7 @@ def _last_line(log: Path) -> str:
 
 def _local_argument(key: str, value: str) -> str:
     """A Glue argument as the local script gets it: S3 URIs become confined local paths, never a raw path."""
-    if not GLUE_ARGUMENT.match(key) or key in RESERVED_GLUE_ARGUMENTS:
+    if not GLUE_ARGUMENT.fullmatch(key) or key in RESERVED_GLUE_ARGUMENTS:
         raise _constraint(
             key,
             "Arguments key",
@@ -894,7 +894,7 @@ def create_app(backend: Backend, port: int):
         await send_json(send, 200, {"status": "ok", "endpoints": backend.endpoints.names()})
 
     async def endpoint_page(scope, receive, send, name: str) -> None:
-        endpoint = backend.store.find("endpoint", name) if SAGEMAKER_NAME.match(name) else None
+        endpoint = backend.store.find("endpoint", name) if SAGEMAKER_NAME.fullmatch(name) else None
         if endpoint is None:
             page, status = f"<h1>No endpoint {html.escape(name[:100])}</h1>", 404
         else:

@@ -133,6 +133,7 @@ TRAVERSALS = [
     "s3://a" + "b" * 70 + "/x",
     "s3://192.168.1.1/x",
     "s3://good..bucket/x",
+    "s3://good-bucket\n/x",
     "s3://good-bucket/x\x00y",
     "s3://good-bucket/" + "k/" * 600,
     "s3://good-bucket\\..\\x",
@@ -383,7 +384,9 @@ def test_training_output_outside_the_data_directory_is_refused(server, uri, code
     assert "OutputDataConfig.S3OutputPath" in answer["message"]
 
 
-@pytest.mark.parametrize("job", ["/abs/path/evil", "../../x/evil", "../../outside/deep/evil", "churn_etl.py", ""])
+@pytest.mark.parametrize(
+    "job", ["/abs/path/evil", "../../x/evil", "../../outside/deep/evil", "churn_etl.py", "", "churn-etl\n"]
+)
 def test_start_job_run_runs_only_scripts_directly_inside_glue(server, job):
     status, answer = server.aws("AWSGlue.StartJobRun", {"JobName": job})
     _assert_aws_error(status, answer)
@@ -435,7 +438,7 @@ def test_create_model_checks_every_field_before_recording(server, container, fie
     assert "typed" not in {m["ModelName"] for m in _records(server, "model")}
 
 
-@pytest.mark.parametrize("name", ["a" * 64, "bad_name", "-lead", "x" * 1000, ""])
+@pytest.mark.parametrize("name", ["a" * 64, "bad_name", "-lead", "x" * 1000, "", "trailing-newline\n"])
 def test_over_long_or_ill_formed_names_are_a_validation_error(server, name):
     status, answer = server.aws("SageMaker.CreateEndpoint", {"EndpointName": name, "EndpointConfigName": "c"})
     assert (status, answer["__type"]) == (400, "ValidationException")
