@@ -69,11 +69,12 @@ class AwsSdkCallOperator(AwsStageOperator):
         self.action = action
         self.result_fields = tuple(result_fields)
 
-    def execute(self, context: Any) -> Any:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    @property
+    def aws_hook_kwargs(self) -> dict[str, Any]:
+        return {"client_type": self.service}
 
-        hook = AwsBaseHook(aws_conn_id=self.connection_id(), client_type=self.service, region_name=self.region_name)
-        client = hook.get_conn()
+    def execute(self, context: Any) -> Any:
+        client = self.hook.get_conn()
         try:
             operation = operation_name(client.meta.service_model, self.action)
         except UnknownAwsAction as err:

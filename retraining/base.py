@@ -1,12 +1,20 @@
-"""What every AWS-facing stage operator shares: a declarative request and polling."""
+"""What every AWS-facing stage operator shares: a declarative request, its provider hook, polling.
+
+Like the Amazon provider's ``AwsBaseOperator``, each stage names its hook class (``aws_hook_class``)
+and reaches AWS through a cached ``hook`` property built from the stage's connection and region.
+Unlike it, the hook class is named by import path and imported on first use: the provider's hook
+modules import boto3 (about 300 ms), which parsing a DAG file must not pay.
+"""
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 
 from retraining.refs import Ref, ResultRef, find_jinja, iter_refs
@@ -15,6 +23,20 @@ from retraining.settings import BACKEND_SETTING, backend_choice, local_conn_id
 
 class StageFailed(AirflowException):
     """The AWS resource a stage started ended in a failed state; the message says why."""
+
+
+class HookClass:
+    """A class attribute naming a hook class by import path; reading it imports the class (once)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._class: type | None = None
+
+    def __get__(self, instance: Any, owner: type) -> type:
+        if self._class is None:
+            module, name = self.path.rsplit(".", 1)
+            self._class = getattr(importlib.import_module(module), name)
+        return self._class
 
 
 class AwsStageOperator(BaseOperator):
@@ -27,6 +49,8 @@ class AwsStageOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("request",)
+    # The provider hook this stage talks to AWS through (each stage names its own).
+    aws_hook_class: type = HookClass("airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook")
     # The AWS API this stage calls first; exporters and docs read it.
     api_action: str = ""
     # Fields of the result kept for downstream tasks (dotted paths). The XCom
@@ -57,9 +81,6 @@ class AwsStageOperator(BaseOperator):
         self.region_name = region_name
         self.poll_interval = poll_interval
         self.max_wait_seconds = max_wait_seconds
-        # Tasks whose results this stage reads; they must be upstream of it
-        # (the exporter refuses a DAG where one is not, naming both tasks).
-        self._upstream_from_refs = sorted({r.task_id for r in iter_refs(request) if isinstance(r, ResultRef)})
 
     def connection_id(self) -> str | None:
         """The Airflow connection this run talks to: AWS, or the local backend standing in for it."""
@@ -82,12 +103,25 @@ class AwsStageOperator(BaseOperator):
         )
 
     @property
+    def aws_hook_kwargs(self) -> dict[str, Any]:
+        """Arguments of ``aws_hook_class`` besides the connection and region (none by default)."""
+        return {}
+
+    @cached_property
+    def hook(self) -> Any:
+        """The provider hook for this run's connection (AWS, or the local backend) and region."""
+        return self.aws_hook_class(
+            aws_conn_id=self.connection_id(), region_name=self.region_name, **self.aws_hook_kwargs
+        )
+
+    @property
     def references(self) -> list[Ref]:
         return list(iter_refs(self.request))
 
     @property
     def upstream_results_used(self) -> list[str]:
-        return list(self._upstream_from_refs)
+        """Tasks whose results this stage reads (each must be upstream of it: the exporter checks)."""
+        return sorted({ref.task_id for ref in iter_refs(self.request) if isinstance(ref, ResultRef)})
 
     def wait_for(
         self,
@@ -116,8 +150,6 @@ class AwsStageOperator(BaseOperator):
 
 
 def _connection_exists(conn_id: str) -> bool:
-    from airflow.sdk import BaseHook
-
     try:
         BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:

@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from retraining.base import AwsStageOperator, StageFailed
+from retraining.base import AwsStageOperator, HookClass, StageFailed
 from retraining.links import GlueJobRunLink
 from retraining.refs import Ref
 
@@ -34,6 +34,7 @@ class GlueJobRunOperator(AwsStageOperator):
     task with Glue's own error message. Result: ``JobName``, ``JobRunId``, ``JobRunState``.
     """
 
+    aws_hook_class = HookClass("airflow.providers.amazon.aws.hooks.glue.GlueJobHook")
     api_action = "glue:StartJobRun"
     result_fields = ("JobName", "JobRunId", "JobRunState")
     ui_color = "#d6e4f7"
@@ -62,18 +63,13 @@ class GlueJobRunOperator(AwsStageOperator):
             check_glue_job_name(job_name, self.task_id)
         self._job_run_id: str | None = None
 
-    def _hook(self):
-        from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
-
-        return GlueJobHook(aws_conn_id=self.connection_id(), region_name=self.region_name)
-
     def execute(self, context: Any) -> dict[str, Any]:
         job_name = self.request["JobName"]
         try:
             check_glue_job_name(job_name, self.task_id)  # a param's value is only known now
         except ValueError as err:
             raise AirflowFailException(str(err)) from None  # no retry can fix the name
-        glue = self._hook().conn
+        glue = self.hook.conn
         self._job_run_id = glue.start_job_run(**self.request)["JobRunId"]
         self.log.info("Started Glue job %s run %s", job_name, self._job_run_id)
 
@@ -90,4 +86,4 @@ class GlueJobRunOperator(AwsStageOperator):
 
     def on_kill(self) -> None:
         if self._job_run_id:
-            self._hook().conn.batch_stop_job_run(JobName=self.request["JobName"], JobRunIds=[self._job_run_id])
+            self.hook.conn.batch_stop_job_run(JobName=self.request["JobName"], JobRunIds=[self._job_run_id])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from retraining.base import AwsStageOperator, StageFailed
+from retraining.base import AwsStageOperator, HookClass, StageFailed
 from retraining.links import LambdaFunctionLink
 
 
@@ -16,6 +16,7 @@ class LambdaInvokeOperator(AwsStageOperator):
     own ``errorType: errorMessage``.
     """
 
+    aws_hook_class = HookClass("airflow.providers.amazon.aws.hooks.lambda_function.LambdaHook")
     api_action = "lambda:InvokeFunction"
     ui_color = "#fde8c8"
     operator_extra_links = (LambdaFunctionLink(),)
@@ -24,11 +25,8 @@ class LambdaInvokeOperator(AwsStageOperator):
         super().__init__(request={"FunctionName": function_name, "Payload": payload}, **kwargs)
 
     def execute(self, context: Any) -> Any:
-        from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
-
         function_name = self.request["FunctionName"]
-        hook = LambdaHook(aws_conn_id=self.connection_id(), region_name=self.region_name)
-        response = hook.invoke_lambda(
+        response = self.hook.invoke_lambda(
             function_name=function_name,
             invocation_type="RequestResponse",
             payload=json.dumps(self.request["Payload"]),

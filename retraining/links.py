@@ -22,7 +22,8 @@ import logging
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from airflow.sdk import BaseOperatorLink
+from airflow.sdk import BaseHook, BaseOperatorLink
+from airflow.sdk.execution_time.xcom import XCom
 
 from retraining.settings import DEFAULT_LOCAL_URL, local_conn_id
 
@@ -56,8 +57,6 @@ def _text(value: Any) -> str | None:
 
 def task_result(ti_key: Any) -> dict[str, Any]:
     """The dict the task returned (XCom ``return_value``); empty when it returned none (e.g. it failed)."""
-    from airflow.sdk.execution_time.xcom import XCom  # the configured XCom backend
-
     value = XCom.get_value(ti_key=ti_key, key="return_value")
     return value if isinstance(value, dict) else {}
 
@@ -66,7 +65,7 @@ def aws_region(conn_id: str | None, region_name: str | None) -> str | None:
     """The region the task talked to: the operator's ``region_name``, else its AWS connection's."""
     if region_name:
         return region_name
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook  # imports boto3: not at DAG parse
 
     hook = AwsBaseHook(aws_conn_id=conn_id, client_type="sts")
     return hook.region_name or hook.get_session().region_name
@@ -74,8 +73,6 @@ def aws_region(conn_id: str | None, region_name: str | None) -> str | None:
 
 def local_backend_url() -> str:
     """The local backend's base URL, from the ``retraining_local`` connection (default 127.0.0.1:4599)."""
-    from airflow.sdk import BaseHook
-
     try:
         extra = BaseHook.get_connection(local_conn_id()).extra_dejson
     except Exception:  # noqa: BLE001 - no connection: the default port

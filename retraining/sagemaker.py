@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from retraining.base import AwsStageOperator, StageFailed, pick_fields
+from retraining.base import AwsStageOperator, HookClass, StageFailed, pick_fields
 from retraining.links import EndpointConfigLink, EndpointLink, ModelLink, TrainingJobLink
 
-TRAINING_PENDING_STATES = {"InProgress", "Stopping"}
-ENDPOINT_PENDING_STATES = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
+TRAINING_PENDING_STATES = ("InProgress", "Stopping")
+# Endpoint statuses that end on their own; the exported state machine waits on the same ones.
+ENDPOINT_PENDING_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
 # Built-in XGBoost hyperparameters as the reference notebook sets them.
 DEFAULT_XGBOOST_HYPERPARAMETERS = {
@@ -80,10 +82,35 @@ def _already_exists(err: Exception) -> bool:
 
 
 class _SageMakerStage(AwsStageOperator):
-    def _hook(self):
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+    aws_hook_class = HookClass("airflow.providers.amazon.aws.hooks.sagemaker.SageMakerHook")
 
-        return SageMakerHook(aws_conn_id=self.connection_id(), region_name=self.region_name)
+    def create_or_adopt(
+        self,
+        what: str,
+        name: str,
+        create: Callable[[], dict[str, Any]],
+        describe: Callable[[], dict[str, Any]],
+        same: Callable[[dict[str, Any]], bool],
+        differs: str,
+    ) -> dict[str, Any]:
+        """``create()``; when the resource already exists (a retry of this run created it), adopt it.
+
+        Returns ``create()``'s answer, or ``describe()``'s for an adopted resource. One of another run
+        (``same(described)`` false) is refused: the task fails with ``differs`` as the reason.
+        """
+        sagemaker = self.hook.conn
+        try:
+            answer = create()
+        except sagemaker.exceptions.ClientError as err:
+            if not _already_exists(err):
+                raise
+            existing = describe()
+            if not same(existing):
+                raise StageFailed(f"{what} {name!r} already exists {differs}") from None
+            self.log.info("%s %s already exists (a retry of this run): using it", what, name)
+            return existing
+        self.log.info("Created %s %s", what, name)
+        return answer
 
 
 class SageMakerTrainingJobOperator(_SageMakerStage):
@@ -111,18 +138,17 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
         self._job_name: str | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
-        hook = self._hook()
+        hook = self.hook
         self._job_name = name = self.request["TrainingJobName"]
-        try:
-            hook.get_conn().create_training_job(**self.request)
-            self.log.info("Started training job %s", name)
-        except ClientError as err:
-            # A retry of this task (worker lost mid-wait) finds its own job: adopt it.
-            if not _already_exists(err):
-                raise
-            self.log.info("Training job %s already exists (a retry of this run): waiting for it", name)
+        # A retry of this task (worker lost mid-wait) finds its own job: adopt it whatever its state.
+        self.create_or_adopt(
+            "Training job",
+            name,
+            create=lambda: hook.conn.create_training_job(**self.request),
+            describe=lambda: hook.describe_training_job(name),
+            same=lambda existing: True,
+            differs="",
+        )
         job = self.wait_for(
             lambda: hook.describe_training_job(name),
             "TrainingJobStatus",
@@ -145,7 +171,7 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
 
     def on_kill(self) -> None:
         if self._job_name:
-            self._hook().get_conn().stop_training_job(TrainingJobName=self._job_name)
+            self.hook.conn.stop_training_job(TrainingJobName=self._job_name)
 
 
 class SageMakerCreateModelOperator(_SageMakerStage):
@@ -156,26 +182,21 @@ class SageMakerCreateModelOperator(_SageMakerStage):
     operator_extra_links = (ModelLink(),)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
-        sagemaker = self._hook().get_conn()
+        sagemaker = self.hook.conn
         name = self.request["ModelName"]
-        try:
-            arn = sagemaker.create_model(**self.request)["ModelArn"]
-            self.log.info("Created model %s", name)
-        except ClientError as err:
-            if not _already_exists(err):
-                raise
-            # A retry of this run: the first try created it. Adopt it only if it is the same model.
-            existing = sagemaker.describe_model(ModelName=name)
-            wanted = self.request.get("PrimaryContainer", {}).get("ModelDataUrl")
-            if existing.get("PrimaryContainer", {}).get("ModelDataUrl") != wanted:
-                raise StageFailed(
-                    f"Model {name!r} already exists with other model data; choose another model_prefix"
-                ) from None
-            arn = existing["ModelArn"]
-            self.log.info("Model %s already exists (a retry of this run): using it", name)
-        return {"ModelName": name, "ModelArn": arn}
+
+        def model_data(model: dict[str, Any]) -> Any:
+            return model.get("PrimaryContainer", {}).get("ModelDataUrl")
+
+        model = self.create_or_adopt(
+            "Model",
+            name,
+            create=lambda: sagemaker.create_model(**self.request),
+            describe=lambda: sagemaker.describe_model(ModelName=name),
+            same=lambda existing: model_data(existing) == model_data(self.request),
+            differs="with other model data; choose another model_prefix",
+        )
+        return {"ModelName": name, "ModelArn": model["ModelArn"]}
 
 
 class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
@@ -186,25 +207,21 @@ class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
     operator_extra_links = (EndpointConfigLink(),)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
-        sagemaker = self._hook().get_conn()
+        sagemaker = self.hook.conn
         name = self.request["EndpointConfigName"]
-        try:
-            arn = sagemaker.create_endpoint_config(**self.request)["EndpointConfigArn"]
-            self.log.info("Created endpoint config %s", name)
-        except ClientError as err:
-            if not _already_exists(err):
-                raise
-            existing = sagemaker.describe_endpoint_config(EndpointConfigName=name)
-            models = lambda variants: [v.get("ModelName") for v in variants]  # noqa: E731
-            if models(existing.get("ProductionVariants", [])) != models(self.request.get("ProductionVariants", [])):
-                raise StageFailed(
-                    f"Endpoint config {name!r} already exists for other models; choose another model_prefix"
-                ) from None
-            arn = existing["EndpointConfigArn"]
-            self.log.info("Endpoint config %s already exists (a retry of this run): using it", name)
-        return {"EndpointConfigName": name, "EndpointConfigArn": arn}
+
+        def models(config: dict[str, Any]) -> list[Any]:
+            return [variant.get("ModelName") for variant in config.get("ProductionVariants", [])]
+
+        config = self.create_or_adopt(
+            "Endpoint config",
+            name,
+            create=lambda: sagemaker.create_endpoint_config(**self.request),
+            describe=lambda: sagemaker.describe_endpoint_config(EndpointConfigName=name),
+            same=lambda existing: models(existing) == models(self.request),
+            differs="for other models; choose another model_prefix",
+        )
+        return {"EndpointConfigName": name, "EndpointConfigArn": config["EndpointConfigArn"]}
 
 
 class SageMakerDeployEndpointOperator(_SageMakerStage):
@@ -225,15 +242,12 @@ class SageMakerDeployEndpointOperator(_SageMakerStage):
         super().__init__(request=request, poll_interval=poll_interval, **kwargs)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
-        hook = self._hook()
-        sagemaker = hook.get_conn()
+        sagemaker = self.hook.conn
         endpoint = self.request["EndpointName"]
         config = self.request["EndpointConfigName"]
         try:
             current = sagemaker.describe_endpoint(EndpointName=endpoint)
-        except ClientError as err:
+        except sagemaker.exceptions.ClientError as err:
             if err.response["Error"]["Code"] != "ValidationException":
                 raise
             current = None

@@ -8,6 +8,7 @@ goes through the Amazon provider hooks to moto.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from datetime import UTC, datetime
@@ -479,6 +480,53 @@ def test_create_endpoint_config_retry_after_the_config_was_created(sagemaker_rej
     result = _run(op, _context())
 
     assert result == {"EndpointConfigName": "churn-model-1", "EndpointConfigArn": first_try["EndpointConfigArn"]}
+
+
+def test_a_model_of_another_run_is_not_adopted(sagemaker_rejects_existing_names):
+    aws = sagemaker_rejects_existing_names
+    role = aws.create_role()
+    request = {
+        "ModelName": "churn-model-20260301100000-abcdef",
+        "ExecutionRoleArn": role,
+        "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": "s3://retraining-demo/output/j/output/model.tar.gz"},
+    }
+    aws.client("sagemaker").create_model(**request)
+    other = dict(request, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://retraining-demo/other.tar.gz"})
+
+    with pytest.raises(StageFailed, match="already exists with other model data; choose another model_prefix"):
+        _run(SageMakerCreateModelOperator(task_id="create_model", request=other), _context())
+
+
+# --- Each stage reaches AWS through its provider hook --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "hook_path"),
+    [
+        (lambda: GlueJobRunOperator(task_id="t", job_name="j"), "glue.GlueJobHook"),
+        (lambda: SageMakerTrainingJobOperator(task_id="t", request={}), "sagemaker.SageMakerHook"),
+        (lambda: SageMakerCreateModelOperator(task_id="t", request={}), "sagemaker.SageMakerHook"),
+        (lambda: SageMakerCreateEndpointConfigOperator(task_id="t", request={}), "sagemaker.SageMakerHook"),
+        (lambda: SageMakerDeployEndpointOperator(task_id="t", request={}), "sagemaker.SageMakerHook"),
+        (lambda: LambdaInvokeOperator(task_id="t", function_name="f", payload={}), "lambda_function.LambdaHook"),
+    ],
+)
+def test_each_stage_declares_its_provider_hook_and_caches_it(monkeypatch, build, hook_path):
+    module, name = hook_path.rsplit(".", 1)
+    provider_hook = getattr(importlib.import_module(f"airflow.providers.amazon.aws.hooks.{module}"), name)
+    monkeypatch.setenv("RETRAINING_BACKEND", "aws")
+    op = build()
+    op.aws_conn_id, op.region_name = "team_aws", "eu-west-1"
+    assert type(op).aws_hook_class is provider_hook
+    hook = op.hook
+    assert type(hook) is provider_hook and op.hook is hook
+    assert (hook.aws_conn_id, hook.region_name) == ("team_aws", "eu-west-1")
+
+
+def test_the_local_backend_choice_reaches_the_hook(monkeypatch):
+    monkeypatch.setenv("RETRAINING_BACKEND", "local")
+    monkeypatch.setenv("RETRAINING_LOCAL_CONN_ID", "my_local_aws")
+    assert GlueJobRunOperator(task_id="t", job_name="j").hook.aws_conn_id == "my_local_aws"
 
 
 # --- Deploy endpoint ----------------------------------------------------------------------------
