@@ -154,6 +154,48 @@ def test_delete_during_creating_wins_and_nothing_serves_afterwards(server, confi
     assert _serving(server, "delete-early-0") == configs[2]
 
 
+def test_mixed_concurrent_creates_updates_and_deletes_leave_describe_and_serving_in_agreement(server, configs):
+    for round_ in range(4):
+        name = f"mixed-{round_}"
+        if round_ % 2:
+            _create(server, name, configs[0])
+        calls = []
+        for i in range(9):
+            config = configs[1 + i % 3]
+            if i % 3 == 0:
+                calls.append(
+                    lambda c=config, name=name: server.aws(
+                        "SageMaker.CreateEndpoint", {"EndpointName": name, "EndpointConfigName": c}
+                    )
+                )
+            elif i % 3 == 1:
+                calls.append(
+                    lambda c=config, name=name: server.aws(
+                        "SageMaker.UpdateEndpoint", {"EndpointName": name, "EndpointConfigName": c}
+                    )
+                )
+            else:
+                calls.append(lambda name=name: server.aws("SageMaker.DeleteEndpoint", {"EndpointName": name}))
+        results = _race(calls)
+        assert all(status in (200, 400) for status, _ in results), results
+        time.sleep(PROVISION_SECONDS + 0.5)
+        final = _settled(server, name)
+        if final is None:
+            assert server.invoke(name, ROW)[0] == 404
+        elif final["EndpointStatus"] == "InService":
+            assert _serving(server, name) == final["EndpointConfigName"]
+        else:
+            assert final["EndpointStatus"] == "Failed" and server.invoke(name, ROW)[0] == 503
+        _assert_stable_for(server, name, final)
+
+
+def _assert_stable_for(server: LocalBackend, name: str, expected: dict | None, seconds: float = 1.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert _describe(server, name) == expected
+        time.sleep(0.1)
+
+
 def test_many_endpoints_created_at_once_on_one_config_all_serve(server, configs):
     names = [f"crowd-{i}" for i in range(16)]
     results = _race(
