@@ -70,10 +70,6 @@ class PathRefused(ValueError):
         self.code, self.status = code, status
 
 
-# The old name, kept for callers that catch it.
-NotAnS3Uri = PathRefused
-
-
 def parse_s3_uri(uri: object, field: str = "S3Uri") -> tuple[str, str]:
     """``s3://bucket/key`` → (bucket, key), with S3's bucket rules and safe keys (a trailing ``/`` is kept)."""
     if not isinstance(uri, str):
@@ -139,11 +135,6 @@ def local_uri(uri: str, field: str = "S3Uri") -> str:
     """An S3 URI as the local path string a worker opens; a prefix keeps its trailing ``/``."""
     path = str(s3_to_local(uri, field))
     return path + "/" if uri.endswith("/") and not path.endswith("/") else path
-
-
-def local_to_s3(path: Path) -> str:
-    relative = Path(path).resolve().relative_to(s3_root().resolve())
-    return "s3://" + relative.as_posix()
 
 
 def glue_script(job_name: object) -> Path:

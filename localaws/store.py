@@ -2,7 +2,8 @@
 
 Training and Glue runs are written by their own worker processes while the
 server reads them, so every write is a short ``BEGIN IMMEDIATE`` transaction
-(WAL mode lets readers go on meanwhile).
+(WAL mode lets readers go on meanwhile). Status changes are compare-and-set:
+the expected state is checked and the new one written in that one transaction.
 """
 
 from __future__ import annotations
@@ -85,20 +86,6 @@ class Store:
             return self.get(kind, name)
         except NotFound:
             return None
-
-    def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
-        """Read-modify-write in one transaction; ``change`` edits the body in place or returns a new one."""
-        with self._write() as db:
-            row = db.execute("SELECT body FROM resources WHERE kind=? AND name=?", (kind, name)).fetchone()
-            if row is None:
-                raise NotFound(f"{kind} {name!r} not found")
-            body = json.loads(row[0])
-            body = change(body) or body
-            db.execute(
-                "UPDATE resources SET body=?, updated=? WHERE kind=? AND name=?",
-                (json.dumps(body), time.time(), kind, name),
-            )
-        return body
 
     def compare_and_set(
         self,
