@@ -5,8 +5,8 @@
     problems = validate(definition)                   # [] when valid
     svg = graph("model_retraining", fmt="svg")        # bytes
 
-CLI: ``python -m exporters export|graph|validate ...``. Imports stay lazy: DAG
-files never import this package.
+CLI: ``python -m exporters export|graph|validate|deploy|...`` (installed: ``airflow-stepfunctions``).
+DAG files never import this package (it depends on the authoring package, not the other way round).
 """
 
 from __future__ import annotations
@@ -15,32 +15,32 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["export", "export_result", "graph", "validate", "ExportError", "DagLoadError"]
-_API = ("export", "export_result", "graph", "validate", "export_dag_object")
+from exporters.api import export, export_dag_object, export_result, graph, validate
+from exporters.errors import DagLoadError, ExporterError, ExportError
 
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        from exporters import api
-
-        return getattr(api, name)
-    if name in ("ExportError", "DagLoadError"):
-        from exporters import errors
-
-        return getattr(errors, name)
-    raise AttributeError(name)
+__all__ = [
+    "DagLoadError",
+    "ExportError",
+    "ExporterError",
+    "export",
+    "export_dag_object",
+    "export_result",
+    "graph",
+    "validate",
+]
+# Names shared by an API function and a submodule (exporters/validate.py, exporters/graph.py).
+_SHADOWED = ("graph", "validate")
 
 
 class _Package(types.ModuleType):
     """Keeps ``exporters.validate`` / ``exporters.graph`` the API functions.
 
-    Importing the submodules of the same names (``exporters/validate.py``,
-    ``exporters/graph.py``) would otherwise replace the package attributes
-    with the modules; the modules stay reachable through ``sys.modules``.
+    Importing the submodules of the same names would otherwise replace the package attributes
+    with the modules (the import system sets them); the modules stay reachable through ``sys.modules``.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 

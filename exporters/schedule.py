@@ -35,6 +35,10 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import pendulum
+from croniter import CroniterError, croniter
 
 from exporters.errors import ExporterError
 
@@ -300,8 +304,6 @@ def _parse_cron(expression: str) -> _Cron:
     for index, value in enumerate(fields):
         _check_field_syntax(index, value)
 
-    from croniter import CroniterError, croniter
-
     try:
         expanded, nth = croniter.expand(text)
     except (CroniterError, ValueError) as err:
@@ -508,8 +510,6 @@ def _shift_to_utc(spec: ScheduleSpec, cron: _Cron, offset: dt.timedelta) -> _Cro
 def _dst_notes(cron: _Cron, zone_name: str, start: dt.datetime | None) -> list[str]:
     """Where the zone's clock jumps, Airflow and EventBridge Scheduler differ; say so if the cron can fire there."""
     try:
-        from zoneinfo import ZoneInfo
-
         zone = ZoneInfo(zone_name)
     except Exception:  # noqa: BLE001 - unknown to zoneinfo: nothing to check
         return []
@@ -673,8 +673,6 @@ def _run_bounds(dag: Any, timetable: Any) -> tuple[dt.datetime | None, dt.dateti
     data_interval = kind in DATA_INTERVAL_TIMETABLES
     first = last = None
     if kind in CRON_TIMETABLES:
-        import pendulum
-
         core = _core_timetable(timetable)
         if start is not None:
             tick = core._align_to_next(pendulum.instance(start))  # first tick at or after start_date
@@ -699,7 +697,7 @@ def _core_timetable(timetable: Any) -> Any:
     """Airflow's scheduler-side timetable (it has the DST-exact next/previous tick arithmetic)."""
     if hasattr(timetable, "_get_next"):
         return timetable
-    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.serialization.encoders import coerce_to_core_timetable  # imports all of Airflow (~6 s cold)
 
     return coerce_to_core_timetable(timetable)
 
@@ -723,8 +721,6 @@ def _timetable_tz(dag: Any, timetable: Any) -> Any:
         or "UTC"
     )
     if isinstance(tz, str):
-        import pendulum
-
         tz = pendulum.timezone(tz)
     return tz
 
