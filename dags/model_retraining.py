@@ -19,6 +19,9 @@ from airflow.sdk import DAG, Param
 from retraining import (
     DEFAULT_XGBOOST_HYPERPARAMETERS,
     GLUE_JOB_NAME_PATTERN,
+    MAX_NAME_PREFIX,
+    SAGEMAKER_NAME_MAX,
+    SAGEMAKER_NAME_PATTERN,
     FailRunOperator,
     Format,
     GlueJobRunOperator,
@@ -32,11 +35,16 @@ from retraining import (
     SageMakerCreateModelOperator,
     SageMakerDeployEndpointOperator,
     SageMakerTrainingJobOperator,
+    sagemaker_name_pattern,
     xgboost_training_request,
 )
 
 # 1-30 chars so prefix + per-run suffix stays a valid 63-char SageMaker name in Airflow and Step Functions.
-NAME_PREFIX_SCHEMA = {"type": "string", "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,29}$", "maxLength": 30}
+NAME_PREFIX_SCHEMA = {
+    "type": "string",
+    "pattern": sagemaker_name_pattern(MAX_NAME_PREFIX),
+    "maxLength": MAX_NAME_PREFIX,
+}
 # S3 URIs that cannot name anything outside their bucket and prefix: a bucket name by AWS's rules
 # (3-63 of [a-z0-9.-], letter or digit at both ends, no "..", not an IP address, no reserved prefix
 # or suffix), then key segments that are never empty (no "//"), never "." or "..", and hold no
@@ -89,8 +97,8 @@ params = {
     "endpoint_name": Param(
         "churn-endpoint",
         type="string",
-        pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
-        maxLength=63,
+        pattern=SAGEMAKER_NAME_PATTERN,
+        maxLength=SAGEMAKER_NAME_MAX,
         description="Long-lived endpoint to update (created if missing).",
     ),
     "metric_function_name": Param(

@@ -11,7 +11,16 @@ from retraining.choice import COMPARISONS, MetricChoiceOperator, MetricRule
 from retraining.fail import FailRunOperator
 from retraining.glue import GLUE_JOB_NAME_PATTERN, GlueJobRunOperator
 from retraining.lambda_function import LambdaInvokeOperator, LambdaMetricCheckOperator
-from retraining.refs import Format, ParamRef, ResultRef, RunUniqueName
+from retraining.refs import (
+    MAX_NAME_PREFIX,
+    SAGEMAKER_NAME_MAX,
+    SAGEMAKER_NAME_PATTERN,
+    Format,
+    ParamRef,
+    ResultRef,
+    RunUniqueName,
+    sagemaker_name_pattern,
+)
 from retraining.sagemaker import (
     DEFAULT_XGBOOST_HYPERPARAMETERS,
     SageMakerCreateEndpointConfigOperator,
@@ -31,15 +40,19 @@ __all__ = [
     "GlueJobRunOperator",
     "LambdaInvokeOperator",
     "LambdaMetricCheckOperator",
+    "MAX_NAME_PREFIX",
     "MetricChoiceOperator",
     "MetricRule",
     "ParamRef",
     "ResultRef",
     "RunUniqueName",
+    "SAGEMAKER_NAME_MAX",
+    "SAGEMAKER_NAME_PATTERN",
     "SageMakerCreateEndpointConfigOperator",
     "SageMakerCreateModelOperator",
     "SageMakerDeployEndpointOperator",
     "SageMakerTrainingJobOperator",
     "StageFailed",
+    "sagemaker_name_pattern",
     "xgboost_training_request",
 ]

@@ -15,9 +15,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-# SageMaker resource names: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+# SageMaker resource names (jobs, models, endpoint configs, endpoints): the one copy of the rule here;
+# DAG params validate names with sagemaker_name_pattern(). (localaws, which imports nothing of this
+# package, keeps its own copy, as AWS does.)
 SAGEMAKER_NAME_MAX = 63
-_SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def sagemaker_name_pattern(max_length: int = SAGEMAKER_NAME_MAX) -> str:
+    """The JSON-schema/regex pattern of a SageMaker name of at most ``max_length`` characters."""
+    return f"^[a-zA-Z0-9](-*[a-zA-Z0-9]){{0,{max_length - 1}}}$"
+
+
+SAGEMAKER_NAME_PATTERN = sagemaker_name_pattern()
+SAGEMAKER_NAME_RE = re.compile(SAGEMAKER_NAME_PATTERN)
 # Room kept for the longest per-run suffix either runtime appends: Step Functions
 # uses "-" + the 32-hex MD5 of the execution name (Airflow's is 22 chars).
 RUN_SUFFIX_LEN = 33
@@ -173,7 +183,7 @@ def run_unique_name(prefix: str, run_id: str, when: Any = None) -> str:
 
 
 def is_valid_sagemaker_name(name: str) -> bool:
-    return len(name) <= SAGEMAKER_NAME_MAX and bool(_SAGEMAKER_NAME_RE.match(name))
+    return len(name) <= SAGEMAKER_NAME_MAX and bool(SAGEMAKER_NAME_RE.match(name))
 
 
 def resolve_value(value: Any, context: Any) -> Any:
