@@ -174,7 +174,7 @@ class Interpreter:
             assert time.monotonic() < deadline, f"still running; calls so far: {self.doubles.actions()}"
             time.sleep(0.05)
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-        return run_of(described, events, tasks, self.doubles.calls)
+        return run_of(described, events, tasks)
 
 
 def owner(state_name: str, tasks: list[str]) -> str | None:
@@ -184,7 +184,7 @@ def owner(state_name: str, tasks: list[str]) -> str | None:
     return None
 
 
-def run_of(described: dict[str, Any], events: list[dict[str, Any]], tasks: list[str], calls: list[Any]) -> Run:
+def run_of(described: dict[str, Any], events: list[dict[str, Any]], tasks: list[str]) -> Run:
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
     status = {t: "not run" for t in tasks}
     for name in entered:
@@ -196,11 +196,26 @@ def run_of(described: dict[str, Any], events: list[dict[str, Any]], tasks: list[
         last = owner(entered[-1], tasks)
         if last is not None:
             status[last] = "failed"
-    attempts = {t: 0 for t in tasks}
-    for call in calls:
-        task = owner(call.state, tasks)
-        if task is not None and call.state == task:
-            attempts[task] += 1
+    # Attempts of a task: the TaskScheduled events within the first entry of its first Task state (Retry
+    # repeats them there), plus the restarts through its own "<task>: retry" state (sensors' retries).
+    attempts = {t: 1 if status[t] != "not run" else 0 for t in tasks}
+    first_entry: dict[str, int] = {}
+    entry_index, current = -1, None
+    scheduled: dict[int, int] = {}
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            entry_index += 1
+            current = event["stateEnteredEventDetails"]["name"]
+            task = owner(current, tasks)
+            if task is not None and current == f"{task}: retry":
+                attempts[task] += 1
+        elif event["type"] == "TaskScheduled" and current is not None:
+            task = owner(current, tasks)
+            if task is not None:
+                first_entry.setdefault(task, entry_index)
+                scheduled[entry_index] = scheduled.get(entry_index, 0) + 1
+    for task, index in first_entry.items():
+        attempts[task] += scheduled[index] - 1
     output = json.loads(described["output"]) if described.get("output") else {}
     results = {t: output[t] for t in tasks if isinstance(output, dict) and t in output}
     return Run("failed" if failed else "success", status, attempts, results, described.get("error"))

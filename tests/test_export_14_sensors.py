@@ -1,0 +1,149 @@
+"""Sensors: the exported poke loop ends as the Airflow sensor does (condition met, timed out, resource failed).
+
+Each scenario runs ``dag.test()`` against the moto server and the export in moto's ASL interpreter, with the
+same data or job states on both sides, and compares run state, task states and attempts. In the
+interpreter Wait states are recorded, not slept, so the test also asserts the waits of the poke loop.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.export14_harness import Interpreter, airflow_run, export_checked, load
+
+S3_TASKS = ["wait_for_schema", "wait_for_data", "write_marker"]
+JOB_TASKS = ["wait_for_training", "wait_for_endpoint", "wait_for_etl"]
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+
+
+def _put_s3(client, keys: list[str]) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="sensor-demo")
+    for key in keys:
+        s3.put_object(Bucket="sensor-demo", Key=key, Body=b"x")
+
+
+def _keys(client) -> list[str]:
+    return sorted(o["Key"] for o in client("s3").list_objects_v2(Bucket="sensor-demo").get("Contents", []))
+
+
+SCHEMA = ["schema/churn.json", "schema/features.json"]
+DATA = ["incoming/2026-11-29/part-0000.csv"]
+
+
+@pytest.mark.parametrize(
+    "present, outcome",
+    [
+        (SCHEMA + DATA, {"wait_for_schema": "success", "wait_for_data": "success", "write_marker": "success"}),
+        (SCHEMA, {"wait_for_schema": "success", "wait_for_data": "failed", "write_marker": "not run"}),
+        (SCHEMA[:1] + DATA, {"wait_for_schema": "failed", "wait_for_data": "not run", "write_marker": "not run"}),
+    ],
+    ids=["all-there", "data-never-comes", "one-schema-file-missing"],
+)
+def test_s3_key_sensor_in_airflow_and_step_functions(aws, airflow_db, present, outcome):
+    dag = load("s3_key_sensor")
+    definition = export_checked(dag)
+    _put_s3(aws.client, present)
+    airflow = airflow_run(dag)
+    airflow_keys = _keys(aws.client)
+    with Interpreter() as sfn:
+        _put_s3(sfn.client, present)
+        exported = sfn.run(sfn.create(definition), S3_TASKS)
+        exported_keys = _keys(sfn.client)
+        waits = list(sfn.doubles.waits)
+
+    assert exported == airflow
+    assert airflow.tasks == outcome
+    # A sensor timeout is never retried (AirflowSensorTimeout), although the tasks have retries=1.
+    assert exported.attempts == airflow.attempts == {t: int(s != "not run") for t, s in outcome.items()}
+    assert exported_keys == airflow_keys
+    if outcome["write_marker"] == "success":
+        assert "ready/2026-11-29" in airflow_keys
+    if outcome["wait_for_data"] == "failed":
+        assert exported.error == "SensorTimeout"
+        # exponential_backoff from poke_interval=1: 1, 1, 2 (max_wait=2), then timeout=4 is used up.
+        assert [s for name, s in waits if name == "wait_for_data: wait"] == [1, 1, 2]
+    if outcome["wait_for_schema"] == "failed":
+        assert [s for name, s in waits if name == "wait_for_schema: wait"] == [1, 1, 1, 1]
+
+
+def _training_job(client, name: str) -> None:
+    client("sagemaker").create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": "xgboost:1", "TrainingInputMode": "File"},
+        RoleArn=ROLE,
+        OutputDataConfig={"S3OutputPath": "s3://sensor-demo/output/"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+    )
+
+
+def _endpoint(client, name: str) -> None:
+    sm = client("sagemaker")
+    sm.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "xgboost:1"})
+    sm.create_endpoint_config(
+        EndpointConfigName="c",
+        ProductionVariants=[
+            {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName="c")
+
+
+def _glue_run(client) -> str:
+    glue = client("glue")
+    glue.create_job(Name="churn-etl", Role=ROLE, Command={"Name": "glueetl", "ScriptLocation": "s3://x/etl.py"})
+    return glue.start_job_run(JobName="churn-etl")["JobRunId"]
+
+
+@pytest.mark.parametrize("training_status", ["Completed", "Failed"])
+def test_job_sensors_in_airflow_and_step_functions(aws, airflow_db, training_status):
+    dag = load("job_sensors")
+    definition = export_checked(dag)
+    aws.outcomes.training_status = training_status
+    _training_job(aws.client, "churn-xgb-7")
+    _endpoint(aws.client, "churn-endpoint")
+    airflow = airflow_run(dag, {"glue_run": _glue_run(aws.client)})
+    with Interpreter() as sfn:
+        sfn.doubles.training_status = training_status
+        _training_job(sfn.client, "churn-xgb-7")
+        _endpoint(sfn.client, "churn-endpoint")
+        exported = sfn.run(sfn.create(definition), JOB_TASKS, {"glue_run": _glue_run(sfn.client)})
+
+    assert exported == airflow
+    assert exported.attempts == airflow.attempts
+    if training_status == "Completed":
+        assert airflow.state == "success", airflow
+    else:
+        # The poke raises on a failed job: the task's retry runs the sensor again, then it fails.
+        assert airflow.tasks == {
+            "wait_for_training": "failed",
+            "wait_for_endpoint": "not run",
+            "wait_for_etl": "not run",
+        }
+        assert airflow.attempts["wait_for_training"] == 2
+        assert exported.error == "SensorFailed"
+
+
+def test_sensor_modes_without_a_faithful_translation_are_refused():
+    from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+    from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+    from airflow.sdk import DAG
+
+    from exporters.compiler import compile_dag
+    from exporters.errors import ExportError
+
+    with DAG("sensor_refusals", schedule=None) as dag:
+        S3KeySensor(task_id="soft", bucket_key="s3://b/k", soft_fail=True)
+        S3KeySensor(task_id="glob", bucket_key="s3://b/data/*.csv", wildcard_match=True)
+        S3KeySensor(task_id="fn", bucket_key="s3://b/k", check_fn=lambda files: True)
+        S3KeySensor(task_id="regex", bucket_key="s3://b/k.*", use_regex=True)
+        ExternalTaskSensor(task_id="other_dag", external_dag_id="upstream")
+    with pytest.raises(ExportError) as raised:
+        compile_dag(dag)
+    problems = {p.task_id: p for p in raised.value.problems}
+    assert "soft_fail" in problems["soft"].reason
+    assert "'<prefix>*'" in problems["glob"].reason
+    assert "check_fn" in problems["fn"].reason
+    assert "use_regex" in problems["regex"].reason
+    assert "another DAG" in problems["other_dag"].reason and "TriggerDagRunOperator" in problems["other_dag"].fix
