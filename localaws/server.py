@@ -23,7 +23,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import socket
 import sys
 import threading
@@ -40,13 +39,11 @@ from localaws.paths import (
     DEFAULT_PORT,
     S3_SCHEMES,
     PathRefused,
-    check_key,
     data_dir,
     db_path,
     endpoint_url,
     glue_script,
     lambda_module,
-    local_uri,
     lock_path,
     logs_dir,
     s3_to_local,
@@ -61,6 +58,24 @@ from localaws.serving import (
     remove_model_folders,
 )
 from localaws.store import AlreadyExists, NotFound, Store
+from localaws.validation import (
+    CHANNEL_NAME,
+    JOB_RUN_ID,
+    ROLE_ARN,
+    SAGEMAKER_NAME,
+    VARIANT_NAME,
+    ApiError,
+    array_field,
+    constraint_error,
+    glue_argument,
+    integer_field,
+    object_field,
+    refused,
+    s3_uri_field,
+    string_field,
+    string_map_field,
+    validation_error,
+)
 from localaws.workers import Workers, reap_orphans
 
 LOG = logging.getLogger("localaws")
@@ -68,137 +83,8 @@ ACCOUNT = "000000000000"
 REGION = "us-east-1"
 
 
-class ApiError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
-def _validation(message: str) -> ApiError:
-    return ApiError("ValidationException", message)
-
-
-def _refused(err: PathRefused) -> ApiError:
-    return ApiError(err.code, str(err), err.status)
-
-
 def _arn(service: str, kind: str, name: str) -> str:
     return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{kind}/{name}"
-
-
-# -- request validation: every field's type, pattern and length as AWS states them, before anything is written --
-_MISSING = object()
-SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
-CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
-VARIANT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-JOB_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-GLUE_ARGUMENT = re.compile(r"^--[A-Za-z_][A-Za-z0-9_]{0,127}$")
-# Arguments the backend itself passes to a Glue script.
-RESERVED_GLUE_ARGUMENTS = {"--JOB_NAME", "--JOB_RUN_ID"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def _constraint(value: Any, field: str, constraint: str) -> ApiError:
-    shown = value if isinstance(value, int | float | bool) or value is None else str(value)[:100]
-    return _validation(
-        f"1 validation error detected: Value {shown!r} at '{field}' failed to satisfy constraint: {constraint}"
-    )
-
-
-def _field(container: dict[str, Any], name: str, where: str, required: bool) -> Any:
-    value = container.get(name, _MISSING)
-    if value is _MISSING or value is None:
-        if required:
-            raise _constraint(None, f"{where}{name}", "Member must not be null")
-        return _MISSING
-    return value
-
-
-def _string(
-    container: dict[str, Any],
-    name: str,
-    where: str = "",
-    *,
-    required: bool = True,
-    pattern: re.Pattern | None = None,
-    max_len: int = 256,
-    min_len: int = 1,
-) -> str | None:
-    value = _field(container, name, where, required)
-    if value is _MISSING:
-        return None
-    field = f"{where}{name}"
-    if not isinstance(value, str):
-        raise _constraint(value, field, f"Member must be a string, not {type(value).__name__}")
-    if not min_len <= len(value) <= max_len:
-        raise _constraint(value, field, f"Member must have length between {min_len} and {max_len}")
-    if _CONTROL.search(value):
-        raise _constraint(value, field, "Member must not contain control characters")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise _constraint(value, field, f"Member must satisfy regular expression pattern: {pattern.pattern}")
-    return value
-
-
-def _integer(
-    container: dict[str, Any], name: str, where: str = "", *, required: bool = True, minimum: int = 1, maximum: int
-) -> int | None:
-    value = _field(container, name, where, required)
-    if value is _MISSING:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _constraint(value, f"{where}{name}", f"Member must be an integer, not {type(value).__name__}")
-    if not minimum <= value <= maximum:
-        raise _constraint(value, f"{where}{name}", f"Member must have value between {minimum} and {maximum}")
-    return value
-
-
-def _object(container: dict[str, Any], name: str, where: str = "", *, required: bool = True) -> dict[str, Any]:
-    value = _field(container, name, where, required)
-    if value is _MISSING:
-        return {}
-    if not isinstance(value, dict):
-        raise _constraint(value, f"{where}{name}", f"Member must be an object, not {type(value).__name__}")
-    return value
-
-
-def _array(
-    container: dict[str, Any], name: str, where: str = "", *, required: bool = True, min_items: int = 1, maximum: int
-) -> list[Any]:
-    value = _field(container, name, where, required)
-    if value is _MISSING:
-        return []
-    if not isinstance(value, list):
-        raise _constraint(value, f"{where}{name}", f"Member must be a list, not {type(value).__name__}")
-    if not min_items <= len(value) <= maximum:
-        raise _constraint(len(value), f"{where}{name}", f"Member must have between {min_items} and {maximum} items")
-    return value
-
-
-def _string_map(
-    container: dict[str, Any], name: str, *, max_items: int, key_max: int, value_max: int
-) -> dict[str, str]:
-    value = _object(container, name, required=False)
-    if len(value) > max_items:
-        raise _constraint(len(value), name, f"Map must have at most {max_items} entries")
-    for key, item in value.items():
-        if not 1 <= len(key) <= key_max or _CONTROL.search(key):
-            raise _constraint(
-                key, f"{name} key", f"Key must have length between 1 and {key_max}, no control characters"
-            )
-        _string(value, key, f"{name}.", max_len=value_max, min_len=0)
-        if not isinstance(item, str):
-            raise _constraint(item, f"{name}.{key}", "Member must be a string")
-    return value
-
-
-def _s3_uri(container: dict[str, Any], name: str, where: str = "") -> str:
-    uri = _string(container, name, where, max_len=1024)
-    try:
-        s3_to_local(uri, f"{where}{name}")
-    except PathRefused as err:
-        raise _refused(err) from None
-    return uri
 
 
 ENDPOINT_PENDING = ("Creating", "Updating")
@@ -285,15 +171,15 @@ class Backend:
 
     # -- Glue ------------------------------------------------------------------
     def glue_start_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
-        job = _string(req, "JobName", max_len=255)
+        job = string_field(req, "JobName", max_len=255)
         try:
             script = glue_script(job)
         except PathRefused as err:
-            raise _refused(err) from None
-        arguments = _string_map(req, "Arguments", max_items=50, key_max=130, value_max=4096)
+            raise refused(err) from None
+        arguments = string_map_field(req, "Arguments", max_items=50, key_max=130, value_max=4096)
         argv = [self.python, str(script), f"--JOB_NAME={job}"]
         for key, value in arguments.items():
-            argv.append(f"{key}={_local_argument(key, value)}")
+            argv.append(f"{key}={glue_argument(key, value)}")
         destination = arguments.get("--S3_DEST", "")
         for key, value in arguments.items():
             if key.endswith("_KEY") and destination.startswith(S3_SCHEMES):
@@ -301,7 +187,7 @@ class Backend:
                 try:
                     s3_to_local(destination.rstrip("/") + "/" + value.lstrip("/"), f"Arguments.{key}")
                 except PathRefused as err:
-                    raise _refused(err) from None
+                    raise refused(err) from None
         run_id = "jr_" + uuid.uuid4().hex
         argv.append(f"--JOB_RUN_ID={run_id}")
         self.store.create(
@@ -341,18 +227,18 @@ class Backend:
         return {"JobRunId": run_id}
 
     def glue_get_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
-        job = _string(req, "JobName", max_len=255)
-        run_id = _string(req, "RunId", pattern=JOB_RUN_ID, max_len=255)
+        job = string_field(req, "JobName", max_len=255)
+        run_id = string_field(req, "RunId", pattern=JOB_RUN_ID, max_len=255)
         run = self.store.find("glue_job_run", run_id)
         if run is None or run["JobName"] != job:
             raise ApiError("EntityNotFoundException", f"Job run {run_id!r} of job {job!r} not found")
         return {"JobRun": run}
 
     def glue_batch_stop_job_run(self, req: dict[str, Any]) -> dict[str, Any]:
-        job = _string(req, "JobName", max_len=255)
-        run_ids = _array(req, "JobRunIds", maximum=25)
+        job = string_field(req, "JobName", max_len=255)
+        run_ids = array_field(req, "JobRunIds", maximum=25)
         for index, run_id in enumerate(run_ids):
-            _string({"JobRunId": run_id}, "JobRunId", f"JobRunIds[{index}].", pattern=JOB_RUN_ID, max_len=255)
+            string_field({"JobRunId": run_id}, "JobRunId", f"JobRunIds[{index}].", pattern=JOB_RUN_ID, max_len=255)
         stopped, errors = [], []
         for run_id in run_ids:
             changed = self.store.compare_and_set(
@@ -376,35 +262,35 @@ class Backend:
 
     # -- SageMaker training ----------------------------------------------------
     def sagemaker_create_training_job(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "TrainingJobName", pattern=SAGEMAKER_NAME, max_len=63)
-        algorithm = _object(req, "AlgorithmSpecification")
-        image = _string(algorithm, "TrainingImage", "AlgorithmSpecification.", max_len=255)
-        _string(algorithm, "TrainingInputMode", "AlgorithmSpecification.", required=False, max_len=32)
+        name = string_field(req, "TrainingJobName", pattern=SAGEMAKER_NAME, max_len=63)
+        algorithm = object_field(req, "AlgorithmSpecification")
+        image = string_field(algorithm, "TrainingImage", "AlgorithmSpecification.", max_len=255)
+        string_field(algorithm, "TrainingInputMode", "AlgorithmSpecification.", required=False, max_len=32)
         if "xgboost" not in image:
-            raise _validation(f"the local backend trains only the built-in XGBoost image, not {image!r}")
-        _string(req, "RoleArn", pattern=ROLE_ARN, min_len=20, max_len=2048)
-        _string_map(req, "HyperParameters", max_items=100, key_max=256, value_max=2500)
-        channels = _array(req, "InputDataConfig", maximum=20)
+            raise validation_error(f"the local backend trains only the built-in XGBoost image, not {image!r}")
+        string_field(req, "RoleArn", pattern=ROLE_ARN, min_len=20, max_len=2048)
+        string_map_field(req, "HyperParameters", max_items=100, key_max=256, value_max=2500)
+        channels = array_field(req, "InputDataConfig", maximum=20)
         for index, channel in enumerate(channels):
             where = f"InputDataConfig[{index}]."
             if not isinstance(channel, dict):
-                raise _constraint(channel, where[:-1], "Member must be an object")
-            _string(channel, "ChannelName", where, pattern=CHANNEL_NAME, max_len=64)
-            _string(channel, "ContentType", where, required=False, max_len=256)
-            source = _object(_object(channel, "DataSource", where), "S3DataSource", f"{where}DataSource.")
-            _s3_uri(source, "S3Uri", f"{where}DataSource.S3DataSource.")
-        output = _object(req, "OutputDataConfig")
-        output_path = _s3_uri(output, "S3OutputPath", "OutputDataConfig.")
+                raise constraint_error(channel, where[:-1], "Member must be an object")
+            string_field(channel, "ChannelName", where, pattern=CHANNEL_NAME, max_len=64)
+            string_field(channel, "ContentType", where, required=False, max_len=256)
+            source = object_field(object_field(channel, "DataSource", where), "S3DataSource", f"{where}DataSource.")
+            s3_uri_field(source, "S3Uri", f"{where}DataSource.S3DataSource.")
+        output = object_field(req, "OutputDataConfig")
+        output_path = s3_uri_field(output, "S3OutputPath", "OutputDataConfig.")
         try:
             s3_to_local(output_path.rstrip("/") + f"/{name}/output/model.tar.gz", "OutputDataConfig.S3OutputPath")
         except PathRefused as err:
-            raise _refused(err) from None
-        resources = _object(req, "ResourceConfig")
-        _string(resources, "InstanceType", "ResourceConfig.", required=False, max_len=64)
-        _integer(resources, "InstanceCount", "ResourceConfig.", required=False, maximum=100)
-        _integer(resources, "VolumeSizeInGB", "ResourceConfig.", required=False, maximum=16384)
-        stopping = _object(req, "StoppingCondition", required=False)
-        _integer(stopping, "MaxRuntimeInSeconds", "StoppingCondition.", required=False, maximum=2419200)
+            raise refused(err) from None
+        resources = object_field(req, "ResourceConfig")
+        string_field(resources, "InstanceType", "ResourceConfig.", required=False, max_len=64)
+        integer_field(resources, "InstanceCount", "ResourceConfig.", required=False, maximum=100)
+        integer_field(resources, "VolumeSizeInGB", "ResourceConfig.", required=False, maximum=16384)
+        stopping = object_field(req, "StoppingCondition", required=False)
+        integer_field(stopping, "MaxRuntimeInSeconds", "StoppingCondition.", required=False, maximum=2419200)
         body = {
             "TrainingJobName": name,
             "TrainingJobArn": _arn("sagemaker", "training-job", name),
@@ -423,7 +309,7 @@ class Backend:
         try:
             self.store.create("training_job", name, body)
         except AlreadyExists:
-            raise _validation(
+            raise validation_error(
                 "Training job names must be unique within an AWS account and region, "
                 "and a training job with this name already exists "
                 f"({_arn('sagemaker', 'training-job', name)})"
@@ -453,10 +339,10 @@ class Backend:
         return {"TrainingJobArn": body["TrainingJobArn"]}
 
     def sagemaker_describe_training_job(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "TrainingJobName", pattern=SAGEMAKER_NAME, max_len=63)
+        name = string_field(req, "TrainingJobName", pattern=SAGEMAKER_NAME, max_len=63)
         job = self.store.find("training_job", name)
         if job is None:
-            raise _validation(
+            raise validation_error(
                 "Requested resource not found: "
                 f"Could not find training job '{_arn('sagemaker', 'training-job', name)}'."
             )
@@ -476,11 +362,11 @@ class Backend:
 
     # -- SageMaker hosting -------------------------------------------------------
     def sagemaker_create_model(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "ModelName", pattern=SAGEMAKER_NAME, max_len=63)
-        container = _object(req, "PrimaryContainer")
-        _string(container, "Image", "PrimaryContainer.", max_len=255)
-        _s3_uri(container, "ModelDataUrl", "PrimaryContainer.")
-        _string(req, "ExecutionRoleArn", required=False, pattern=ROLE_ARN, min_len=20, max_len=2048)
+        name = string_field(req, "ModelName", pattern=SAGEMAKER_NAME, max_len=63)
+        container = object_field(req, "PrimaryContainer")
+        string_field(container, "Image", "PrimaryContainer.", max_len=255)
+        s3_uri_field(container, "ModelDataUrl", "PrimaryContainer.")
+        string_field(req, "ExecutionRoleArn", required=False, pattern=ROLE_ARN, min_len=20, max_len=2048)
         body = {
             "ModelName": name,
             "ModelArn": _arn("sagemaker", "model", name),
@@ -491,32 +377,32 @@ class Backend:
         try:
             self.store.create("model", name, body)
         except AlreadyExists:
-            raise _validation(f'Cannot create already existing model "{body["ModelArn"]}".') from None
+            raise validation_error(f'Cannot create already existing model "{body["ModelArn"]}".') from None
         return {"ModelArn": body["ModelArn"]}
 
     def sagemaker_describe_model(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "ModelName", pattern=SAGEMAKER_NAME, max_len=63)
+        name = string_field(req, "ModelName", pattern=SAGEMAKER_NAME, max_len=63)
         model = self.store.find("model", name)
         if model is None:
-            raise _validation(f'Could not find model "{_arn("sagemaker", "model", name)}".')
+            raise validation_error(f'Could not find model "{_arn("sagemaker", "model", name)}".')
         return {k: v for k, v in model.items() if v is not None}
 
     def sagemaker_create_endpoint_config(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
-        variants = _array(req, "ProductionVariants", maximum=10)
+        name = string_field(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
+        variants = array_field(req, "ProductionVariants", maximum=10)
         if len(variants) != 1:
-            raise _validation("the local backend serves exactly one production variant per endpoint config")
+            raise validation_error("the local backend serves exactly one production variant per endpoint config")
         for index, variant in enumerate(variants):
             where = f"ProductionVariants[{index}]."
             if not isinstance(variant, dict):
-                raise _constraint(variant, where[:-1], "Member must be an object")
-            _string(variant, "VariantName", where, pattern=VARIANT_NAME, max_len=63)
-            _string(variant, "ModelName", where, pattern=SAGEMAKER_NAME, max_len=63)
-            _integer(variant, "InitialInstanceCount", where, required=False, maximum=100)
-            _string(variant, "InstanceType", where, required=False, max_len=64)
+                raise constraint_error(variant, where[:-1], "Member must be an object")
+            string_field(variant, "VariantName", where, pattern=VARIANT_NAME, max_len=63)
+            string_field(variant, "ModelName", where, pattern=SAGEMAKER_NAME, max_len=63)
+            integer_field(variant, "InitialInstanceCount", where, required=False, maximum=100)
+            string_field(variant, "InstanceType", where, required=False, max_len=64)
         model_name = variants[0]["ModelName"]
         if self.store.find("model", model_name) is None:
-            raise _validation(f'Could not find model "{_arn("sagemaker", "model", model_name)}".')
+            raise validation_error(f'Could not find model "{_arn("sagemaker", "model", model_name)}".')
         body = {
             "EndpointConfigName": name,
             "EndpointConfigArn": _arn("sagemaker", "endpoint-config", name),
@@ -526,21 +412,21 @@ class Backend:
         try:
             self.store.create("endpoint_config", name, body)
         except AlreadyExists:
-            raise _validation(
+            raise validation_error(
                 f'Cannot create already existing endpoint configuration "{body["EndpointConfigArn"]}".'
             ) from None
         return {"EndpointConfigArn": body["EndpointConfigArn"]}
 
     def sagemaker_describe_endpoint_config(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
+        name = string_field(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
         config = self.store.find("endpoint_config", name)
         if config is None:
-            raise _validation(f'Could not find endpoint configuration "{name}".')
+            raise validation_error(f'Could not find endpoint configuration "{name}".')
         return config
 
     def sagemaker_create_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
-        config = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
+        name = string_field(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
+        config = string_field(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
         self.sagemaker_describe_endpoint_config({"EndpointConfigName": config})
         token = uuid.uuid4().hex
         body = {
@@ -555,13 +441,13 @@ class Backend:
         try:
             self.store.create("endpoint", name, body)
         except AlreadyExists:
-            raise _validation(f'Cannot create already existing endpoint "{body["EndpointArn"]}".') from None
+            raise validation_error(f'Cannot create already existing endpoint "{body["EndpointArn"]}".') from None
         self._deploy(name, config, token, creating=True)
         return {"EndpointArn": body["EndpointArn"]}
 
     def sagemaker_update_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
-        config = _string(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
+        name = string_field(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
+        config = string_field(req, "EndpointConfigName", pattern=SAGEMAKER_NAME, max_len=63)
         self.sagemaker_describe_endpoint_config({"EndpointConfigName": config})
         endpoint = self.sagemaker_describe_endpoint({"EndpointName": name})
         token = uuid.uuid4().hex
@@ -573,25 +459,25 @@ class Backend:
         if self.store.compare_and_set("endpoint", name, lambda b: b["EndpointStatus"] == "InService", start) is None:
             current = self.store.find("endpoint", name)
             status = current["EndpointStatus"] if current else "deleted"
-            raise _validation(
+            raise validation_error(
                 f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}": it is {status}, not InService.'
             )
         self._deploy(name, config, token, creating=False)
         return {"EndpointArn": endpoint["EndpointArn"]}
 
     def sagemaker_describe_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
+        name = string_field(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
         endpoint = self.store.find("endpoint", name)
         if endpoint is None:
-            raise _validation(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
+            raise validation_error(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
         return {k: v for k, v in endpoint.items() if v is not None and k != "DeployToken"}
 
     def sagemaker_delete_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _string(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
+        name = string_field(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
         # Under the registry's lock, as a deployment's final step: the delete and a swap never interleave.
         with self.endpoints.transition():
             if not self.store.delete("endpoint", name):
-                raise _validation(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
+                raise validation_error(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
             self.endpoints.remove(name)
         return {}
 
@@ -660,7 +546,7 @@ class Backend:
         try:
             module_path = lambda_module(function_name)
         except PathRefused as err:
-            raise _refused(err) from None
+            raise refused(err) from None
         try:
             event = json.loads(payload) if payload else {}
         except (ValueError, RecursionError):
@@ -712,31 +598,6 @@ def _last_line(log: Path) -> str:
         if not line.startswith(("File ", "Traceback", "^", "~")):
             return line[:1000]
     return ""
-
-
-def _local_argument(key: str, value: str) -> str:
-    """A Glue argument as the local script gets it: S3 URIs become confined local paths, never a raw path."""
-    if not GLUE_ARGUMENT.fullmatch(key) or key in RESERVED_GLUE_ARGUMENTS:
-        raise _constraint(
-            key,
-            "Arguments key",
-            f"must match {GLUE_ARGUMENT.pattern} and not be one of {sorted(RESERVED_GLUE_ARGUMENTS)}",
-        )
-    field = f"Arguments.{key}"
-    try:
-        if value.startswith(S3_SCHEMES):
-            return local_uri(value, field)
-        if key.endswith("_KEY"):
-            # A key relative to an S3 prefix (--TRAIN_KEY train/): it must stay below that prefix.
-            check_key(value, field)
-            return value
-    except PathRefused as err:
-        raise _refused(err) from None
-    if key.startswith("--S3_") or "/" in value or "\\" in value or value.startswith(("file:", "~", ".")):
-        raise _constraint(
-            value, field, "the local backend passes only s3:// URIs and plain values to a job, never a local path"
-        )
-    return value
 
 
 ACTIONS: dict[str, str] = {
@@ -832,7 +693,7 @@ def create_app(backend: Backend, port: int):
         except ApiError as err:
             return await send_json(send, err.status, _aws_document(err))
         except NotFound as err:
-            return await send_json(send, 400, _aws_document(_validation(str(err))))
+            return await send_json(send, 400, _aws_document(validation_error(str(err))))
         except Exception:  # noqa: BLE001 - a bug, not the client's fault: AWS's 500 shape, the details in the log
             LOG.exception("%s failed", target)
             failure = ApiError("InternalFailure", f"{target} failed inside the local backend; see its log", 500)
