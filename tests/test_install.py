@@ -7,8 +7,9 @@ repository (no PYTHONPATH, an empty plugins folder, a DAGs folder with a copy of
 - the console script ``airflow-stepfunctions export`` writes the same bytes as ``python -m exporters export``
   run from this repository.
 
-Slow by nature (a virtualenv with Airflow: about two minutes with a warm pip cache); pip needs PyPI or its
-cache. The virtualenv is built once per session, in a temporary folder.
+Slow by nature: installing Airflow into the virtualenv is most of it (figures in docs/benchmarks.md); pip
+needs PyPI, the machine's package mirror or its cache. The virtualenv is built once per session, in a
+temporary folder.
 """
 
 from __future__ import annotations
