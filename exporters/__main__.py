@@ -1,5 +1,5 @@
 """``python -m exporters`` (also installed as ``airflow-stepfunctions``): export, graph, validate,
-deploy, start, executions, diff.
+deploy, start, executions, diff, run (--local).
 
 Exit 0 on success, 1 on a problem with the DAG, the definition or AWS (printed as ``error:``
 with its reason and ``fix:``; never a traceback), 2 on usage errors; ``diff``: 3 drift, 4 not deployed.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporters import cli_deploy
+from exporters import cli_deploy, local_run
 from exporters.api import DEFINITION_FILE, export_dag_object, export_result, validate, write_atomically
 from exporters.aws_clients import AwsClients
 from exporters.cloudformation import TEMPLATE_FILE, build_template, template_json
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file")
 
     cli_deploy.add_subcommands(sub)  # deploy, start, executions, diff
+    local_run.add_subcommand(sub)  # run DAG_ID --local
     return parser
 
 
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None, *, clients: AwsClients | None = None) ->
             return _graph(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "run":
+            return local_run.command(args)
         return cli_deploy.run(args, clients=clients)
     except ExporterError as err:
         print(f"error: {err.reason}", file=sys.stderr)

@@ -434,6 +434,7 @@ class Backend:
             "EndpointArn": _arn("sagemaker", "endpoint", name),
             "EndpointStatus": "Creating",
             "EndpointConfigName": None,
+            "PendingEndpointConfigName": config,
             "CreationTime": time.time(),
             "LastModifiedTime": time.time(),
             "DeployToken": token,
@@ -470,7 +471,12 @@ class Backend:
         endpoint = self.store.find("endpoint", name)
         if endpoint is None:
             raise validation_error(f'Could not find endpoint "{_arn("sagemaker", "endpoint", name)}".')
-        return {k: v for k, v in endpoint.items() if v is not None and k != "DeployToken"}
+        hidden = ("DeployToken", "PendingEndpointConfigName")
+        answer = {k: v for k, v in endpoint.items() if v is not None and k not in hidden}
+        # SageMaker always names a config (a required field): while Creating, the one being deployed.
+        if "EndpointConfigName" not in answer and endpoint.get("PendingEndpointConfigName"):
+            answer["EndpointConfigName"] = endpoint["PendingEndpointConfigName"]
+        return answer
 
     def sagemaker_delete_endpoint(self, req: dict[str, Any]) -> dict[str, Any]:
         name = string_field(req, "EndpointName", pattern=SAGEMAKER_NAME, max_len=63)
