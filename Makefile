@@ -23,8 +23,9 @@ $(STAMP): requirements.txt constraints.txt
 	$(VENV)/bin/pip install --quiet -r requirements.txt -c constraints.txt
 	touch $(STAMP)
 
+# SFN=1: the same pipeline as the exported Step Functions state machine (python -m exporters run --local).
 run: venv
-	$(PY) -m localaws.run $(if $(ONCE),--once,)
+	$(PY) -m localaws.run $(if $(ONCE),--once,) $(if $(SFN),--state-machine,)
 
 test: venv system-deps browser-deps lint
 	$(PY) -m pytest tests -q

@@ -74,12 +74,13 @@ def effective_params(dag: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     params = copy.deepcopy(dag.params)
     if not isinstance(params, ParamsDict):
         params = ParamsDict(params)
-    for key, value in overrides.items():
-        params[key] = value
     try:
+        for key, value in overrides.items():
+            params[key] = value
         return params.validate()
-    except ValueError as err:  # Airflow's ParamValidationError: the message names the param
-        raise LocalRunError(f"--input does not fit DAG {dag.dag_id!r}'s params: {err}") from None
+    except ValueError as err:  # Airflow's ParamValidationError: its first line names the param and the rule
+        reason = str(err).strip().splitlines()[0]
+        raise LocalRunError(f"--input does not fit the params of DAG {dag.dag_id!r}: {reason}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,6 +181,46 @@ def stage_of(state_name: str) -> str:
 def execution_name(now: datetime.datetime | None = None) -> str:
     now = now or datetime.datetime.now(datetime.UTC)
     return f"local-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+EXECUTION_NAME = re.compile(r"^local-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+
+
+def history_file(out: Path, dag_id: str, name: str) -> Path | None:
+    """The saved history of local execution ``name`` of ``dag_id``, or None (unknown or not an execution name)."""
+    if not EXECUTION_NAME.match(name) or "/" in dag_id or dag_id in ("", ".", ".."):
+        return None
+    path = Path(out) / dag_id / EXECUTIONS_DIR / f"{name}.json"
+    return path if path.is_file() else None
+
+
+def local_executions(out: Path, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest local executions of ``dag_id``'s machine: name, status, start, duration (from the saved histories)."""
+    folder = Path(out) / dag_id / EXECUTIONS_DIR
+    if "/" in dag_id or dag_id in ("", ".", "..") or not folder.is_dir():
+        return []
+    rows = []
+    for path in folder.glob("local-*.json"):
+        if not EXECUTION_NAME.match(path.stem):
+            continue
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(document, dict):
+            continue
+        duration = document.get("durationSeconds")
+        rows.append(
+            {
+                "name": path.stem,
+                "status": str(document.get("status") or "UNKNOWN"),
+                "startDate": str(document.get("startDate") or ""),
+                "durationSeconds": float(duration) if isinstance(duration, (int, float)) else None,
+                "error": str(document["error"]) if document.get("error") else None,
+            }
+        )
+    rows.sort(key=lambda row: row["startDate"], reverse=True)
+    return rows[:limit]
 
 
 def _iso(value: Any) -> Any:

@@ -372,7 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 8080)))
     parser.add_argument("--backend-port", type=int, default=int(os.environ.get("RETRAINING_LOCAL_PORT", DEFAULT_PORT)))
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the run")
+    parser.add_argument(
+        "--state-machine",
+        action="store_true",
+        help="run the DAG's exported Step Functions state machine (moto's ASL interpreter) instead of Airflow",
+    )
     args = parser.parse_args(argv)
+    if args.state_machine:
+        return run_state_machine(args.backend_port, args.once)
 
     os.umask(PRIVATE_UMASK)
     env = airflow_environment(args.api_port, args.backend_port)
@@ -423,6 +430,73 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         processes.stop()
+
+
+def run_state_machine(backend_port: int, once: bool) -> int:
+    """``make run SFN=1``: the same pipeline on the same local data, as the exported state machine.
+
+    The exporter runs as its own process (``python -m exporters run DAG_ID --local``); it reuses the
+    backend started here, so the endpoint keeps serving after the run until Ctrl-C.
+    """
+    logs = REPO / ".local" / "logs"
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+            "RETRAINING_LOCAL_DATA": str(data_dir()),
+            "AIRFLOW_HOME": env.get("AIRFLOW_HOME", str(REPO / ".local" / "airflow")),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
+    )
+    processes = Processes()
+    try:
+        seed_raw_data()
+        if not _up(f"{endpoint_url(backend_port)}/ping"):
+            processes.start(
+                "backend",
+                [sys.executable, "-m", "localaws.server", "--port", str(backend_port)],
+                env,
+                logs / "backend.log",
+            )
+            _wait(lambda: _up(f"{endpoint_url(backend_port)}/ping"), "the local backend", 60, 0.5)
+        print(f"Local backend (AWS APIs, endpoints): {endpoint_url(backend_port)}   log: {logs / 'backend.log'}")
+        argv = [sys.executable, "-m", "exporters", "run", DAG_ID, "--local", "--backend-port", str(backend_port)]
+        code = subprocess.run(argv, env=env, cwd=REPO).returncode
+        sample = _sample_row()
+        if sample:
+            _print_prediction(backend_port, *sample)
+        if once or not processes.started:
+            return code
+        print("\nThe endpoint keeps serving. Ctrl-C stops the local backend.", flush=True)
+        while all(p.poll() is None for _, p in processes.started):
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping...", file=sys.stderr)
+        return 130
+    except RunError as err:
+        print(f"error: {err}; logs in {logs}", file=sys.stderr)
+        return 1
+    finally:
+        processes.stop()
+
+
+def _print_prediction(backend_port: int, label: str, features: str) -> None:
+    request = urllib.request.Request(
+        f"{endpoint_url(backend_port)}/endpoints/churn-endpoint/invocations",
+        data=features.encode(),
+        method="POST",
+        headers={"Content-Type": "text/csv"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            prediction = response.read().decode().strip()
+        print(f"Sample prediction (a validation customer, churned={label}): churn probability {prediction}")
+    except urllib.error.HTTPError as err:
+        print(f"Sample prediction: endpoint answered {err.code}: {err.read().decode()[:200]}")
+    except urllib.error.URLError as err:
+        print(f"Sample prediction: endpoint unreachable: {err.reason}")
 
 
 def _up(url: str) -> bool:

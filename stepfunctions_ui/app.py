@@ -38,7 +38,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stepfunctions_ui import aws, service
+from stepfunctions_ui import aws, local_executions, service
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,9 @@ def create_app() -> FastAPI:
             template_note=template_note,
             stages=view.stages(),
             urls=urls,
+            local_runs=local_executions.rows(
+                view.dag_id, lambda name: mount_path(request, "dag_local_execution", dag_id=view.dag_id, name=name)
+            ),
             overview_url=mount_path(request, "overview"),
         )
         return HTMLResponse(body, headers={"Server-Timing": f"export;dur={took:.1f}", "Cache-Control": "no-store"})
@@ -288,6 +291,8 @@ def create_app() -> FastAPI:
     def api_deployed(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
         view, _ = load(record)
         return aws.compare(view).to_dict()
+
+    local_executions.add_routes(app, readable_dag)  # runs of the machine by `exporters run --local`
 
     @app.get("/static/icon.svg", name="icon")
     def icon(user: GetUserDep) -> Response:
