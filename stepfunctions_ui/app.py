@@ -213,7 +213,7 @@ def create_app() -> FastAPI:
             stages=view.stages(),
             urls=urls,
             local_runs=local_executions.rows(
-                view.dag_id, lambda name: mount_path(request, "dag_local_execution", dag_id=view.dag_id, name=name)
+                view.dag_id, lambda name: mount_path(request, "dag_local_execution", dag_id=view.dag_id, execution=name)
             ),
             overview_url=mount_path(request, "overview"),
         )

@@ -32,17 +32,17 @@ def rows(dag_id: str, history_url: Callable[[str], str]) -> list[dict[str, Any]]
 
 
 def add_routes(app: FastAPI, readable_dag: Callable[..., Any]) -> None:
-    @app.get("/dags/{dag_id}/executions/{name}", name="dag_local_execution")
-    def local_execution(name: str, record: Any = Depends(readable_dag)) -> Response:
-        path = local_run.history_file(export_dir(), record.dag_id, name)
+    @app.get("/dags/{dag_id}/executions/{execution}", name="dag_local_execution")
+    def local_execution(execution: str, record: Any = Depends(readable_dag)) -> Response:
+        path = local_run.history_file(export_dir(), record.dag_id, execution)
         if path is None:
             raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"No local execution {name[:80]!r} of DAG {record.dag_id!r}."
+                status.HTTP_404_NOT_FOUND, f"No local execution {execution[:80]!r} of DAG {record.dag_id!r}."
             )
         return Response(
             path.read_bytes(),
             media_type="application/json",
-            headers={"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{name}.json"'},
+            headers={"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{path.name}"'},
         )
 
     @app.get("/api/dags/{dag_id}/executions", name="api_local_executions")
