@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from exporters.api import DEFINITION_FILE, export_dag_object, write_atomically
+from exporters.errors import ExporterError
 from exporters.loader import load_dag
 from exporters.validate import validate_definition
 from retraining.refs import ParamRef
@@ -45,13 +46,16 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/local-state-machine"
 _STAGE_SEPARATOR = ": "
 
 
-class LocalRunError(Exception):
-    """A problem the user can fix (bad input, backend not available); the message says what and where."""
+class LocalRunError(ExporterError):
+    """A problem the user can fix (bad input, backend not available): what and where, and what to do."""
 
 
 # --------------------------------------------------------------------------------------------
 # Input
 # --------------------------------------------------------------------------------------------
+
+
+INPUT_FIX = """pass the params to override as one JSON object, e.g. --input '{"threshold": 0.2}'"""
 
 
 def parse_input(text: str | None) -> dict[str, Any]:
@@ -61,9 +65,9 @@ def parse_input(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as err:
-        raise LocalRunError(f"--input is not valid JSON: {err}") from None
+        raise LocalRunError(f"--input is not valid JSON: {err}", INPUT_FIX) from None
     if not isinstance(value, dict):
-        raise LocalRunError(f"--input must be a JSON object (the run's params), not {type(value).__name__}")
+        raise LocalRunError(f"--input must be a JSON object (the run's params), not {type(value).__name__}", INPUT_FIX)
     return value
 
 
@@ -80,7 +84,10 @@ def effective_params(dag: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         return params.validate()
     except ValueError as err:  # Airflow's ParamValidationError: its first line names the param and the rule
         reason = str(err).strip().splitlines()[0]
-        raise LocalRunError(f"--input does not fit the params of DAG {dag.dag_id!r}: {reason}") from None
+        raise LocalRunError(
+            f"--input does not fit the params of DAG {dag.dag_id!r}: {reason}",
+            "give that param a value its schema accepts (the DAG's Params), or leave it out to use its default",
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,22 +156,22 @@ def ensure_backend(port: int, log: Path, python: str = sys.executable) -> Backen
         if backend_answers(url):
             return backend
         if process.poll() is not None:
-            raise LocalRunError(_cannot_start(port, log, f"it exited with code {process.returncode}"))
+            raise _cannot_start(port, log, f"it exited with code {process.returncode}")
         time.sleep(0.3)
     backend.stop()
-    raise LocalRunError(_cannot_start(port, log, f"it did not answer on {url}/ping within {BACKEND_START_SECONDS} s"))
+    raise _cannot_start(port, log, f"it did not answer on {url}/ping within {BACKEND_START_SECONDS} s")
 
 
-def _cannot_start(port: int, log: Path, what: str) -> str:
+def _cannot_start(port: int, log: Path, what: str) -> LocalRunError:
     try:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         lines = []
     tail = "\n".join(f"    {line}" for line in lines[-5:]) or "    (no output)"
-    return (
-        f"could not start the local backend on 127.0.0.1:{port}: {what}. Last lines of {log}:\n{tail}\n"
-        f"  Start it yourself (`python -m localaws.server --port {port}` from the repository root) and run again, "
-        f"or choose a free port with --backend-port."
+    return LocalRunError(
+        f"could not start the local backend on 127.0.0.1:{port}: {what}. Last lines of {log}:\n{tail}",
+        f"start it yourself (`python -m localaws.server --port {port}` from the repository root) and run again, "
+        "or choose a free port with --backend-port",
     )
 
 
@@ -331,7 +338,10 @@ def execute(
                 name=_machine_name(machine), definition=json.dumps(definition), roleArn=ROLE_ARN
             )
         except InvalidDefinition as err:  # the interpreter cannot parse what we exported
-            raise LocalRunError(f"the interpreter rejects the exported definition: {err}") from None
+            raise LocalRunError(
+                f"moto's ASL interpreter rejects the exported definition of {machine!r}: {err}",
+                "this is an exporter bug: report it with the DAG file",
+            ) from None
         name = execution_name()
         execution = sfn.start_execution(state_machine.arn, name=name, execution_input=json.dumps(execution_input))
         seen = 0
@@ -516,14 +526,20 @@ class RunOptions:
 def run(options: RunOptions, write: Callable[[str], None] = print) -> int:
     """The whole command; returns the exit code (0: SUCCEEDED). Raises LocalRunError for bad input."""
     if not options.time_scale > 0:
-        raise LocalRunError(f"--time-scale must be a number above 0, not {options.time_scale}")
+        raise LocalRunError(
+            f"--time-scale must be a number above 0, not {options.time_scale}", "e.g. --time-scale 0.01"
+        )
     execution_input = parse_input(options.input_text)
     dag = load_dag(options.dag_id, options.dags_folder)
     params = effective_params(dag, execution_input)
     result = export_dag_object(dag)
     problems = validate_definition(result.definition)
     if problems:  # our own bug if it happens; never run an invalid definition
-        raise LocalRunError("the exported definition is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise LocalRunError(
+            f"the exported definition of DAG {options.dag_id!r} is invalid:\n"
+            + "\n".join(f"  - {p}" for p in problems),
+            "this is an exporter bug: report it with the DAG file",
+        )
     folder = Path(options.out) / options.dag_id
     definition_file = folder / DEFINITION_FILE
     write_atomically(definition_file, result.to_json())
@@ -632,8 +648,4 @@ def command(args: Any) -> int:
         time_scale=args.time_scale,
         keep_backend=args.keep_backend,
     )
-    try:
-        return run(options, write=lambda line: print(line, flush=True))
-    except LocalRunError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run(options, write=lambda line: print(line, flush=True))  # ExporterError: printed by the CLI

@@ -378,10 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the DAG's exported Step Functions state machine (moto's ASL interpreter) instead of Airflow",
     )
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)
     if args.state_machine:
         return run_state_machine(args.backend_port, args.once)
-
-    os.umask(PRIVATE_UMASK)
     env = airflow_environment(args.api_port, args.backend_port)
     home = Path(env["AIRFLOW_HOME"])
     logs = REPO / ".local" / "logs"
@@ -450,6 +449,11 @@ def run_state_machine(backend_port: int, once: bool) -> int:
         }
     )
     processes = Processes()
+
+    def stop(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         seed_raw_data()
         if not _up(f"{endpoint_url(backend_port)}/ping"):
