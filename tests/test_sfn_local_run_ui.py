@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from tests.conftest import ROOT
 VIEW = "/stepfunctions"
 DAG_ID = "model_retraining"
 PASSWORD = "admin-pw"
+EXECUTION = re.compile(r"^local-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,8 @@ def ui(airflow_db, exports, tmp_path_factory):
 
 
 def saved_histories(exports):
-    return sorted((exports / DAG_ID / "executions").glob("local-*.json"))
+    """The histories ``exporters run`` saved (not files planted by the tests)."""
+    return sorted(p for p in (exports / DAG_ID / "executions").glob("local-*.json") if EXECUTION.match(p.stem))
 
 
 def test_the_view_lists_the_local_execution_with_a_link_to_its_history(ui, exports):
