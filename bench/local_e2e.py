@@ -70,7 +70,9 @@ class Sampler:
         self._thread.join()
 
     def peak_mib(self, start: float, end: float) -> float:
-        window = [rss for t, rss in self.samples if start <= t <= end] or [0]
+        window = [rss for t, rss in self.samples if start <= t <= end]
+        if not window:  # a stage shorter than the sampling interval: the sample nearest to it
+            window = [min(self.samples, key=lambda sample: abs(sample[0] - start))[1]]
         return max(window) / 2**20
 
 
