@@ -51,8 +51,6 @@ class AwsStageOperator(BaseOperator):
     template_fields: Sequence[str] = ("request",)
     # The provider hook this stage talks to AWS through (each stage names its own).
     aws_hook_class: type = HookClass("airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook")
-    # The AWS API this stage calls first; exporters and docs read it.
-    api_action: str = ""
     # Fields of the result kept for downstream tasks (dotted paths). The XCom
     # value has exactly these, so Airflow and Step Functions pass the same data.
     result_fields: tuple[str, ...] = ()

@@ -35,7 +35,6 @@ class GlueJobRunOperator(AwsStageOperator):
     """
 
     aws_hook_class = HookClass("airflow.providers.amazon.aws.hooks.glue.GlueJobHook")
-    api_action = "glue:StartJobRun"
     result_fields = ("JobName", "JobRunId", "JobRunState")
     ui_color = "#d6e4f7"
     operator_extra_links = (GlueJobRunLink(),)

@@ -17,7 +17,6 @@ class LambdaInvokeOperator(AwsStageOperator):
     """
 
     aws_hook_class = HookClass("airflow.providers.amazon.aws.hooks.lambda_function.LambdaHook")
-    api_action = "lambda:InvokeFunction"
     ui_color = "#fde8c8"
     operator_extra_links = (LambdaFunctionLink(),)
 

@@ -122,7 +122,6 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
     A failed or stopped job fails the task with SageMaker's ``FailureReason``.
     """
 
-    api_action = "sagemaker:CreateTrainingJob"
     result_fields = (
         "TrainingJobName",
         "TrainingJobStatus",
@@ -177,7 +176,6 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
 class SageMakerCreateModelOperator(_SageMakerStage):
     """``CreateModel`` from a training job's artifacts and image. Result: ``ModelName``, ``ModelArn``."""
 
-    api_action = "sagemaker:CreateModel"
     result_fields = ("ModelName", "ModelArn")
     operator_extra_links = (ModelLink(),)
 
@@ -202,7 +200,6 @@ class SageMakerCreateModelOperator(_SageMakerStage):
 class SageMakerCreateEndpointConfigOperator(_SageMakerStage):
     """``CreateEndpointConfig``. Result: ``EndpointConfigName``, ``EndpointConfigArn``."""
 
-    api_action = "sagemaker:CreateEndpointConfig"
     result_fields = ("EndpointConfigName", "EndpointConfigArn")
     operator_extra_links = (EndpointConfigLink(),)
 
@@ -233,7 +230,6 @@ class SageMakerDeployEndpointOperator(_SageMakerStage):
     ``EndpointStatus``, ``EndpointConfigName`` and ``Action`` (created/updated).
     """
 
-    api_action = "sagemaker:UpdateEndpoint"
     result_fields = ("EndpointName", "EndpointArn", "EndpointStatus", "EndpointConfigName", "Action")
     ui_color = "#d7f0dc"
     operator_extra_links = (EndpointLink(),)

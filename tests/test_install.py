@@ -66,12 +66,15 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("install")
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("AIRFLOW")}
     wheels = base / "wheels"
-    # The wheel, built from the repository (pip fetches the build backend pinned in pyproject.toml).
-    run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(ROOT)],
-        env=clean,
-        cwd=base,
-    )
+    # The wheel, built from a clean copy of what the distribution holds: a build inside the repository
+    # would leave build/ and *.egg-info there, and a stale build/lib could slip deleted modules into it.
+    source = base / "source"
+    for package in ("retraining", "exporters", "stepfunctions_ui"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    # pip fetches the build backend pinned in pyproject.toml.
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(source)], env=clean, cwd=base)
     (wheel,) = wheels.glob("airflow_retraining_stepfunctions-*.whl")
 
     env_dir = base / "venv"

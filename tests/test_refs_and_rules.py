@@ -404,7 +404,7 @@ def test_aws_stages_retry_and_are_declarative(dag):
     for task_id in AWS_STAGES:
         task = dag.task_dict[task_id]
         assert task.retries >= 1, task_id
-        assert task.api_action, task_id
+        assert isinstance(task.request, dict) and task.request, task_id
     # The choice and the fail state must not retry: their outcome is final.
     assert dag.task_dict["model_accuracy_too_low"].retries == 0
 
