@@ -577,11 +577,27 @@ def run(options: RunOptions, write: Callable[[str], None] = print) -> int:
             backend.stop()
 
 
+def runtime_errors(events: list[dict[str, Any]]) -> int:
+    """How many failures in the history are ``States.Runtime`` (a defect: AWS neither retries nor catches it)."""
+    count = 0
+    for event in events:
+        for key, details in event.items():
+            if key.endswith("EventDetails") and isinstance(details, dict) and details.get("error") == "States.Runtime":
+                count += 1
+    return count
+
+
 def _report(execution: ExecutionResult, definition, dag, params, url: str, write: Callable[[str], None]) -> None:
     took = f" in {execution.duration_seconds:.1f} s" if execution.duration_seconds is not None else ""
     write(f"Execution {execution.name}: {execution.status}{took}")
     if execution.error:
         write(f"  error: {execution.error}: {_short(execution.cause, 600)}")
+    runtime = runtime_errors(execution.events)
+    if runtime:
+        write(
+            f"warning: {runtime} States.Runtime failure(s) in this execution: a defect in the definition or its "
+            "inputs; moto's States.ALL retries and catches them, AWS does neither"
+        )
     for decision in decisions(definition, execution.events):
         value = decision["value"]
         shown = f"{value:.6g}" if isinstance(value, (int, float)) else str(value)

@@ -33,6 +33,8 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+from exporters.errors import ExporterError
+
 MOTO_VERSION = "5.2.5"
 REGION = "us-east-1"
 # Optimised SageMaker APIs Step Functions supports; .sync only for the job APIs.
@@ -53,8 +55,8 @@ TRAINING_TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 SYNC_POLL_SECONDS = 0.5  # the interpreter's own .sync polling interval (Glue)
 
 
-class InterpreterVersionError(RuntimeError):
-    pass
+class InterpreterVersionError(ExporterError):
+    """moto is not the version the added integration patterns and fixes were checked against."""
 
 
 def check_moto_version() -> None:
@@ -63,7 +65,8 @@ def check_moto_version() -> None:
     if moto.__version__ != MOTO_VERSION:
         raise InterpreterVersionError(
             f"exporters run --local is checked against moto {MOTO_VERSION} (its ASL interpreter and the integration "
-            f"patterns added here); found moto {moto.__version__}. Install the version pinned in constraints.txt."
+            f"patterns added to it); found moto {moto.__version__}",
+            "install the pinned version: pip install -r requirements.txt -c constraints.txt",
         )
 
 

@@ -249,6 +249,7 @@ def test_good_data_same_stages_error_decision_and_served_predictions(local_env, 
         assert f"  > {state}" in out
         assert any(line.startswith(f"  < {state} ") and " ok in " in line for line in out.splitlines())
     assert str(machine.history_file) in out
+    assert "States.Runtime" not in machine.history_file.read_text(), "every integration answered as on AWS"
 
 
 def test_strict_threshold_both_fail_with_model_accuracy_too_low_and_keep_the_model(local_env, dag, exports):
@@ -422,3 +423,17 @@ def test_a_backend_it_started_is_stopped_after_the_run(tmp_path):
     failures = [e for e in history["events"] if e["type"] == "TaskFailed"]
     assert len(failures) == 3, "the exported Retry: the first attempt and 2 retries"
     assert_nothing_left(port)
+
+
+def test_the_interpreter_version_is_pinned(monkeypatch):
+    import moto
+
+    from exporters.errors import ExporterError
+    from exporters.local_run_interpreter import MOTO_VERSION, check_moto_version
+
+    check_moto_version()  # the installed, pinned version
+    monkeypatch.setattr(moto, "__version__", "5.3.0")
+    with pytest.raises(ExporterError) as raised:
+        check_moto_version()
+    assert f"checked against moto {MOTO_VERSION}" in raised.value.reason and "found moto 5.3.0" in raised.value.reason
+    assert "constraints.txt" in raised.value.fix
