@@ -49,17 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--with-lambda",
-        nargs="?",
-        const="lambda/query_training_status.py",
+        type=Path,
         metavar="HANDLER_PY",
-        help="include the Lambda function (default source: lambda/query_training_status.py) and its role",
+        help="include the Lambda function from this handler file (e.g. lambda/query_training_status.py) and its role",
     )
     export.add_argument(
         "--with-glue",
-        nargs="?",
-        const="glue/churn_etl.py",
+        type=Path,
         metavar="SCRIPT_PY",
-        help="include the Glue job for this script (default: glue/churn_etl.py) and its role",
+        help="include the Glue job for this script (e.g. glue/churn_etl.py) and its role",
     )
     export.add_argument(
         "--logging-level",
@@ -104,6 +102,9 @@ def main(argv: list[str] | None = None, *, clients: AwsClients | None = None) ->
 
 
 def _export(args: argparse.Namespace) -> int:
+    for flag, path in (("--with-lambda", args.with_lambda), ("--with-glue", args.with_glue)):
+        if path is not None and not path.is_file():
+            raise ExporterError(f"{flag} {path}: no such file", f"give the path of the Python file {flag} packages")
     dag = load_dag(args.dag_id, args.dags_folder)
     result = export_dag_object(dag)
     problems = validate_definition(result.definition)
@@ -118,8 +119,8 @@ def _export(args: argparse.Namespace) -> int:
             dag,
             schedule_kind=args.schedule_kind,
             allow_unsupported_schedule=args.allow_unsupported_schedule,
-            include_lambda=bool(args.with_lambda),
-            include_glue=bool(args.with_glue),
+            include_lambda=args.with_lambda is not None,
+            include_glue=args.with_glue is not None,
             lambda_source=args.with_lambda,
             glue_script=args.with_glue,
             logging_level=None if args.logging_level == "OFF" else args.logging_level,

@@ -217,6 +217,25 @@ def test_an_error_is_printed_once_with_reason_and_fix(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
+def test_lambda_and_glue_sources_are_paths_the_user_gives(tmp_path):
+    runs = run_all(
+        {
+            "given": ["export", "model_retraining", "--out", str(tmp_path / "given")]
+            + ["--with-lambda", "lambda/query_training_status.py", "--with-glue", "glue/churn_etl.py"],
+            "missing": ["export", "model_retraining", "--out", str(tmp_path / "missing")]
+            + ["--with-lambda", str(tmp_path / "no_such_handler.py")],
+        }
+    )
+    assert runs["given"].returncode == 0, runs["given"].stderr
+    template = json.loads((tmp_path / "given" / "model_retraining" / "template.json").read_text())
+    types = {resource["Type"] for resource in template["Resources"].values()}
+    assert {"AWS::Lambda::Function", "AWS::Glue::Job"} <= types
+    missing = runs["missing"]
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert f"error: --with-lambda {tmp_path / 'no_such_handler.py'}: no such file" in missing.stderr
+    assert not (tmp_path / "missing").exists()
+
+
 def test_the_exception_base_carries_reason_and_fix():
     from exporters.aws_clients import AwsCommandError
     from exporters.deploy import DeployError, NotDeployed
