@@ -33,6 +33,7 @@ from exporters.api import DEFINITION_FILE, export_dag_object, write_atomically
 from exporters.errors import ExporterError
 from exporters.loader import load_dag
 from exporters.validate import validate_definition
+from retraining import SageMakerDeployEndpointOperator
 from retraining.refs import ParamRef
 
 REPO = Path(__file__).resolve().parents[1]
@@ -483,9 +484,9 @@ def endpoint_names(dag: Any, params: dict[str, Any]) -> list[str]:
     """The endpoints the DAG's deploy stages point at, for this run's params."""
     names = []
     for task in dag.tasks:
-        if getattr(task, "api_action", None) != "sagemaker:UpdateEndpoint":
+        if not isinstance(task, SageMakerDeployEndpointOperator):
             continue
-        name = (getattr(task, "request", None) or {}).get("EndpointName")
+        name = (task.request or {}).get("EndpointName")
         if isinstance(name, ParamRef):
             name = params.get(name.name)
         if isinstance(name, str) and name not in names:

@@ -417,6 +417,7 @@ def test_a_backend_it_started_is_stopped_after_the_run(tmp_path):
     )
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert f"Local backend: http://127.0.0.1:{port} (started" in completed.stdout
+    assert "Endpoint churn-endpoint: does not exist" in completed.stdout, "the report names the DAG's endpoint"
     history = MachineRun(completed, tmp_path).history
     assert history["status"] == "FAILED"
     assert history["error"] == "Glue.EntityNotFoundException"
