@@ -329,7 +329,7 @@ def convert_create_endpoint_config(task: SageMakerCreateEndpointConfigOperator, 
     return Fragment.single(state, layout)
 
 
-ENDPOINT_WAIT_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+from retraining.sagemaker import ENDPOINT_PENDING_STATES as ENDPOINT_WAIT_STATES  # noqa: E402  (the operator's copy)
 
 
 def endpoint_deploy_fragment(
