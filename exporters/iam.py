@@ -496,7 +496,7 @@ class _Task:
             )
         integration = resource[len(STATES_PREFIX) :]
         handler = _HANDLERS.get(integration)
-        if handler is None and integration.startswith("aws-sdk:"):
+        if handler is None and integration.startswith(("aws-sdk:", "states:startExecution")):
             iam_sdk.grant_sdk_call(self, integration)
             return
         if handler is None:

@@ -53,6 +53,9 @@ def split_integration(integration: str) -> tuple[str, str] | None:
 
 def grant_sdk_call(task: Any, integration: str) -> None:
     """Add the statements the aws-sdk state ``task`` (an ``exporters.iam._Task``) needs."""
+    if integration.startswith("states:startExecution"):
+        _start_execution(task, integration)
+        return
     service, action = split_integration(integration) or ("", "")
     grant = _SERVICES.get(service)
     if grant is None:
@@ -141,6 +144,24 @@ def _states(task: Any, action: str) -> None:
             task.out.add(f"StepFunctions{action}", [f"states:{action}"], [_arn(task.name_text(key))])
             return
     raise iam.PolicyError(f"state {task.name!r}: Step Functions {action} names no ARN: cannot scope its permission")
+
+
+def _start_execution(task: Any, integration: str) -> None:
+    """A nested pipeline: start the child state machine (and, for .sync, follow and stop its executions)."""
+    pieces = task.resolver.field(task.params, "StateMachineArn") or []
+    text = iam.sub_text(pieces, task.context)
+    name = text.rsplit(":stateMachine:", 1)[-1] if ":stateMachine:" in text else "*"
+    if not name or "*" in name:
+        raise iam.PolicyError(f"state {task.name!r}: the child state machine is only known at run time")
+    machine = f"{HEAD}:states:{REGIONAL}:stateMachine:{name}"
+    task.out.add("StartChildExecution", ["states:StartExecution"], [_arn(machine)])
+    if integration != "states:startExecution":
+        executions = f"{HEAD}:states:{REGIONAL}:execution:{name}:*"
+        task.out.add("FollowChildExecution", ["states:DescribeExecution", "states:StopExecution"], [_arn(executions)])
+        rule = f"{HEAD}:events:{REGIONAL}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"
+        task.out.add(
+            "ChildExecutionEvents", ["events:PutTargets", "events:PutRule", "events:DescribeRule"], [_arn(rule)]
+        )
 
 
 _SERVICES = {

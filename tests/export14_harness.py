@@ -143,6 +143,7 @@ class Interpreter:
         self._error_names = pytest.MonkeyPatch()
         for service, spelling in SERVICE_ERROR_NAMES.items():
             self._error_names.setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, service, spelling)
+        _fix_start_execution(self._error_names)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self._names = itertools.count(1)
         return self
@@ -175,6 +176,34 @@ class Interpreter:
             time.sleep(0.05)
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         return run_of(described, events, tasks)
+
+
+def _fix_start_execution(mp: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 bug: ``states:startExecution`` passes the documented ``StateMachineArn``/``Input``/``Name``
+    to boto3 as they are, and boto3 wants ``stateMachineArn``/``input``/``name`` (the call fails with
+    ``States.Runtime`` "'Input'"); its answer keeps boto3's ``executionArn`` where ``.sync:2`` reads
+    ``ExecutionArn``. Rename both ways around moto's own normalisation (which serialises Input)."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+
+    service = state_task_service_sfn.StateTaskServiceSfn
+    original = service._normalise_parameters
+
+    def normalise(self, parameters, boto_service_name=None, service_action_name=None):
+        original(self, parameters, boto_service_name, service_action_name)
+        if service_action_name is None and self._get_boto_service_action() == "start_execution":
+            for key in ("StateMachineArn", "Input", "Name"):
+                if key in parameters:
+                    parameters[key[0].lower() + key[1:]] = parameters.pop(key)
+
+    mp.setattr(service, "_normalise_parameters", normalise)
+    original_call = service._eval_service_task
+
+    def call(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        original_call(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+        if self._get_boto_service_action() == "start_execution":  # the answer's keys as Step Functions names them
+            env.stack[-1] = {k[0].upper() + k[1:]: v for k, v in env.stack[-1].items()}
+
+    mp.setattr(service, "_eval_service_task", call)
 
 
 def owner(state_name: str, tasks: list[str]) -> str | None:

@@ -1,0 +1,110 @@
+"""Nested pipelines: ``TriggerDagRunOperator`` → ``states:startExecution`` of the child DAG's state machine.
+
+``wait_for_completion=True`` → ``startExecution.sync:2``: the task ends when the child's execution
+ends, and fails (retries apply) when the child fails, as the operator fails on a ``failed`` child run.
+``wait_for_completion=False`` → ``startExecution`` (fire and forget). ``conf`` is the child's execution
+input, so it overrides the child's params as a trigger's conf does.
+
+The child is the state machine named after its DAG id (``exporters.deploy.state_machine_name``, what
+``python -m exporters deploy`` creates) in the parent's own partition, region and account: its ARN is
+computed from ``$$.StateMachine.Id`` at run time. The child must itself be exportable: it is loaded
+from the parent's DAG folder and compiled, and its problems are reported on the trigger task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from exporters import asl
+from exporters.converters import ConvertContext, Fragment, Unsupported, register_lazy, result_key, state_name
+from exporters.converters_s3 import field_value
+from exporters.errors import DagLoadError, ExportError
+
+# $$.StateMachine.Id = arn:<partition>:states:<region>:<account>:stateMachine:<name>
+_ARN_PART = "States.ArrayGetItem(States.StringSplit($$.StateMachine.Id, ':'), {})"
+_COMPILING: set[str] = set()  # DAG ids being compiled as children (a trigger cycle ends here)
+
+
+def child_state_machine_arn(child_name: str) -> str:
+    """The intrinsic computing the ARN of the state machine ``child_name`` next to this one."""
+    parts = ", ".join(_ARN_PART.format(i) for i in (1, 3, 4))
+    return f"States.Format('arn:{{}}:states:{{}}:{{}}:stateMachine:{child_name}', {parts})"
+
+
+def _check_child(task: Any, child_id: str) -> None:
+    """The child DAG exists next to the parent and exports (so the nested machine can be deployed)."""
+    from exporters.compiler import compile_dag  # the compiler imports the converters: resolve at call time
+    from exporters.loader import load_dag
+
+    if child_id in _COMPILING or child_id == task.dag.dag_id:
+        raise Unsupported(f"triggering {child_id!r} forms a cycle of DAGs triggering each other")
+    folder = Path(task.dag.fileloc).parent if getattr(task.dag, "fileloc", None) else None
+    try:
+        child = load_dag(child_id, folder)
+    except DagLoadError as err:
+        raise Unsupported(f"the triggered DAG cannot be loaded: {err}", "put it in the same DAG folder") from None
+    _COMPILING.add(child_id)
+    try:
+        compile_dag(child)
+    except ExportError as err:
+        problems = "; ".join(str(p) for p in err.problems)
+        raise Unsupported(f"the triggered DAG {child_id!r} cannot be exported: {problems}") from None
+    finally:
+        _COMPILING.discard(child_id)
+
+
+@register_lazy("airflow.providers.standard.operators.trigger_dagrun", "TriggerDagRunOperator")
+def convert_trigger_dag_run(task: Any, ctx: ConvertContext) -> Fragment:
+    from exporters.deploy import state_machine_name  # deploy imports boto3 helpers: only when a DAG triggers
+
+    child_id = field_value(task, "trigger_dag_id")
+    if not isinstance(child_id, str):
+        raise Unsupported("trigger_dag_id is only known at run time", "name the triggered DAG literally")
+    for flag, why in (
+        ("reset_dag_run", "clears an existing run of the child; an execution cannot be cleared and rerun"),
+        ("skip_when_already_exists", "needs the skipped outcome the exported machine cannot record yet"),
+        ("fail_when_dag_is_paused", "a state machine cannot be paused"),
+    ):
+        if getattr(task, flag, False):
+            raise Unsupported(f"{flag}=True: {why}", f"leave {flag} unset")
+    logical_date = getattr(task, "logical_date", None)
+    if logical_date is not None and type(logical_date).__name__ != "ArgNotSet":
+        raise Unsupported("logical_date for the child run has no Step Functions meaning", "leave it unset")
+    allowed = [str(getattr(s, "value", s)) for s in getattr(task, "allowed_states", ["success"])]
+    failed = [str(getattr(s, "value", s)) for s in getattr(task, "failed_states", ["failed"])]
+    if allowed != ["success"] or failed != ["failed"]:
+        raise Unsupported(
+            f"allowed_states {allowed} / failed_states {failed}: an execution ends SUCCEEDED or FAILED only",
+            "keep the defaults (success / failed)",
+        )
+    conf = field_value(task, "conf") or {}
+    if not isinstance(conf, dict):
+        raise Unsupported("conf must be a JSON object (the child's params)")
+    _check_child(task, child_id)
+
+    here = f"$.{result_key(task.task_id)}"
+    locate = asl.Pass(
+        state_name(task.task_id),
+        parameters={"StateMachineArn.$": child_state_machine_arn(state_machine_name(child_id))},
+        result_path=here,
+        comment=f"The state machine of DAG {child_id!r}, next to this one",
+    )
+    request: dict[str, Any] = {"Input": conf}
+    run_id = field_value(task, "trigger_run_id")
+    if run_id is not None:
+        request["Name"] = run_id
+    wait = bool(getattr(task, "wait_for_completion", False))
+    start = ctx.task_state(
+        task,
+        "arn:aws:states:::states:startExecution" + (".sync:2" if wait else ""),
+        ctx.parameters(task, request),
+        name=state_name(task.task_id, "run child" if wait else "start child"),
+        result_path=None,  # the operator's return value is None (it pushes only trigger_dag_id/run_id)
+    )
+    start.parameters["StateMachineArn.$"] = f"{here}.StateMachineArn"
+    if run_id is None:
+        # Step Functions names an execution started without a name by a UUID; say so explicitly.
+        start.parameters["Name.$"] = "States.UUID()"
+    locate.next = start.name
+    return Fragment(entry=locate.name, states=[locate, start], exits=Fragment.single(start).exits)
