@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BACKEND_PORT = 4599  # the local backend's default (localaws.paths.DEFAULT_PORT; not imported: one-way deps)
 EXECUTIONS_DIR = "executions"
 BACKEND_START_SECONDS = 60
+STOP_SECONDS = 15  # after Ctrl-C, how long the stopped execution may take to unwind before we leave
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/local-state-machine"
@@ -265,6 +266,7 @@ class ExecutionResult:
     cause: str | None
     output: Any
     events: list[dict[str, Any]]
+    interrupted: bool = False  # stopped by Ctrl-C (or SIGTERM)
     states: list[StateTiming] = field(default_factory=list)
 
     @property
@@ -328,7 +330,7 @@ def execute(
     """Run ``definition`` in moto's interpreter against the backend at ``endpoint_url``; events as they happen."""
     from exporters.local_run_interpreter import interpreter
 
-    with interpreter(endpoint_url, time_scale):
+    with interpreter(endpoint_url, time_scale) as stopping:
         # moto is heavy: imported once the interpreter is checked and patched.
         from moto.stepfunctions.parser.api import InvalidDefinition
         from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -346,30 +348,36 @@ def execute(
         name = execution_name()
         execution = sfn.start_execution(state_machine.arn, name=name, execution_input=json.dumps(execution_input))
         seen = 0
-        try:
-            while True:
+        give_up: float | None = None  # set by Ctrl-C: how long the stopped execution may take to unwind
+        while True:
+            try:
                 running = execution.exec_status is not None and execution.exec_status.value == "RUNNING"
                 events = _new_events(execution, seen)
                 seen += len(events)
                 for event in events:
                     on_event(event)
-                if not running and not events:
+                if (not running and not events) or (give_up is not None and time.monotonic() > give_up):
                     break
                 time.sleep(0.1)
-        except KeyboardInterrupt:
-            execution.stop(datetime.datetime.now(datetime.UTC), "Interrupted", "stopped by the user")
-            raise
+            except KeyboardInterrupt:
+                if give_up is not None:  # a second Ctrl-C: leave now
+                    raise
+                give_up = time.monotonic() + STOP_SECONDS
+                stopping.set()
+                execution.stop(datetime.datetime.now(datetime.UTC), "Interrupted", "stopped by the user")
         history = execution.to_history_output()["events"]
+        status = execution.exec_status.value
         return ExecutionResult(
             name=name,
             arn=execution.exec_arn,
-            status=execution.exec_status.value,
+            status="ABORTED" if give_up is not None and status == "RUNNING" else status,
             started=execution.start_date,
-            stopped=execution.stop_date,
+            stopped=execution.stop_date or (datetime.datetime.now(datetime.UTC) if give_up else None),
             error=execution.error,
             cause=execution.cause,
             output=execution.output,
             events=[dict(e) for e in history],
+            interrupted=give_up is not None,
         )
 
 
@@ -414,9 +422,10 @@ class Printer:
             current = self.states[-1].name
             self.write(f"    {current}: {details.get('error')}: {_short(details.get('cause'))}")
         elif kind in ("ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut") and self.open:
+            outcome = {"ExecutionAborted": "stopped", "ExecutionTimedOut": "timed out"}.get(kind, "FAILED")
             for timing in self.open.values():
-                timing.left, timing.outcome = when, "failed"
-                self.write(f"  < {timing.name:<46} FAILED after {when - timing.entered:.1f} s")
+                timing.left, timing.outcome = when, outcome
+                self.write(f"  < {timing.name:<46} {outcome} after {when - timing.entered:.1f} s")
             self.open.clear()
 
 
@@ -564,13 +573,15 @@ def run(options: RunOptions, write: Callable[[str], None] = print) -> int:
                 result.definition, options.dag_id, execution_input, backend.url, options.time_scale, printer
             )
         except KeyboardInterrupt:
-            write("Interrupted: stopping.")
+            write("Interrupted again: leaving without saving the history.")
             return 130
         execution.states = printer.states
         history_file = folder / EXECUTIONS_DIR / f"{execution.name}.json"
         write_atomically(history_file, execution.to_json(options.dag_id, execution_input, definition_file))
         _report(execution, result.definition, dag, params, backend.url, write)
         write(f"Execution history: {history_file}")
+        if execution.interrupted:
+            return 130
         return 0 if execution.status == "SUCCEEDED" else 1
     finally:
         signal.signal(signal.SIGTERM, previous_handler)

@@ -260,8 +260,11 @@ _ACTIVE = threading.Lock()  # one patched interpreter per process at a time
 
 
 @contextmanager
-def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[None]:
-    """The interpreter, with every service integration answered by the backend at ``endpoint_url``."""
+def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[threading.Event]:
+    """The interpreter, with every service integration answered by the backend at ``endpoint_url``.
+
+    Yields an event: set it (with the execution's stop) to cut retry back-off short.
+    """
     check_moto_version()
     import boto3
     from botocore.config import Config
@@ -384,13 +387,14 @@ def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[None]:
                 env.program_state_event.wait(left)
 
         patches.setattr(wait_function.WaitFunction, "_wait_interval", _wait_interval)
+        stopping = threading.Event()
         patches.setattr(
-            retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: time.sleep(max(0.0, seconds * time_scale)))
+            retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: stopping.wait(max(0.0, seconds * time_scale)))
         )
         # The interpreter logs every error a state handles, with its whole parse tree; the history has them.
         interpreter_log = logging.getLogger("moto.stepfunctions.parser")
         patches.setattr(interpreter_log, "level", logging.CRITICAL)
-        yield
+        yield stopping
     finally:
         patches.undo()
         _ACTIVE.release()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -438,3 +439,35 @@ def test_the_interpreter_version_is_pinned(monkeypatch):
         check_moto_version()
     assert f"checked against moto {MOTO_VERSION}" in raised.value.reason and "found moto 5.3.0" in raised.value.reason
     assert "constraints.txt" in raised.value.fix
+
+
+def test_ctrl_c_stops_the_execution_saves_its_history_and_leaves_nothing_running(tmp_path):
+    """Interrupted during the exported 60 s retry interval (real time): ABORTED, history saved, backend stopped."""
+    port = free_port()
+    argv = [sys.executable, "-m", "exporters", "run", DAG_ID, "--local", "--out", str(tmp_path)]
+    argv += ["--input", json.dumps({"glue_job_name": "no-such-job"}), "--backend-port", str(port)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "RETRAINING_LOCAL_DATA": str(tmp_path / "data"),
+    }
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "Glue.EntityNotFoundException" in line:  # the first attempt failed: now in the retry interval
+                process.send_signal(signal.SIGINT)
+                break
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    out = "".join(lines) + rest
+    assert process.returncode == 130, out
+    assert ": ABORTED" in out
+    history = MachineRun(subprocess.CompletedProcess(argv, 130, out, ""), tmp_path).history
+    assert history["status"] == "ABORTED"
+    assert [e["type"] for e in history["events"]].count("TaskFailed") == 1, "no retry after the stop"
+    assert_nothing_left(port)
