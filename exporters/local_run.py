@@ -92,6 +92,41 @@ def effective_params(dag: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
+# What the local backend answers (localaws.server): Glue job runs, SageMaker training and hosting, Lambda.
+LOCAL_RESOURCE_PREFIXES = (
+    "arn:aws:states:::glue:startJobRun",
+    "arn:aws:states:::sagemaker:",
+    "arn:aws:states:::lambda:invoke",
+    "arn:aws:states:::aws-sdk:glue:",
+    "arn:aws:states:::aws-sdk:sagemaker:",
+    "arn:aws:states:::aws-sdk:lambda:invoke",
+    "arn:aws:lambda:",
+)
+
+
+def _task_states(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every Task state, inside Parallel branches and Map processors too."""
+    found = []
+    for name, state in states.items():
+        if state.get("Type") == "Task":
+            found.append((name, state))
+        for branch in state.get("Branches", []):
+            found += _task_states(branch.get("States", {}))
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state:
+                found += _task_states(state[key].get("States", {}))
+    return found
+
+
+def unanswered_integrations(definition: dict[str, Any]) -> list[str]:
+    """``state: resource`` for each Task the local backend cannot answer (e.g. S3, nested state machines)."""
+    return [
+        f"state {name!r} calls {state.get('Resource')}"
+        for name, state in _task_states(definition.get("States", {}))
+        if not str(state.get("Resource", "")).startswith(LOCAL_RESOURCE_PREFIXES)
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # The local backend (a separate process; reached over HTTP only)
 # --------------------------------------------------------------------------------------------
@@ -549,6 +584,13 @@ def run(options: RunOptions, write: Callable[[str], None] = print) -> int:
             f"the exported definition of DAG {options.dag_id!r} is invalid:\n"
             + "\n".join(f"  - {p}" for p in problems),
             "this is an exporter bug: report it with the DAG file",
+        )
+    unanswered = unanswered_integrations(result.definition)
+    if unanswered:
+        raise LocalRunError(
+            f"DAG {options.dag_id!r} cannot run locally: the local backend answers Glue, SageMaker and Lambda only:\n"
+            + "\n".join(f"  - {item}" for item in unanswered),
+            "run the DAG in Airflow (make run), or deploy the state machine and start it on AWS (deploy, start)",
         )
     folder = Path(options.out) / options.dag_id
     definition_file = folder / DEFINITION_FILE

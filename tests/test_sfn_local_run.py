@@ -352,6 +352,25 @@ def test_non_exportable_dag(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("dag_id", "resource"),
+    [("nested_parent", "arn:aws:states:::states:startExecution"), ("s3_operators", "arn:aws:states:::aws-sdk:s3:")],
+)
+def test_integrations_the_local_backend_does_not_answer_are_refused_before_anything_runs(tmp_path, dag_id, resource):
+    port = free_port()
+    folder = ROOT / "tests" / "export_dags" / "good"
+    completed = run_cli(
+        dag_id, "--local", "--dags-folder", str(folder), "--out", str(tmp_path), "--backend-port", str(port)
+    )
+    assert completed.returncode == 1
+    assert f"DAG {dag_id!r} cannot run locally" in completed.stderr
+    assert f"calls {resource}" in completed.stderr and "state '" in completed.stderr
+    assert "fix: run the DAG in Airflow" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert_nothing_left(port)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
     ("given", "message"),
     [
         ("{not json", "--input is not valid JSON"),
