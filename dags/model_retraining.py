@@ -20,6 +20,8 @@ from retraining import (
     DEFAULT_XGBOOST_HYPERPARAMETERS,
     GLUE_JOB_NAME_PATTERN,
     MAX_NAME_PREFIX,
+    S3_PREFIX_PATTERN,
+    S3_URI_PATTERN,
     SAGEMAKER_NAME_MAX,
     SAGEMAKER_NAME_PATTERN,
     FailRunOperator,
@@ -45,20 +47,6 @@ NAME_PREFIX_SCHEMA = {
     "pattern": sagemaker_name_pattern(MAX_NAME_PREFIX),
     "maxLength": MAX_NAME_PREFIX,
 }
-# S3 URIs that cannot name anything outside their bucket and prefix: a bucket name by AWS's rules
-# (3-63 of [a-z0-9.-], letter or digit at both ends, no "..", not an IP address, no reserved prefix
-# or suffix), then key segments that are never empty (no "//"), never "." or "..", and hold no
-# character an IAM policy or a path would read specially ("*", "?", "\\", "%", spaces).
-S3_BUCKET_PATTERN = (
-    "(?=[a-z0-9.-]{3,63}(?:/|$))"
-    "(?!xn--|sthree-|amzn-s3-demo-|[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(?:/|$))"
-    "(?![a-z0-9.-]*(?:-s3alias|--ol-s3|[.]mrap|--x-s3|--table-s3)(?:/|$))"
-    "[a-z0-9](?:[a-z0-9-]|[.](?![.]))*[a-z0-9]"
-)
-S3_KEY_SEGMENT_PATTERN = "(?![.]{1,2}(?:/|$))[A-Za-z0-9!_.()=+-]+"
-# "(?!.*\n)": Python's "$" (jsonschema's) also matches before a final newline.
-S3_URI_PATTERN = f"^(?!.*\\n)s3://{S3_BUCKET_PATTERN}(?:/(?:{S3_KEY_SEGMENT_PATTERN}/)*(?:{S3_KEY_SEGMENT_PATTERN})?)?$"
-S3_PREFIX_PATTERN = f"^(?!.*\\n)s3://{S3_BUCKET_PATTERN}/(?:{S3_KEY_SEGMENT_PATTERN}/)*$"
 INSTANCE_TYPE_PATTERN = "^ml\\.[a-z0-9]+\\.[a-z0-9]+$"
 
 params = {

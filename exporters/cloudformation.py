@@ -24,15 +24,22 @@ their DAG defaults, as literals, in both. Nothing is read from Airflow connectio
 
 from __future__ import annotations
 
-import copy
+import ast
 import datetime as dt
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from exporters import iam
+from exporters.api import write_atomically
+from exporters.compiler import param_defaults
+from exporters.errors import ExporterError
+from exporters.jinja import JinjaTranslationError, jinja_to_ref
 from exporters.schedule import ScheduleError, ScheduleSpec, events_rule_expression, translate_schedule
+from retraining import GlueJobRunOperator
+from retraining.s3 import S3_BUCKET_PATTERN, S3_KEY_PATTERN, S3_PREFIX_KEY_PATTERN
 
 __all__ = ["TEMPLATE_FILE", "TemplateError", "build_template", "template_json", "write_template"]
 
@@ -77,7 +84,7 @@ S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 STATES_PREFIX = "arn:aws:states:::"
 
 
-class TemplateError(ValueError):
+class TemplateError(ExporterError, ValueError):
     """The template cannot be built as asked (a missing source file, ambiguous resources, ...)."""
 
 
@@ -147,8 +154,6 @@ def template_json(template: dict[str, Any]) -> str:
 
 def write_template(template: dict[str, Any], out: str | Path, dag_id: str) -> Path:
     """Write ``out/dag_id/template.json`` atomically; returns the path."""
-    from exporters.api import write_atomically
-
     target = Path(out) / dag_id / TEMPLATE_FILE
     write_atomically(target, template_json(template))
     return target
@@ -173,6 +178,61 @@ def _sorted(value: Any, *, keep: bool = False) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# DAG params carried by template parameters
+# ---------------------------------------------------------------------------
+
+_S3_URI = re.compile(f"^s3://({S3_BUCKET_PATTERN})/({S3_KEY_PATTERN})$")
+
+
+@dataclass(frozen=True)
+class _Carried:
+    """The template parameter(s) carrying one string DAG param: ``logical``, or for an S3 URI
+    ``logical`` (its bucket) and ``key``, so IAM can scope S3 grants to the key prefix."""
+
+    logical: str
+    key: str | None = None
+
+    def logicals(self) -> list[str]:
+        return [self.logical] if self.key is None else [self.logical, self.key]
+
+    def text(self) -> str:
+        """The param's value as placeholder text (``Fn::Sub`` / ``DefinitionSubstitutions``)."""
+        return f"${{{self.logical}}}" if self.key is None else f"s3://${{{self.logical}}}/${{{self.key}}}"
+
+    def policy_value(self) -> Any:
+        return {"Ref": self.logical} if self.key is None else iam.SubText(self.text())
+
+
+def _template_params(defaults: dict[str, Any]) -> dict[str, _Carried]:
+    """Every string-valued DAG param → its template parameter(s), with logical ids no resource takes."""
+    carried: dict[str, _Carried] = {}
+    taken = set(RESOURCE_IDS)
+
+    def fresh(logical: str) -> str:
+        while logical in taken:
+            logical += "Param"
+        taken.add(logical)
+        return logical
+
+    for name, value in defaults.items():
+        if not isinstance(value, str):
+            continue
+        logical = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part) or "Param"
+        if not logical[0].isalpha():
+            logical = "P" + logical
+        if _S3_URI.match(value):
+            carried[name] = _Carried(fresh(logical + "Bucket"), fresh(logical + "Key"))
+        else:
+            carried[name] = _Carried(fresh(logical))
+    return carried
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, key = _S3_URI.match(uri).groups()  # type: ignore[union-attr]
+    return bucket, key
+
+
+# ---------------------------------------------------------------------------
 # The builder
 # ---------------------------------------------------------------------------
 
@@ -191,17 +251,16 @@ class _Builder:
         self.outputs: dict[str, dict[str, Any]] = {}
         self.depends: list[str] = []
         self.schedule_source: str | None = None
-        self.definition = copy.deepcopy(result.definition)
-        if "${" in json.dumps(self.definition):
+        if "${" in json.dumps(result.definition):
             raise TemplateError(
                 f"DAG {self.dag_id!r}: the definition contains '${{', "
                 "which DefinitionSubstitutions would treat as a placeholder"
             )
-        self.param_ids = self._param_ids()
-        self.param_values = self._param_values()
+        self.param_values = param_defaults(dag)
+        self.template_params = _template_params(self.param_values)
         self.context = iam.PolicyContext(
             params={
-                name: ({"Ref": self.param_ids[name]} if name in self.param_ids else value)
+                name: (self.template_params[name].policy_value() if name in self.template_params else value)
                 for name, value in self.param_values.items()
             },
             logging=level != "OFF",
@@ -209,90 +268,121 @@ class _Builder:
         )
 
     # -- DAG params → template parameters --------------------------------------
-    def _param_values(self) -> dict[str, Any]:
-        from exporters.compiler import param_defaults
-
-        return param_defaults(self.dag)
-
-    def _param_ids(self) -> dict[str, str]:
-        from exporters.compiler import param_defaults
-
-        ids: dict[str, str] = {}
-        taken = set(RESOURCE_IDS)
-        for name, value in param_defaults(self.dag).items():
-            if not isinstance(value, str):
-                continue
-            logical = (
-                "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part) or "Param"
-            )
-            if not logical[0].isalpha():
-                logical = "P" + logical
-            while logical in taken:
-                logical += "Param"
-            taken.add(logical)
-            ids[name] = logical
-        return ids
-
     def _template_parameters(self) -> None:
-        usages = self.context.usages
-        for name, logical in self.param_ids.items():
+        for name, carried in self.template_params.items():
             param = self.dag.params.get_param(name)
             schema = dict(getattr(param, "schema", {}) or {})
-            default = self.param_values[name]
-            lookaheads = [JSON_SAFE]
-            notes = []
-            used = usages.get(name, set())
-            if used & {"sagemaker-name", "lambda-function", "glue-job"}:
-                lookaheads.append(NO_WILDCARDS)
-                notes.append("no '*' or '?': it scopes IAM permissions")
-            if "sagemaker-name" in used:
-                lookaheads.append(LOWER_CASE)
-                notes.append("lower case: SageMaker ARNs carry lower-cased names and the IAM policy is scoped on them")
-            if "lambda-function" in used:
-                lookaheads.append(LAMBDA_NAME)
-                notes.append("a function name (not an ARN)")
-            if "iam-role" in used:
-                lookaheads.append(ROLE_ARN)
-                notes.append("a role ARN: iam:PassRole is granted on exactly this role")
-            spec: dict[str, Any] = {"Type": "String", "Default": default}
             description = (getattr(param, "description", None) or "").strip()
-            about = f"DAG param {name}" + (f"; {'; '.join(notes)}" if notes else "")
-            spec["Description"] = (f"{description} ({about})" if description else about)[:4000]
-            spec["AllowedPattern"] = _allowed_pattern(schema.get("pattern"), lookaheads)
-            spec["ConstraintDescription"] = (
-                (f"must match {schema['pattern']} and " if schema.get("pattern") else "must ")
+            if carried.key is not None:
+                self._s3_parameters(name, carried, schema, description)
+                continue
+            lookaheads, notes = self._constraints(name)
+            self._add_parameter(
+                name,
+                carried.logical,
+                self.param_values[name],
+                description,
+                notes,
+                pattern=_allowed_pattern(schema.get("pattern"), lookaheads),
+                constraint=(f"must match {schema['pattern']} and " if schema.get("pattern") else "must ")
                 + "contain no double quote, backslash, control character or '${'"
-                + (f"; {'; '.join(notes)}" if notes else "")
+                + (f"; {'; '.join(notes)}" if notes else ""),
+                schema=schema,
             )
-            if isinstance(schema.get("minLength"), int):
-                spec["MinLength"] = schema["minLength"]
-            if isinstance(schema.get("maxLength"), int):
-                spec["MaxLength"] = schema["maxLength"]
-            if isinstance(schema.get("enum"), list) and all(isinstance(v, str) for v in schema["enum"]):
-                spec["AllowedValues"] = list(schema["enum"])
-            if not re.fullmatch(spec["AllowedPattern"], default):
-                raise TemplateError(
-                    f"DAG {self.dag_id!r}: param {name!r} default {default!r} breaks the template constraint "
-                    f"({spec['ConstraintDescription']})"
-                )
-            self.parameters[logical] = spec
+
+    def _constraints(self, name: str) -> tuple[list[str], list[str]]:
+        """The lookaheads a param's template value needs for how the policies use it, and why."""
+        lookaheads = [JSON_SAFE]
+        notes = []
+        used = self.context.usages.get(name, set())
+        if used & {"sagemaker-name", "lambda-function", "glue-job"}:
+            lookaheads.append(NO_WILDCARDS)
+            notes.append("no '*' or '?': it scopes IAM permissions")
+        if "sagemaker-name" in used:
+            lookaheads.append(LOWER_CASE)
+            notes.append("lower case: SageMaker ARNs carry lower-cased names and the IAM policy is scoped on them")
+        if "lambda-function" in used:
+            lookaheads.append(LAMBDA_NAME)
+            notes.append("a function name (not an ARN)")
+        if "iam-role" in used:
+            lookaheads.append(ROLE_ARN)
+            notes.append("a role ARN: iam:PassRole is granted on exactly this role")
+        return lookaheads, notes
+
+    def _s3_parameters(self, name: str, carried: _Carried, schema: dict[str, Any], description: str) -> None:
+        """An S3 URI param as two template parameters, bucket and key, each constrained to AWS's rules."""
+        bucket, key = _split_s3(self.param_values[name])
+        own = f"; the whole URI must match {schema['pattern']}" if schema.get("pattern") else ""
+        self._add_parameter(
+            name,
+            carried.logical,
+            bucket,
+            description,
+            ["the bucket of the S3 URI"],
+            pattern=f"^{S3_BUCKET_PATTERN}$",
+            constraint="must be an S3 bucket name (3-63 of a-z 0-9 . -, no '..', not an IP address)" + own,
+        )
+        prefix = key.endswith("/")
+        self._add_parameter(
+            name,
+            carried.key,
+            key,
+            description,
+            [f"the key {'prefix ' if prefix else ''}of the S3 URI inside that bucket; IAM grants are scoped to it"],
+            pattern=f"^{S3_PREFIX_KEY_PATTERN if prefix else S3_KEY_PATTERN}$",
+            constraint="must be a key"
+            + (" prefix ending with '/'" if prefix else "")
+            + ": segments of A-Z a-z 0-9 ! _ . ( ) = + -, none empty, '.' or '..'"
+            + own,
+        )
+
+    def _add_parameter(
+        self,
+        name: str,
+        logical: str,
+        default: str,
+        description: str,
+        notes: list[str],
+        *,
+        pattern: str,
+        constraint: str,
+        schema: dict[str, Any] | None = None,
+    ) -> None:
+        about = f"DAG param {name}" + (f"; {'; '.join(notes)}" if notes else "")
+        spec: dict[str, Any] = {
+            "Type": "String",
+            "Default": default,
+            "Description": (f"{description} ({about})" if description else about)[:4000],
+            "AllowedPattern": pattern,
+            "ConstraintDescription": constraint,
+        }
+        schema = schema or {}
+        if isinstance(schema.get("minLength"), int):
+            spec["MinLength"] = schema["minLength"]
+        if isinstance(schema.get("maxLength"), int):
+            spec["MaxLength"] = schema["maxLength"]
+        if isinstance(schema.get("enum"), list) and all(isinstance(v, str) for v in schema["enum"]):
+            spec["AllowedValues"] = list(schema["enum"])
+        if not re.fullmatch(pattern, default):
+            raise TemplateError(
+                f"DAG {self.dag_id!r}: param {name!r} default {default!r} breaks the template constraint "
+                f"({constraint})",
+                f"change the default of param {name!r}",
+            )
+        self.parameters[logical] = spec
 
     # -- the state machine -------------------------------------------------------
     def state_machine(self) -> None:
-        from exporters.compiler import DEFAULTS_STATE
-
-        substitutions = {}
-        defaults_state = self.definition.get("States", {}).get(DEFAULTS_STATE)
-        defaults = ((defaults_state or {}).get("Parameters") or {}).get("param_defaults")
-        if self.param_ids and not isinstance(defaults, dict):
-            raise TemplateError(
-                f"DAG {self.dag_id!r}: the definition has no {DEFAULTS_STATE!r} state to put the template parameters in"
+        # The definition with each template-carried param default replaced by its placeholder(s),
+        # which DefinitionSubstitutions fill with the template parameters.
+        definition = (
+            self.result.definition_with_param_defaults(
+                {name: carried.text() for name, carried in self.template_params.items()}
             )
-        for name, logical in self.param_ids.items():
-            if defaults.get(name) != self.param_values[name]:
-                raise TemplateError(f"DAG {self.dag_id!r}: {DEFAULTS_STATE!r} does not hold param {name!r}'s default")
-            defaults[name] = "${" + logical + "}"
-            substitutions[logical] = {"Ref": logical}
+            if self.template_params
+            else self.result.definition
+        )
+        substitutions = {logical: {"Ref": logical} for c in self.template_params.values() for logical in c.logicals()}
 
         policy = iam.state_machine_policy(self.result.definition, self.context)
         self.warnings.extend(self.context.warnings)
@@ -304,7 +394,7 @@ class _Builder:
         props: dict[str, Any] = {
             "StateMachineType": "STANDARD",
             "RoleArn": {"Fn::GetAtt": ["StateMachineRole", "Arn"]},
-            "Definition": self.definition,
+            "Definition": definition,
         }
         if substitutions:
             props["DefinitionSubstitutions"] = substitutions
@@ -392,8 +482,8 @@ class _Builder:
             return value
 
         payload = {name: escape(value) for name, value in self.param_values.items()}
-        for name, logical in self.param_ids.items():
-            payload[name] = "${" + logical + "}"
+        for name, carried in self.template_params.items():
+            payload[name] = carried.text()
         return _sub(json.dumps(payload, sort_keys=True, separators=(", ", ": ")))
 
     def _scheduler(self, spec: ScheduleSpec) -> None:
@@ -490,8 +580,9 @@ class _Builder:
                 f"one {what} cannot serve them"
             )
         pieces = list(next(iter(names)))
-        if len(pieces) == 1 and isinstance(pieces[0], iam.Par) and pieces[0].name in self.param_ids:
-            return {"Ref": self.param_ids[pieces[0].name]}, pieces
+        carried = self.template_params.get(pieces[0].name) if isinstance(pieces[0], iam.Par) else None
+        if len(pieces) == 1 and carried is not None and carried.key is None:
+            return {"Ref": carried.logical}, pieces
         if len(pieces) == 1 and isinstance(pieces[0], iam.Lit):
             return pieces[0].text, pieces
         raise TemplateError(
@@ -601,88 +692,19 @@ class _Builder:
 
     # -- the Glue job ------------------------------------------------------------------
     def glue_job(self, script: Path) -> None:
-        job_name, _ = self._single_name("glue:startJobRun", "JobName", "Glue job")
-        arguments = []
-        for _, state in iam.task_states(self.result.definition):
-            if state.get("Resource", "").startswith(STATES_PREFIX + "glue:startJobRun"):
-                args = (state.get("Parameters") or {}).get("Arguments")
-                if isinstance(args, dict):
-                    arguments.append(args)
-        reads: dict[str, Any] = {}
-        writes: dict[str, Any] = {}
-        default_bucket = None
-        for args in arguments:
-            for key, _value in args.items():
-                name = key[:-2] if key.endswith(".$") else key
-                pieces = iam.resolve_name(self.result.definition, args, name) or []
-                bucket, default = self._s3_bucket(pieces)
-                if bucket is None:
-                    continue
-                default_bucket = default_bucket or default
-                target = writes if re.search(r"DEST|OUT|TARGET|SINK", name, re.I) else reads
-                target[json.dumps(bucket, sort_keys=True)] = bucket
-        self.parameters["GlueScriptBucket"] = {
-            "Type": "String",
-            "Description": f"S3 bucket holding the Glue script {script.name}",
-            "AllowedPattern": f"^{S3_BUCKET}$",
-            **({"Default": default_bucket} if default_bucket else {}),
-        }
-        self.parameters["GlueScriptKey"] = {
-            "Type": "String",
-            "Description": f"S3 key of the Glue script ({script.name})",
-            "Default": f"scripts/{script.name}",
-            "AllowedPattern": f"^{NO_WILDCARDS}$",
-            "MinLength": 1,
-        }
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "ReadScript",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${GlueScriptBucket}/${GlueScriptKey}"}],
-            }
-        ]
-        if reads or writes:
-            every = {**reads, **writes}
-            statements.append(
-                {
-                    "Sid": "ListDataBuckets",
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket"],
-                    "Resource": [_bucket_arn(b, "") for _, b in sorted(every.items())],
-                }
+        requests = _glue_requests(self.dag)
+        if not requests:
+            raise TemplateError(
+                f"DAG {self.dag_id!r} has no Glue job run task: nothing for the Glue job to serve",
+                "leave out --with-glue (include_glue)",
             )
-            statements.append(
-                {
-                    "Sid": "ReadData",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [_bucket_arn(b, "/*") for _, b in sorted(every.items())],
-                }
-            )
-        if writes:
-            statements.append(
-                {
-                    "Sid": "WriteData",
-                    "Effect": "Allow",
-                    "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:PutObject"],
-                    "Resource": [_bucket_arn(b, "/*") for _, b in sorted(writes.items())],
-                }
-            )
-        statements.append(
-            {
-                "Sid": "WriteGlueLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [
-                    {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*"}
-                ],
-            }
-        )
+        job_name = self._glue_job_name(requests)
+        locations = self._glue_locations(requests, _declared_s3_arguments(script))
+        self._glue_script_parameters(script, next((loc.default_bucket for loc in locations), None))
         self.resources["GlueJobRole"] = _role(
             "glue.amazonaws.com",
             f"Role of the Glue job of DAG {self.dag_id}",
-            {"GlueJobPermissions": {"Version": "2012-10-17", "Statement": statements}},
+            {"GlueJobPermissions": {"Version": "2012-10-17", "Statement": _glue_statements(locations)}},
         )
         self.resources["GlueJob"] = {
             "Type": "AWS::Glue::Job",
@@ -706,25 +728,101 @@ class _Builder:
         self.depends.append("GlueJob")
         self.outputs["GlueJobName"] = {"Description": "The Glue job", "Value": {"Ref": "GlueJob"}}
 
-    def _s3_bucket(self, pieces: list[Any]) -> tuple[Any, str | None]:
-        """(the bucket of an ``s3://`` value as a template value, its default name) or (None, None)."""
+    def _glue_job_name(self, requests: list[tuple[str, dict[str, Any]]]) -> Any:
+        """The one job name every Glue task runs, as a template value (from the tasks' typed requests)."""
+        names = {tuple(iam.pieces_of(request.get("JobName"))) for _, request in requests}
+        if len(names) > 1:
+            raise TemplateError(
+                f"DAG {self.dag_id!r}: the Glue tasks run different jobs; one Glue job cannot serve them",
+                "export one template per job, or leave out --with-glue",
+            )
+        pieces = list(next(iter(names)))
+        try:
+            iam.sub_text(pieces, self.context, usage="glue-job")  # wildcards refused, the param constrained
+        except iam.WildcardName as err:
+            raise TemplateError(f"task {requests[0][0]!r}, field JobName: {err}", "use a job name without '*' or '?'")
+        carried = self.template_params.get(pieces[0].name) if isinstance(pieces[0], iam.Par) else None
+        if len(pieces) == 1 and carried is not None and carried.key is None:
+            return {"Ref": carried.logical}
+        if len(pieces) == 1 and isinstance(pieces[0], iam.Lit):
+            return pieces[0].text
+        raise TemplateError(
+            f"DAG {self.dag_id!r}: the JobName of task {requests[0][0]!r} is only known at run time; "
+            "cannot create that Glue job",
+            "name the job with a literal or a string param",
+        )
+
+    def _glue_locations(
+        self, requests: list[tuple[str, dict[str, Any]]], declared: dict[str, str]
+    ) -> list[_S3Location]:
+        """Every S3 location the Glue tasks pass, with the access the script declares for its argument."""
+        locations: list[_S3Location] = []
+        for task_id, request in requests:
+            arguments = request.get("Arguments") or {}
+            for argument, value in sorted(arguments.items()):
+                location = self._s3_location(task_id, argument, iam.pieces_of(value))
+                access = declared.get(argument)
+                if location is None:
+                    if access is not None:
+                        raise TemplateError(
+                            f"task {task_id!r}: Glue argument {argument!r} is declared {access!r} in the script's "
+                            f"S3_ARGUMENTS but its value {value!s} is not an s3:// URI",
+                            "pass an s3://bucket/prefix/ URI, or remove it from S3_ARGUMENTS",
+                        )
+                    continue
+                if access is None:
+                    raise TemplateError(
+                        f"task {task_id!r}: Glue argument {argument!r} is an S3 location, but the Glue script does "
+                        "not declare whether it reads or writes it, so its role cannot be scoped",
+                        f"add {argument!r}: 'read' (or 'write') to S3_ARGUMENTS in the Glue script",
+                    )
+                locations.append(location.with_access(access))
+        return locations
+
+    def _s3_location(self, task_id: str, argument: str, pieces: list[Any]) -> _S3Location | None:
+        """The bucket and key prefix an argument's value names (template text), or None if it is no S3 URI."""
         pieces = iam.normalize(pieces)
-        if not pieces:
-            return None, None
-        head = pieces[0]
-        if (
-            isinstance(head, iam.Par)
-            and isinstance(self.param_values.get(head.name), str)
-            and self.param_values[head.name].startswith("s3://")
-        ):
-            default = self.param_values[head.name][5:].split("/")[0]
-            if head.name in self.param_ids:
-                return {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": self.param_ids[head.name]}]}]}, default
-            return default, default
-        if isinstance(head, iam.Lit) and head.text.startswith("s3://") and "/" in head.text[5:] + "/":
-            bucket = head.text[5:].split("/")[0]
-            return (bucket, bucket) if bucket else (None, None)
-        return None, None
+        head = pieces[0] if pieces else None
+        if isinstance(head, iam.Par) and isinstance(self.param_values.get(head.name), str):
+            default = self.param_values[head.name]
+        elif isinstance(head, iam.Lit):
+            default = head.text
+        else:
+            return None
+        if not default.startswith("s3://"):
+            return None
+        where = f"task {task_id!r}, Glue argument {argument!r}"
+        try:
+            text = iam.sub_text(pieces, self.context)
+        except iam.WildcardName as err:
+            raise TemplateError(f"{where}: {err}", "name an S3 prefix without '*' or '?'") from None
+        bucket, _, key = text[len("s3://") :].partition("/")
+        if not bucket or "*" in bucket or "${!" in bucket or not key or key.startswith("*"):
+            raise TemplateError(
+                f"{where}: {default!r} does not name a key prefix inside a bucket "
+                "(a whole bucket, or a bucket known only at run time)",
+                "pass s3://bucket/prefix/ so the Glue role can be scoped to that prefix",
+            )
+        if "*" in key:
+            self.warnings.append(
+                f"{where}: part of the S3 key is only known at run time; access is scoped to the part before it"
+            )
+        return _S3Location(bucket, key.split("*")[0], "read", default[len("s3://") :].partition("/")[0])
+
+    def _glue_script_parameters(self, script: Path, default_bucket: str | None) -> None:
+        self.parameters["GlueScriptBucket"] = {
+            "Type": "String",
+            "Description": f"S3 bucket holding the Glue script {script.name}",
+            "AllowedPattern": f"^{S3_BUCKET}$",
+            **({"Default": default_bucket} if default_bucket else {}),
+        }
+        self.parameters["GlueScriptKey"] = {
+            "Type": "String",
+            "Description": f"S3 key of the Glue script ({script.name})",
+            "Default": f"scripts/{script.name}",
+            "AllowedPattern": f"^{NO_WILDCARDS}$",
+            "MinLength": 1,
+        }
 
     # -- assembling ----------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
@@ -759,6 +857,130 @@ class _Builder:
         template["Resources"] = self.resources
         template["Outputs"] = self.outputs
         return template
+
+
+# ---------------------------------------------------------------------------
+# The Glue job's requests and S3 access, from typed data
+# ---------------------------------------------------------------------------
+
+S3_ACCESS = ("read", "write")
+S3_READ_ACTIONS = ["s3:GetObject"]
+S3_WRITE_ACTIONS = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:PutObject"]
+
+
+@dataclass(frozen=True)
+class _S3Location:
+    """An S3 prefix a Glue task passes: bucket and key prefix as ``Fn::Sub`` text, and the script's access."""
+
+    bucket: str
+    key: str
+    access: str
+    default_bucket: str
+
+    def with_access(self, access: str) -> _S3Location:
+        return _S3Location(self.bucket, self.key, access, self.default_bucket)
+
+    def objects(self) -> dict[str, str]:
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{self.bucket}/{self.key}*"}
+
+
+def _glue_requests(dag: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(task id, StartJobRun request as the author typed it) for every Glue task: references, not strings."""
+    found = []
+    for task in dag.tasks:
+        if isinstance(task, GlueJobRunOperator):
+            found.append((task.task_id, task.request))
+        elif type(task).__name__ == "GlueJobOperator":  # the Amazon provider's: its Jinja read as references
+            try:
+                request = {
+                    "JobName": jinja_to_ref(task.job_name),
+                    "Arguments": jinja_to_ref(dict(task.script_args or {})),
+                }
+            except JinjaTranslationError as err:
+                raise TemplateError(f"task {task.task_id!r}: {err}", "use '{{ params.NAME }}' only") from None
+            found.append((task.task_id, request))
+    return found
+
+
+def _declared_s3_arguments(script: Path) -> dict[str, str]:
+    """The script's ``S3_ARGUMENTS = {"--ARG": "read" | "write", ...}``: which arguments it reads or writes.
+
+    Read from the source (a literal, never executed: a Glue script imports Spark).
+    """
+    if not script.is_file():
+        raise TemplateError(f"Glue script {script} does not exist", "pass the script with --with-glue PATH")
+    try:
+        tree = ast.parse(script.read_text(), filename=str(script))
+    except SyntaxError as err:
+        raise TemplateError(f"Glue script {script} does not parse: {err}") from None
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "S3_ARGUMENTS" for t in targets) and node.value is not None:
+            try:
+                declared = ast.literal_eval(node.value)
+            except ValueError:
+                declared = None
+            if not isinstance(declared, dict) or not all(
+                isinstance(k, str) and v in S3_ACCESS for k, v in declared.items()
+            ):
+                raise TemplateError(
+                    f"Glue script {script}: S3_ARGUMENTS must be a literal dict of argument name → 'read' or 'write'"
+                )
+            return declared
+    return {}
+
+
+def _glue_statements(locations: list[_S3Location]) -> list[dict[str, Any]]:
+    """The Glue role's statements: its script, listing and reading its prefixes, writing the written ones, logs."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadScript",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${GlueScriptBucket}/${GlueScriptKey}"}],
+        }
+    ]
+    prefixes_by_bucket: dict[str, list[str]] = {}
+    for location in locations:
+        keys = prefixes_by_bucket.setdefault(location.bucket, [])
+        if location.key not in keys:
+            keys.append(location.key)
+    for n, (bucket, keys) in enumerate(sorted(prefixes_by_bucket.items()), start=1):
+        statements.append(
+            {
+                "Sid": "ListData" if n == 1 else f"ListData{n}",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"}],
+                # Listing only under the prefixes (Spark lists a prefix before reading or overwriting it).
+                "Condition": {"StringLike": {"s3:prefix": [{"Fn::Sub": f"{key}*"} for key in sorted(keys)]}},
+            }
+        )
+    for sid, actions, chosen in (
+        ("ReadData", S3_READ_ACTIONS, locations),
+        ("WriteData", S3_WRITE_ACTIONS, [loc for loc in locations if loc.access == "write"]),
+    ):
+        resources = sorted({json.dumps(loc.objects(), sort_keys=True) for loc in chosen})
+        if resources:
+            statements.append(
+                {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": [json.loads(r) for r in resources]}
+            )
+    statements.append(
+        {
+            "Sid": "WriteGlueLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [
+                {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*"}
+            ],
+        }
+    )
+    return statements
 
 
 # ---------------------------------------------------------------------------
@@ -812,12 +1034,6 @@ def _sub(text: str) -> Any:
     if re.search(r"\$\{(?!!)", text):
         return {"Fn::Sub": text}
     return text.replace("${!", "${")
-
-
-def _bucket_arn(bucket: Any, suffix: str) -> Any:
-    if isinstance(bucket, str):
-        return {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}{suffix}"}
-    return {"Fn::Sub": [f"arn:${{AWS::Partition}}:s3:::${{Bucket}}{suffix}", {"Bucket": bucket}]}
 
 
 def _allowed_pattern(own: str | None, lookaheads: list[str]) -> str:

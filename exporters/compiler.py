@@ -7,7 +7,8 @@ result sits under its own key (``$.<task_id>``), like an XCom per task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporters import asl
@@ -36,10 +37,22 @@ class ExportResult:
     machine: asl.StateMachine
     warnings: list[str] = field(default_factory=list)
     integrations: list[str] = field(default_factory=list)
+    # The Pass state holding the DAG's param defaults (the first state).
+    defaults_state: asl.Pass | None = None
 
     @property
     def definition(self) -> dict[str, Any]:
         return self.machine.to_dict()
+
+    def definition_with_param_defaults(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The definition with ``values`` in place of those params' defaults (e.g. template placeholders)."""
+        if self.defaults_state is None:
+            raise ValueError(f"DAG {self.dag_id!r}: the export has no param defaults state")
+        defaults = {**self.defaults_state.parameters["param_defaults"], **values}
+        replaced = replace(self.defaults_state, parameters={"param_defaults": defaults})
+        machine = copy.copy(self.machine)
+        machine.states = [replaced if s is self.defaults_state else s for s in self.machine.states]
+        return machine.to_dict()
 
     def to_json(self) -> str:
         return self.machine.to_json()
@@ -122,7 +135,7 @@ class Compiler:
             raise ExportError(dag.dag_id, self.problems)
 
         self._dag_level_warnings()
-        return ExportResult(dag.dag_id, machine, self.warnings, self._integrations(machine))
+        return ExportResult(dag.dag_id, machine, self.warnings, self._integrations(machine), machine.states[0])
 
     # -- conversion ---------------------------------------------------------
     def _check_keys(self) -> None:

@@ -29,6 +29,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporters.errors import ExporterError
+from retraining.refs import Format, ParamRef, RunUniqueName
+
 __all__ = [
     "PolicyContext",
     "PolicyError",
@@ -40,7 +43,10 @@ __all__ = [
     "task_states",
     "Lit",
     "Par",
+    "SubText",
     "ANY",
+    "WildcardName",
+    "pieces_of",
 ]
 
 # Actions that have no resource-level permissions: "Resource": "*" is the only valid form.
@@ -86,7 +92,7 @@ ARN_HEAD = "arn:${AWS::Partition}"
 REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 
 
-class PolicyError(ValueError):
+class PolicyError(ExporterError, ValueError):
     """A state uses an integration whose permissions this module cannot derive."""
 
 
@@ -130,6 +136,25 @@ class Lit:
 @dataclass(frozen=True)
 class Par:
     name: str
+
+
+@dataclass(frozen=True)
+class SubText:
+    """A param's value in the template as ``Fn::Sub`` text (e.g. ``s3://${DataBucket}/${DataKey}``)."""
+
+    text: str
+
+
+class WildcardName(PolicyError):
+    """A literal name holds ``*`` or ``?``: in an IAM resource it would match other resources too."""
+
+
+def _refuse_wildcards(text: str, what: str) -> None:
+    if "*" in text or "?" in text:
+        raise WildcardName(
+            f"{what} {text!r} contains '*' or '?', which an IAM policy reads as a wildcard: "
+            "the permission would cover every resource it matches"
+        )
 
 
 class _Any:
@@ -220,8 +245,8 @@ class _Resolver:
             if i < len(template) - 1:
                 arg = args[i] if i < len(args) else ""
                 if arg.startswith("'"):
-                    unquoted = _parse_quoted(arg, 0)
-                    pieces.append(Lit(unquoted[0]) if unquoted else ANY)
+                    read = _read_string(arg, 0)
+                    pieces.append(Lit("{}".join(read[0])) if read else ANY)
                 elif re.fullmatch(r"-?\d+(\.\d+)?", arg):
                     pieces.append(Lit(arg))
                 else:
@@ -245,78 +270,83 @@ def _lookup(resolver: _Resolver, body: Any, keys: list[str], depth: int) -> list
     return None
 
 
-def _parse_quoted(text: str, i: int) -> tuple[str, int] | None:
-    """An intrinsic-function string literal at ``text[i]`` → (value, index after it)."""
+def _read_string(text: str, i: int) -> tuple[list[str], int] | None:
+    """The intrinsic-function string literal at ``text[i]``: (its text split at unescaped ``{}``, index after it).
+
+    The one reader of quoted intrinsic text here: ``\\`` escapes the next character, ``{}`` is a placeholder.
+    """
     if i >= len(text) or text[i] != "'":
         return None
-    out = []
+    segments: list[str] = []
+    current: list[str] = []
     i += 1
     while i < len(text):
         c = text[i]
         if c == "\\" and i + 1 < len(text):
-            out.append(text[i + 1])
+            current.append(text[i + 1])
             i += 2
-            continue
-        if c == "'":
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
+        elif c == "'":
+            segments.append("".join(current))
+            return segments, i + 1
+        elif text.startswith("{}", i):
+            segments.append("".join(current))
+            current = []
+            i += 2
+        else:
+            current.append(c)
+            i += 1
     return None
 
 
 def _parse_format(expr: str) -> tuple[list[str], list[str]] | None:
-    """``States.Format('a{}b', x, y)`` → (['a', 'b', ...] split at unescaped ``{}``, ['x', 'y'])."""
-    body = expr[len("States.Format(") :]
-    if not body.startswith("'"):
+    """``States.Format('a{}b', x, y)`` → (['a', 'b'], ['x', 'y']): the template at its placeholders, the arguments."""
+    read = _read_string(expr, len("States.Format("))
+    if read is None:
         return None
-    # Split the template at unescaped {} while unescaping.
-    segments, current, i = [], [], 1
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            current.append(body[i + 1])
-            i += 2
-            continue
+    segments, i = read
+    args: list[str] = []
+    depth, start, j = 0, i, i
+    while j < len(expr):
+        c = expr[j]
         if c == "'":
-            i += 1
-            break
-        if c == "{" and body[i : i + 2] == "{}":
-            segments.append("".join(current))
-            current = []
-            i += 2
+            quoted = _read_string(expr, j)
+            if quoted is None:
+                return None
+            j = quoted[1]
             continue
-        current.append(c)
-        i += 1
-    else:
-        return None
-    segments.append("".join(current))
-    args, depth, quoted, start = [], 0, False, None
-    rest = body[i:]
-    j = 0
-    while j < len(rest):
-        c = rest[j]
-        if quoted:
-            if c == "\\":
-                j += 2
-                continue
-            if c == "'":
-                quoted = False
-        elif c == "'":
-            quoted = True
-        elif c == "(":
+        if c == "(":
             depth += 1
-        elif c == ")":
-            if depth == 0:
-                if start is not None:
-                    args.append(rest[start:j].strip())
-                return segments, args
+        elif c == ")" and depth:
             depth -= 1
-        elif c == "," and depth == 0:
-            if start is not None:
-                args.append(rest[start:j].strip())
+        elif c in ",)" and depth == 0:
+            if expr[start:j].strip(", "):
+                args.append(expr[start:j].strip(", ").strip())
+            if c == ")":
+                return segments, args
             start = j + 1
         j += 1
     return None
+
+
+def pieces_of(value: Any) -> list[Piece]:
+    """A typed request value (literal or reference) → name pieces, read from the references themselves."""
+    if isinstance(value, str):
+        return [Lit(value)]
+    if isinstance(value, bool) or value is None:
+        return [ANY]
+    if isinstance(value, (int, float)):
+        return [Lit(str(value))]
+    if isinstance(value, ParamRef):
+        return [Par(value.name)]
+    if isinstance(value, Format):
+        literals = value.template.split("{}")
+        pieces: list[Piece] = [Lit(literals[0])]
+        for arg, literal in zip(value.args, literals[1:], strict=True):
+            pieces += [*pieces_of(arg), Lit(literal)]
+        return _normal(pieces)
+    if isinstance(value, RunUniqueName):
+        return _normal([*pieces_of(value.prefix), Lit("-"), ANY])
+    return [ANY]  # an upstream result or anything else known only at run time
 
 
 def resolve_name(definition: dict[str, Any], parameters: Any, key: str) -> list[Piece] | None:
@@ -329,6 +359,7 @@ def sub_text(pieces: list[Piece], context: PolicyContext, *, lower: bool = False
     out = []
     for piece in _normal(pieces):
         if isinstance(piece, Lit):
+            _refuse_wildcards(piece.text, "the literal")
             text = piece.text.lower() if lower else piece.text
             out.append(text.replace("${", "${!"))
         elif isinstance(piece, Par):
@@ -337,7 +368,12 @@ def sub_text(pieces: list[Piece], context: PolicyContext, *, lower: bool = False
                 out.append("${" + value["Ref"] + "}")
                 if usage:
                     context.use(piece.name, usage)
+            elif isinstance(value, SubText):
+                out.append(value.text)
+                if usage:
+                    context.use(piece.name, usage)
             elif isinstance(value, str):
+                _refuse_wildcards(value, f"param {piece.name!r}")
                 text = value.lower() if lower else value
                 out.append(text.replace("${", "${!"))
             else:
@@ -438,7 +474,10 @@ class _Task:
         return pieces
 
     def name_text(self, key: str, *, lower: bool = False, usage: str | None = None) -> str:
-        text = sub_text(self.pieces(key) or [ANY], self.context, lower=lower, usage=usage)
+        try:
+            text = sub_text(self.pieces(key) or [ANY], self.context, lower=lower, usage=usage)
+        except WildcardName as err:
+            raise WildcardName(f"state {self.name!r}, field {key}: {err}; use a name without '*' or '?'") from None
         if text == "*":
             self.context.warnings.append(
                 f"state {self.name!r}: {key} is only known at run time; "

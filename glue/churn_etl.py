@@ -51,6 +51,10 @@ except ImportError:  # Lets serving code import FEATURE_COLUMNS without Spark.
 
 LOG = logging.getLogger("churn_etl")
 
+# What this job does with each S3 location it is given: the exporter scopes the Glue role's S3 access
+# to exactly these prefixes (read: list and get under it; write: also put and delete under it).
+S3_ARGUMENTS = {"--S3_SOURCE": "read", "--S3_DEST": "write"}
+
 # --- Input schema -----------------------------------------------------------
 
 # Raw CSV header, in file order, mapped to the internal column name.

@@ -21,6 +21,7 @@ from retraining.refs import (
     RunUniqueName,
     sagemaker_name_pattern,
 )
+from retraining.s3 import S3_PREFIX_PATTERN, S3_URI_PATTERN
 from retraining.sagemaker import (
     DEFAULT_XGBOOST_HYPERPARAMETERS,
     SageMakerCreateEndpointConfigOperator,
@@ -48,6 +49,8 @@ __all__ = [
     "RunUniqueName",
     "SAGEMAKER_NAME_MAX",
     "SAGEMAKER_NAME_PATTERN",
+    "S3_PREFIX_PATTERN",
+    "S3_URI_PATTERN",
     "SageMakerCreateEndpointConfigOperator",
     "SageMakerCreateModelOperator",
     "SageMakerDeployEndpointOperator",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -162,9 +163,6 @@ def test_account_specific_params_are_template_parameters_with_dag_defaults(retra
         "SagemakerRoleArn": "sagemaker_role_arn",
         "GlueJobName": "glue_job_name",
         "MetricFunctionName": "metric_function_name",
-        "S3Source": "s3_source",
-        "S3Dest": "s3_dest",
-        "TrainingOutput": "training_output",
         "TrainingJobPrefix": "training_job_prefix",
         "ModelPrefix": "model_prefix",
         "EndpointName": "endpoint_name",
@@ -181,6 +179,24 @@ def test_account_specific_params_are_template_parameters_with_dag_defaults(retra
     # The param's own schema carries over.
     assert parameters["EndpointName"]["MaxLength"] == 63
     assert parameters["GlueJobName"]["MinLength"] == 1
+    # An S3 URI param is carried by its bucket and its key, each constrained on its own, so IAM can be
+    # scoped to the key prefix; the definition and the schedule get the URI put back together.
+    for logical, name in {"S3Source": "s3_source", "S3Dest": "s3_dest", "TrainingOutput": "training_output"}.items():
+        bucket, key = parameters[f"{logical}Bucket"], parameters[f"{logical}Key"]
+        assert f"s3://{bucket['Default']}/{key['Default']}" == defaults[name]
+        assert literal[name] == f"s3://${{{logical}Bucket}}/${{{logical}Key}}"
+        assert logical not in parameters
+    for key, hostile in [
+        ("S3DestKey", "../x/"),
+        ("S3DestKey", "a//b/"),
+        ("S3DestKey", "processed"),  # a prefix param keeps its trailing "/"
+        ("S3DestKey", ""),  # the whole bucket
+        ("S3SourceKey", "raw/*"),
+        ("S3SourceBucket", "a..b"),
+        ("S3SourceBucket", "192.168.0.1"),
+    ]:
+        assert not re.fullmatch(parameters[key]["AllowedPattern"], hostile), (key, hostile)
+    assert re.fullmatch(parameters["S3SourceKey"]["AllowedPattern"], "raw/2026/churn.csv")
 
 
 def test_state_machine_properties(retraining):

@@ -369,15 +369,17 @@ def test_glue_role_reads_its_script_and_its_data_and_writes_only_the_destination
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::${GlueScriptBucket}/${GlueScriptKey}"}
     ]
 
-    def bucket(param: str, suffix: str) -> dict:
-        return {
-            "Fn::Sub": [
-                f"arn:${{AWS::Partition}}:s3:::${{Bucket}}{suffix}",
-                {"Bucket": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": param}]}]}},
-            ]
-        }
+    def under(prefix: str) -> dict:
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{prefix}Bucket}}/${{{prefix}Key}}*"}
 
-    assert statements["WriteData"]["Resource"] == [bucket("S3Dest", "/*")]
+    # Objects: read under both prefixes the DAG's params name, write only under the destination's.
+    assert statements["ReadData"]["Resource"] == [under("S3Dest"), under("S3Source")]
+    assert statements["ReadData"]["Action"] == ["s3:GetObject"]
+    assert statements["WriteData"]["Resource"] == [under("S3Dest")]
     assert set(statements["WriteData"]["Action"]) == {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
-    assert bucket("S3Source", "/*") in statements["ReadData"]["Resource"]
+    # Listing: each bucket, only under its prefix.
+    for sid, prefix in (("ListData", "S3Dest"), ("ListData2", "S3Source")):
+        assert statements[sid]["Action"] == ["s3:ListBucket"]
+        assert statements[sid]["Resource"] == [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{prefix}Bucket}}"}]
+        assert statements[sid]["Condition"] == {"StringLike": {"s3:prefix": [{"Fn::Sub": f"${{{prefix}Key}}*"}]}}
     assert statements["WriteGlueLogs"]["Resource"] == [{"Fn::Sub": f"{HEAD}:logs:{REGIONAL}:log-group:/aws-glue/*"}]
