@@ -263,6 +263,7 @@ class _Builder:
                 name: (self.template_params[name].policy_value() if name in self.template_params else value)
                 for name, value in self.param_values.items()
             },
+            origins=result.origins,
             logging=level != "OFF",
             tracing=tracing,
         )
@@ -295,7 +296,7 @@ class _Builder:
         lookaheads = [JSON_SAFE]
         notes = []
         used = self.context.usages.get(name, set())
-        if used & {"sagemaker-name", "lambda-function", "glue-job"}:
+        if used & {"sagemaker-name", "lambda-function", "glue-job", "s3-location", "dynamodb-table"}:
             lookaheads.append(NO_WILDCARDS)
             notes.append("no '*' or '?': it scopes IAM permissions")
         if "sagemaker-name" in used:
@@ -567,7 +568,7 @@ class _Builder:
         for state_name, state in iam.task_states(self.result.definition):
             resource = state.get("Resource", "")
             if resource.startswith(STATES_PREFIX + integration_prefix):
-                pieces = iam.resolve_name(self.result.definition, state.get("Parameters"), key)
+                pieces = iam.resolve_name(self.result.definition, state.get("Parameters"), key, self.result.origins)
                 found.append((state_name, tuple(iam.normalize(pieces or [iam.ANY]))))
         if not found:
             raise TemplateError(

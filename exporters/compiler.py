@@ -22,7 +22,7 @@ from exporters.converters import (
     state_name,
 )
 from exporters.errors import ExportError, Problem
-from exporters.translate import ResultLayout, Translator
+from exporters.translate import ResultLayout, Translator, path_keys
 
 JOIN_AFTER_BRANCH_RULES = {"none_failed_min_one_success", "none_failed", "one_success"}
 FAILURE_HANDLER_RULES = {"one_failed", "all_failed"}
@@ -39,6 +39,8 @@ class ExportResult:
     integrations: list[str] = field(default_factory=list)
     # The Pass state holding the DAG's param defaults (the first state).
     defaults_state: asl.Pass | None = None
+    # Each expression in the definition → the typed references translated to it.
+    origins: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -135,10 +137,27 @@ class Compiler:
             raise ExportError(dag.dag_id, self.problems)
 
         self._dag_level_warnings()
-        return ExportResult(dag.dag_id, machine, self.warnings, self._integrations(machine), machine.states[0])
+        return ExportResult(
+            dag.dag_id,
+            machine,
+            self.warnings,
+            self._integrations(machine),
+            defaults_state=machine.states[0],
+            origins={expr: list(refs) for expr, refs in self.translator.origins.items()},
+        )
 
     # -- conversion ---------------------------------------------------------
     def _check_keys(self) -> None:
+        for name, default in param_defaults(self.dag).items():
+            for where in path_keys(default, name):
+                self.problems.append(
+                    Problem(
+                        None,
+                        f"param default {where!r}: a key ending in '.$' would be read by Step Functions as a path "
+                        "or intrinsic function, not as the value written",
+                        "rename the key",
+                    )
+                )
         seen: dict[str, str] = {}
         for tid in self.tasks:
             key = result_key(tid)

@@ -4,12 +4,14 @@
 and Map processors too), and for each service integration grants exactly the
 actions Step Functions calls for it, on the resources that state names:
 
-* names are resolved through the definition's data flow: a literal, ``$.params.X``
-  (→ the template's expression for param X, usually ``{"Ref": ...}``), a path a Pass
-  state filled (``$.update_endpoint.EndpointName``), or ``States.Format`` of those;
-  anything computed at run time (``States.Hash($$.Execution.Name, ...)``) becomes
-  ``*`` *inside the name*, so a per-run name is scoped by its prefix
-  (``training-job/${TrainingJobPrefix}-*``);
+* names come from typed data: each expression in the definition maps back to the reference
+  it was translated from (``context.origins``, the export's table; nothing is parsed), so
+  ``ParamRef("x")`` → the template's expression for param x (usually ``{"Ref": ...}``),
+  ``Format``/``RunUniqueName`` → their literal parts and params, an upstream result → the path
+  a Pass state filled (``$.update_endpoint.EndpointName``) followed to its value; anything
+  computed at run time (the execution-name hash of ``RunUniqueName``) becomes ``*`` *inside
+  the name*, so a per-run name is scoped by its prefix (``training-job/${TrainingJobPrefix}-*``);
+* a literal ``*`` or ``?`` in a name is refused (``WildcardName``): it would widen the grant;
 * resources are ``Fn::Sub`` ARNs on ``${AWS::Partition}``, ``${AWS::Region}``,
   ``${AWS::AccountId}``; SageMaker ARNs carry lower-cased names (SageMaker lower-cases
   them), so literals are lower-cased here and params used in them are reported
@@ -25,12 +27,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.errors import ExporterError
-from retraining.refs import Format, ParamRef, RunUniqueName
+from retraining.refs import Format, ParamRef, ResultRef, RunUniqueName
 
 __all__ = [
     "PolicyContext",
@@ -114,6 +116,8 @@ class PolicyContext:
     """
 
     params: Mapping[str, Any] = field(default_factory=dict)
+    # The export's expression → typed references table (``ExportResult.origins``).
+    origins: Mapping[str, list[Any]] = field(default_factory=dict)
     logging: bool = False
     tracing: bool = False
     usages: dict[str, set[str]] = field(default_factory=dict)
@@ -186,9 +190,20 @@ def normalize(pieces: list[Piece]) -> list[Piece]:
 
 
 class _Resolver:
-    """Follows a Parameters value back to literals and params through the definition's Pass states."""
+    """Follows a Parameters value back to literals and params: expressions to the typed references they
+    were translated from (``origins``, no parsing of intrinsic functions), paths through the Pass states
+    that filled them."""
 
-    def __init__(self, definition: dict[str, Any]):
+    def __init__(self, definition: dict[str, Any], origins: Mapping[str, list[Any]] | None = None):
+        # expression → the typed reference (not an upstream result) it came from; upstream result → expression
+        self.typed: dict[str, Any] = {}
+        self.paths: dict[ResultRef, str] = {}
+        for expr, refs in (origins or {}).items():
+            for ref in refs:
+                if isinstance(ref, ResultRef):
+                    self.paths.setdefault(ref, expr)
+                else:
+                    self.typed.setdefault(expr, ref)
         self.producers: list[tuple[str, Any]] = []  # (ResultPath, Parameters or Result)
         for state in _walk_states(definition):
             if state.get("Type") == "Pass" and isinstance(state.get("ResultPath"), str):
@@ -216,13 +231,9 @@ class _Resolver:
     def expr(self, expr: Any, depth: int = 0) -> list[Piece]:
         if not isinstance(expr, str) or depth > 8:
             return [ANY]
-        expr = expr.strip()
-        if expr.startswith("States.Format("):
-            return self._format(expr, depth)
-        match = re.fullmatch(r"\$\.params\.([A-Za-z0-9_]+)", expr)
-        if match:
-            return [Par(match.group(1))]
-        if re.fullmatch(r"\$(\.[A-Za-z0-9_]+)+", expr):
+        if expr in self.typed:
+            return pieces_of(self.typed[expr], lambda ref: self.expr(self.paths.get(ref), depth + 1))
+        if re.fullmatch(r"\$(\.[A-Za-z0-9_]+)+", expr):  # a path some Pass state may have filled
             found: list[list[Piece]] = []
             for result_path, body in self.producers:
                 if expr.startswith(result_path + "."):
@@ -233,25 +244,6 @@ class _Resolver:
             if found and all(f == found[0] for f in found):
                 return found[0]
         return [ANY]
-
-    def _format(self, expr: str, depth: int) -> list[Piece]:
-        parsed = _parse_format(expr)
-        if parsed is None:
-            return [ANY]
-        template, args = parsed
-        pieces: list[Piece] = []
-        for i, literal in enumerate(template):
-            pieces.append(Lit(literal))
-            if i < len(template) - 1:
-                arg = args[i] if i < len(args) else ""
-                if arg.startswith("'"):
-                    read = _read_string(arg, 0)
-                    pieces.append(Lit("{}".join(read[0])) if read else ANY)
-                elif re.fullmatch(r"-?\d+(\.\d+)?", arg):
-                    pieces.append(Lit(arg))
-                else:
-                    pieces.extend(self.expr(arg, depth + 1))
-        return _normal(pieces)
 
 
 def _lookup(resolver: _Resolver, body: Any, keys: list[str], depth: int) -> list[Piece] | None:
@@ -270,66 +262,13 @@ def _lookup(resolver: _Resolver, body: Any, keys: list[str], depth: int) -> list
     return None
 
 
-def _read_string(text: str, i: int) -> tuple[list[str], int] | None:
-    """The intrinsic-function string literal at ``text[i]``: (its text split at unescaped ``{}``, index after it).
+def pieces_of(value: Any, follow: Callable[[ResultRef], list[Piece]] | None = None) -> list[Piece]:
+    """A typed request value (literal or reference) → name pieces, read from the references themselves.
 
-    The one reader of quoted intrinsic text here: ``\\`` escapes the next character, ``{}`` is a placeholder.
+    ``follow``: the pieces of an upstream result (where the definition's data flow says what it holds).
     """
-    if i >= len(text) or text[i] != "'":
-        return None
-    segments: list[str] = []
-    current: list[str] = []
-    i += 1
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            current.append(text[i + 1])
-            i += 2
-        elif c == "'":
-            segments.append("".join(current))
-            return segments, i + 1
-        elif text.startswith("{}", i):
-            segments.append("".join(current))
-            current = []
-            i += 2
-        else:
-            current.append(c)
-            i += 1
-    return None
-
-
-def _parse_format(expr: str) -> tuple[list[str], list[str]] | None:
-    """``States.Format('a{}b', x, y)`` → (['a', 'b'], ['x', 'y']): the template at its placeholders, the arguments."""
-    read = _read_string(expr, len("States.Format("))
-    if read is None:
-        return None
-    segments, i = read
-    args: list[str] = []
-    depth, start, j = 0, i, i
-    while j < len(expr):
-        c = expr[j]
-        if c == "'":
-            quoted = _read_string(expr, j)
-            if quoted is None:
-                return None
-            j = quoted[1]
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")" and depth:
-            depth -= 1
-        elif c in ",)" and depth == 0:
-            if expr[start:j].strip(", "):
-                args.append(expr[start:j].strip(", ").strip())
-            if c == ")":
-                return segments, args
-            start = j + 1
-        j += 1
-    return None
-
-
-def pieces_of(value: Any) -> list[Piece]:
-    """A typed request value (literal or reference) → name pieces, read from the references themselves."""
+    if isinstance(value, ResultRef) and follow is not None:
+        return follow(value)
     if isinstance(value, str):
         return [Lit(value)]
     if isinstance(value, bool) or value is None:
@@ -342,16 +281,18 @@ def pieces_of(value: Any) -> list[Piece]:
         literals = value.template.split("{}")
         pieces: list[Piece] = [Lit(literals[0])]
         for arg, literal in zip(value.args, literals[1:], strict=True):
-            pieces += [*pieces_of(arg), Lit(literal)]
+            pieces += [*pieces_of(arg, follow), Lit(literal)]
         return _normal(pieces)
     if isinstance(value, RunUniqueName):
-        return _normal([*pieces_of(value.prefix), Lit("-"), ANY])
+        return _normal([*pieces_of(value.prefix, follow), Lit("-"), ANY])
     return [ANY]  # an upstream result or anything else known only at run time
 
 
-def resolve_name(definition: dict[str, Any], parameters: Any, key: str) -> list[Piece] | None:
+def resolve_name(
+    definition: dict[str, Any], parameters: Any, key: str, origins: Mapping[str, list[Any]] | None = None
+) -> list[Piece] | None:
     """The pieces of one Parameters field (see the module docstring); ``None`` when absent."""
-    return _Resolver(definition).field(parameters, key)
+    return _Resolver(definition, origins).field(parameters, key)
 
 
 def sub_text(pieces: list[Piece], context: PolicyContext, *, lower: bool = False, usage: str | None = None) -> str:
@@ -438,7 +379,7 @@ def _sagemaker_arn(kind: str, name: str) -> dict[str, str]:
 
 def state_machine_policy(definition: dict[str, Any], context: PolicyContext) -> dict[str, Any]:
     """The state machine role's policy document for ``definition`` (see the module docstring)."""
-    resolver = _Resolver(definition)
+    resolver = _Resolver(definition, context.origins)
     out = _Statements()
     for name, state in _walk_named_states(definition):
         if state.get("Type") != "Task":
@@ -477,7 +418,7 @@ class _Task:
         try:
             text = sub_text(self.pieces(key) or [ANY], self.context, lower=lower, usage=usage)
         except WildcardName as err:
-            raise WildcardName(f"state {self.name!r}, field {key}: {err}; use a name without '*' or '?'") from None
+            raise WildcardName(f"state {self.name!r}, field {key}: {err}", "use a name without '*' or '?'") from None
         if text == "*":
             self.context.warnings.append(
                 f"state {self.name!r}: {key} is only known at run time; "

@@ -77,11 +77,15 @@ REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 def _s3(task: Any, action: str) -> None:
     permission = f"s3:{S3_PERMISSIONS.get(action, action)}"
     sid = f"S3{action}"
-    bucket = task.name_text("Bucket")
+    bucket = task.name_text("Bucket", usage="s3-location")
     if action == "CopyObject":
-        source = task.name_text("CopySource").split("?")[0].lstrip("/")
+        source = task.name_text("CopySource", usage="s3-location").split("?")[0].lstrip("/")
         task.out.add("S3CopyObjectRead", ["s3:GetObject"], [_arn(f"{HEAD}:s3:::{source}")])
-        task.out.add("S3CopyObjectWrite", ["s3:PutObject"], [_arn(f"{HEAD}:s3:::{bucket}/{task.name_text('Key')}")])
+        task.out.add(
+            "S3CopyObjectWrite",
+            ["s3:PutObject"],
+            [_arn(f"{HEAD}:s3:::{bucket}/{task.name_text('Key', usage='s3-location')}")],
+        )
         return
     if action == "DeleteObjects":
         keys = _delete_keys(task)
@@ -92,7 +96,7 @@ def _s3(task: Any, action: str) -> None:
         return
     if "Key" not in task.params and "Key.$" not in task.params:
         raise iam.PolicyError(f"state {task.name!r}: S3 {action} names no Key: cannot scope its permission")
-    task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}/{task.name_text('Key')}")])
+    task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}/{task.name_text('Key', usage='s3-location')}")])
 
 
 def _delete_keys(task: Any) -> list[str]:
@@ -134,7 +138,7 @@ def _lambda(task: Any, action: str) -> None:
 
 
 def _dynamodb(task: Any, action: str) -> None:
-    name = task.name_text("TableName")
+    name = task.name_text("TableName", usage="dynamodb-table")
     task.out.add(f"DynamoDb{action}", [f"dynamodb:{action}"], [_arn(f"{HEAD}:dynamodb:{REGIONAL}:table/{name}")])
 
 

@@ -23,6 +23,15 @@ class NotUpstream(TranslationError):
         self.fix = f"add {read} >> {reader} (directly or through other tasks)"
 
 
+class LiteralPathKey(TranslationError):
+    def __init__(self, key: str):
+        super().__init__(
+            f"field {key!r} holds a literal under a name ending in '.$', which Step Functions reads as "
+            "a path or intrinsic function, not as the value written"
+        )
+        self.fix = "rename the field so it does not end in '.$'"
+
+
 @dataclass
 class ResultLayout:
     """Where a task's result lives in the state data and which fields it has.
@@ -57,6 +66,20 @@ def intrinsic_string(text: str) -> str:
     return f"'{escaped}'"
 
 
+def path_keys(value: Any, where: str) -> list[str]:
+    """Where a literal holds a key ending in ``.$``: Step Functions would read its value as a path."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if str(key).endswith(".$"):
+                found.append(f"{where}.{key}" if where else str(key))
+            found += path_keys(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found += path_keys(item, f"{where}[{i}]")
+    return found
+
+
 @dataclass
 class Dynamic:
     """A value computed by Step Functions: a path or an intrinsic function call."""
@@ -71,10 +94,20 @@ class Translator:
         # (target, reader) -> whether target runs before reader; reader = the task being converted.
         self.is_upstream = is_upstream
         self.reader: str | None = None
+        # Each emitted expression → the references translated to it (IAM reads names from these).
+        self.origins: dict[str, list[Ref]] = {}
 
     # -- single values ---------------------------------------------------
     def expr(self, value: Any) -> Any:
         """A Ref → Dynamic; literals unchanged."""
+        translated = self._expr(value)
+        if isinstance(translated, Dynamic) and isinstance(value, Ref):
+            refs = self.origins.setdefault(translated.expr, [])
+            if value not in refs:
+                refs.append(value)
+        return translated
+
+    def _expr(self, value: Any) -> Any:
         if isinstance(value, ParamRef):
             if value.name not in self.params:
                 raise TranslationError(f"ParamRef({value.name!r}): the DAG has no param {value.name!r}")
@@ -141,6 +174,8 @@ class Translator:
             translated = self._value(value, key)
             if isinstance(translated, Dynamic):
                 out[f"{key}.$"] = translated.expr
+            elif str(key).endswith(".$"):
+                raise LiteralPathKey(key)
             else:
                 out[key] = translated
         return out

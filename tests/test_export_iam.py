@@ -15,8 +15,10 @@ import pytest
 
 from exporters import iam
 from exporters.api import export_dag_object
-from exporters.cloudformation import build_template
+from exporters.cloudformation import _glue_requests, build_template
+from exporters.errors import ExporterError
 from exporters.loader import load_dag
+from retraining import Format, ParamRef, RunUniqueName
 from tests.conftest import ROOT as REPO
 
 CFN_DAGS = Path(__file__).resolve().parent / "export_dags" / "cfn_dags" / "cfn_schedules.py"
@@ -289,16 +291,20 @@ def test_run_time_names_fall_back_to_the_resource_type_with_a_warning():
     assert any("ModelName is only known at run time" in w for w in context.warnings)
 
 
-def test_names_are_resolved_through_format_and_pass_states():
+def test_names_are_read_from_the_typed_references_and_through_pass_states():
+    """Expressions map back to the references they were translated from (no parsing); paths a Pass filled
+    are followed to what the Pass holds."""
+    from exporters.translate import Translator
+
+    translator = Translator({"env": "prod", "config": "Fixed-Config"}, {})
+    endpoint = translator.expr(Format("{}-live", ParamRef("env"))).expr
+    config = translator.expr(ParamRef("config")).expr
     definition = {
         "StartAt": "names",
         "States": {
             "names": {
                 "Type": "Pass",
-                "Parameters": {
-                    "endpoint.$": "States.Format('{}-live', $.params.env)",
-                    "nested": {"config.$": "$.params.config"},
-                },
+                "Parameters": {"endpoint.$": endpoint, "nested": {"config.$": config}},
                 "ResultPath": "$.names",
                 "Next": "update",
             },
@@ -310,16 +316,25 @@ def test_names_are_resolved_through_format_and_pass_states():
             },
         },
     }
-    context = iam.PolicyContext(params={"env": {"Ref": "Env"}, "config": "Fixed-Config"})
+    context = iam.PolicyContext(params={"env": {"Ref": "Env"}, "config": "Fixed-Config"}, origins=translator.origins)
     statement = iam.state_machine_policy(definition, context)["Statement"][0]
     assert statement["Resource"] == [sm("endpoint-config", "fixed-config"), sm("endpoint", "${Env}-live")]
     assert context.usages == {"env": {"sagemaker-name"}}
 
+    # Without the export's table an expression is not guessed at: the name is only known at run time.
+    unknown = iam.PolicyContext(params=context.params)
+    assert iam.state_machine_policy(definition, unknown)["Statement"][0]["Resource"][1] == sm("endpoint", "*")
 
-def test_format_templates_with_escapes_are_parsed():
-    expr = r"States.Format('a\{b\}\'c-{}-{}', $.params.x, States.Hash($$.Execution.Name, 'MD5'))"
-    pieces = iam._Resolver({"States": {}}).expr(expr)
-    assert pieces == [iam.Lit("a{b}'c-"), iam.Par("x"), iam.Lit("-"), iam.ANY]
+
+def test_format_text_that_needs_escaping_in_asl_keeps_its_exact_literal_parts():
+    from exporters.translate import Translator
+
+    translator = Translator({"x": "v"}, {})
+    value = Format("a{b}'c\\-{}-{}", ParamRef("x"), RunUniqueName("p"))
+    expr = translator.expr(value).expr
+    assert "\\{b\\}" in expr and "\\'" in expr  # escaped in the ASL text...
+    pieces = iam._Resolver({"States": {}}, translator.origins).expr(expr)
+    assert pieces == [iam.Lit("a{b}'c\\-"), iam.Par("x"), iam.Lit("-p-"), iam.ANY]  # ...exact in the names
 
 
 # ---------------------------------------------------------------------------
@@ -383,3 +398,210 @@ def test_glue_role_reads_its_script_and_its_data_and_writes_only_the_destination
         assert statements[sid]["Resource"] == [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{prefix}Bucket}}"}]
         assert statements[sid]["Condition"] == {"StringLike": {"s3:prefix": [{"Fn::Sub": f"${{{prefix}Key}}*"}]}}
     assert statements["WriteGlueLogs"]["Resource"] == [{"Fn::Sub": f"{HEAD}:logs:{REGIONAL}:log-group:/aws-glue/*"}]
+
+
+# ---------------------------------------------------------------------------
+# S3: every grant scoped to a prefix, in every template of the test corpus
+# ---------------------------------------------------------------------------
+
+EXPORT_DAGS = Path(__file__).resolve().parent / "export_dags"
+S3_OBJECT_ARN = re.compile(r"^arn:\$\{AWS::Partition\}:s3:::(?P<bucket>[^/*]+)/(?P<key>[^*]+)\*?$")
+
+
+def corpus_templates():
+    """(label, template) for every DAG of the export corpus (the product's DAG, good/ and cfn_dags/) that has one.
+
+    Only ``custom_operator`` has none: its team-registered integration (EventBridge) has no policy here,
+    so its template is refused rather than guessed.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.golden_corpus import load_corpus, team_converters
+
+    dags = {**load_corpus(), **DagBag(str(EXPORT_DAGS / "cfn_dags")).dags}
+    refused = set()
+    for dag_id, dag in sorted(dags.items()):
+        with team_converters(dag):
+            result = export_dag_object(dag)
+        # A Glue job resource (and its role) where the DAG's Glue tasks all run one job.
+        jobs = {json.dumps(r.get("JobName"), default=str) for _, r in _glue_requests(dag)}
+        try:
+            yield dag_id, template_for((dag, result), tracing=True, include_glue=len(jobs) == 1, include_lambda=False)
+        except iam.PolicyError as err:
+            assert "no least-privilege policy is known" in str(err), err
+            refused.add(dag_id)
+    assert refused == {"custom_operator"}
+
+
+def s3_resource_text(resource) -> str:
+    """A resource as the text CloudFormation will substitute (``Fn::Sub`` string form)."""
+    if isinstance(resource, str):
+        return resource
+    assert set(resource) == {"Fn::Sub"} and isinstance(resource["Fn::Sub"], str), resource
+    return resource["Fn::Sub"]
+
+
+def test_every_s3_statement_of_every_corpus_template_is_scoped_to_a_prefix():
+    checked = 0
+    for label, template in corpus_templates():
+        for role, statement in all_statements(template):
+            s3_actions = [a for a in statement["Action"] if a.startswith("s3:")]
+            if not s3_actions:
+                continue
+            checked += 1
+            where = f"{label} {role} {statement['Sid']}"
+            assert len(s3_actions) == len(statement["Action"]), where
+            if s3_actions == ["s3:ListBucket"]:
+                # A bucket-level action: scoped by the s3:prefix condition to non-empty prefixes.
+                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                assert prefixes, where
+                for prefix in prefixes:
+                    text = s3_resource_text(prefix)
+                    assert text.endswith("*") and text[:-1] and "*" not in text[:-1], (where, text)
+                continue
+            for resource in statement["Resource"]:
+                text = s3_resource_text(resource)
+                match = S3_OBJECT_ARN.match(text)
+                assert match, f"{where}: {text} is not an object ARN under a key prefix"
+                assert match["key"].strip("/"), f"{where}: {text} covers a whole bucket"
+    assert checked >= 8  # the Glue roles (retraining, cfn, stock) and the aws-sdk S3 states
+
+
+# ---------------------------------------------------------------------------
+# Hostile literals: names that would become IAM wildcards, keys that Step Functions reads as paths
+# ---------------------------------------------------------------------------
+
+
+def small_dag(dag_id: str, build, params: dict | None = None):
+    from airflow.sdk import DAG
+
+    with DAG(dag_id=dag_id, schedule=None, params=params or {}) as dag:
+        build()
+    return dag
+
+
+def test_a_literal_name_with_a_wildcard_is_refused_naming_state_and_field():
+    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+
+    from retraining import SageMakerCreateModelOperator
+
+    glue = small_dag("wild_glue", lambda: GlueJobOperator(task_id="etl", job_name="etl-*", wait_for_completion=False))
+    with pytest.raises(iam.PolicyError) as refused:
+        template_for((glue, export_dag_object(glue)), schedule_kind="none")
+    assert "state 'etl', field JobName: the literal 'etl-*' contains '*' or '?'" in str(refused.value)
+    assert refused.value.fix
+
+    model = small_dag(
+        "wild_model",
+        lambda: SageMakerCreateModelOperator(
+            task_id="model",
+            request={"ModelName": "churn-?", "ExecutionRoleArn": "arn:aws:iam::123456789012:role/R"},
+        ),
+    )
+    with pytest.raises(iam.PolicyError, match=r"state 'model', field ModelName: the literal 'churn-\?'"):
+        template_for((model, export_dag_object(model)), schedule_kind="none")
+
+
+def test_a_param_default_with_a_path_key_is_refused_naming_the_param():
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import Param
+
+    from exporters.errors import ExportError
+
+    dag = small_dag(
+        "dollar_param",
+        lambda: EmptyOperator(task_id="noop"),
+        {"settings": Param({"ok": 1, "nested": [{"inner.$": "$$.Execution.Input"}]}, type="object")},
+    )
+    with pytest.raises(ExportError) as refused:
+        export_dag_object(dag)
+    assert "param default 'settings.nested[0].inner.$'" in str(refused.value) and "rename the key" in str(refused.value)
+
+
+def test_a_literal_under_a_path_key_in_a_request_is_refused_naming_task_and_field():
+    from airflow.sdk import Param
+
+    from exporters.errors import ExportError
+    from retraining import GlueJobRunOperator
+
+    dag = small_dag(
+        "dollar_argument",
+        lambda: GlueJobRunOperator(task_id="etl", job_name="churn-etl", script_arguments={"--X.$": "$$.Execution"}),
+    )
+    with pytest.raises(ExportError) as refused:
+        export_dag_object(dag)
+    assert "task 'etl': field '--X.$' holds a literal under a name ending in '.$'" in str(refused.value)
+
+    # A reference under such a name is faithful ("--X.$.$": the field "--X.$" gets the param's value).
+    fine = small_dag(
+        "dollar_reference",
+        lambda: GlueJobRunOperator(task_id="etl", job_name="churn-etl", script_arguments={"--X.$": ParamRef("x")}),
+        {"x": Param("v", type="string")},
+    )
+    arguments = export_dag_object(fine).definition["States"]["etl"]["Parameters"]["Arguments"]
+    assert arguments == {"--X.$.$": "$.params.x"}
+
+
+# ---------------------------------------------------------------------------
+# The Glue role's S3 access comes from the script's declaration, never guessed
+# ---------------------------------------------------------------------------
+
+
+def glue_template(tmp_path, arguments: dict, declared: str | None = '{"--IN": "read", "--OUT": "write"}'):
+    from airflow.sdk import Param
+
+    from retraining import GlueJobRunOperator
+
+    script = tmp_path / "etl.py"
+    script.write_text(("" if declared is None else f"S3_ARGUMENTS = {declared}\n") + "import pyspark\n")
+    dag = small_dag(
+        "glue_scoping",
+        lambda: GlueJobRunOperator(task_id="etl", job_name="etl", script_arguments=arguments),
+        {"source": Param("s3://in-bucket/raw/", type="string")},
+    )
+    return template_for((dag, export_dag_object(dag)), schedule_kind="none", include_glue=True, glue_script=script)
+
+
+def test_an_s3_argument_the_script_does_not_declare_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ExporterError) as refused:
+        glue_template(tmp_path, {"--IN": ParamRef("source"), "--EXTRA": "s3://other/x/"})
+    assert "task 'etl': Glue argument '--EXTRA' is an S3 location" in refused.value.reason
+    assert "add '--EXTRA': 'read' (or 'write') to S3_ARGUMENTS" in refused.value.fix
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"--OUT": "s3://out-bucket"}, "does not name a key prefix inside a bucket"),
+        ({"--OUT": "s3://out-bucket/"}, "does not name a key prefix inside a bucket"),
+        ({"--OUT": "s3://out-bucket/x*/"}, "contains '*' or '?'"),
+        ({"--IN": "raw/"}, "is declared 'read' in the script's S3_ARGUMENTS but its value raw/ is not an s3:// URI"),
+    ],
+)
+def test_glue_locations_that_cannot_be_scoped_are_refused(tmp_path, arguments, message):
+    with pytest.raises(ExporterError, match=re.escape(message)):
+        glue_template(tmp_path, arguments)
+
+
+def test_declared_locations_get_exactly_their_access(tmp_path):
+    template = glue_template(tmp_path, {"--IN": ParamRef("source"), "--OUT": "s3://out-bucket/clean/v2/", "--N": "3"})
+    statements = by_sid(role_policy(template, "GlueJobRole"))
+    source = {"Fn::Sub": f"{HEAD}:s3:::${{SourceBucket}}/${{SourceKey}}*"}
+    out = {"Fn::Sub": f"{HEAD}:s3:::out-bucket/clean/v2/*"}
+    assert statements["ReadData"]["Resource"] == [source, out] or statements["ReadData"]["Resource"] == [out, source]
+    assert statements["WriteData"]["Resource"] == [out]
+    listed = {json.dumps(s["Condition"], sort_keys=True) for s in (statements["ListData"], statements["ListData2"])}
+    assert json.dumps({"StringLike": {"s3:prefix": [{"Fn::Sub": "clean/v2/*"}]}}, sort_keys=True) in listed
+
+
+def test_params_that_name_s3_objects_or_tables_in_a_policy_cannot_widen_it():
+    """A template parameter whose value lands in an S3 or DynamoDB resource refuses '*' and '?' at deploy time."""
+    from tests.golden_corpus import load_corpus
+
+    dag = load_corpus()["aws_sdk_calls"]
+    parameters = template_for((dag, export_dag_object(dag)), schedule_kind="none")["Parameters"]
+    for logical in ("Bucket", "RunLabel", "Table"):
+        assert "no '*' or '?'" in parameters[logical]["ConstraintDescription"], logical
+        assert re.fullmatch(parameters[logical]["AllowedPattern"], parameters[logical]["Default"])
+        for widened in ("*", "reports-?", "a*b"):
+            assert not re.fullmatch(parameters[logical]["AllowedPattern"], widened), (logical, widened)

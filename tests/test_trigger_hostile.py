@@ -14,7 +14,7 @@ from tests.test_trigger_and_schedule import rest_api_client
 
 DAG_RUNS = "/api/v2/dags/model_retraining/dagRuns"
 
-TRAVERSAL_URIS = [
+HOSTILE_URIS = [
     "s3://retraining-demo//tmp/x/",  # absolute key
     "s3://retraining-demo/../../etc/",
     "s3://retraining-demo/processed/../../x/",
@@ -30,6 +30,8 @@ TRAVERSAL_URIS = [
     "s3://127.0.0.1/x/",
     "s3://Retraining-Demo/x/",
     "s3:///etc/",
+    "s3://retraining-demo/",  # a whole bucket (where the raw data and served models also live)
+    "s3://retraining-demo",
 ]
 HOSTILE_JOB_NAMES = ["../../x/evil", "/abs/path/evil", "etl-*", "etl?", "churn.etl", "churn-etl\n", " churn-etl", ""]
 S3_PARAMS = ("s3_source", "s3_dest", "training_output")
@@ -56,8 +58,8 @@ def refused(api, conf: dict, param: str) -> None:
 
 
 @pytest.mark.parametrize("param", S3_PARAMS)
-@pytest.mark.parametrize("uri", TRAVERSAL_URIS)
-def test_s3_uri_that_could_leave_its_bucket_or_prefix_is_refused_at_trigger_time(api, param, uri):
+@pytest.mark.parametrize("uri", HOSTILE_URIS)
+def test_s3_uri_that_could_leave_its_prefix_or_name_a_whole_bucket_is_refused_at_trigger_time(api, param, uri):
     refused(api, {param: uri}, param)
 
 
@@ -86,7 +88,7 @@ def test_every_s3_param_of_the_dag_carries_a_traversal_proof_pattern(api):
     for name in s3_params:
         pattern = params[name]["schema"]["pattern"]
         assert re.search(pattern, params[name]["value"]), name
-        for uri in TRAVERSAL_URIS:
+        for uri in HOSTILE_URIS:
             assert not re.search(pattern, uri), (name, uri)
 
 
