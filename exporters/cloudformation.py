@@ -34,12 +34,8 @@ from typing import Any
 
 from exporters import iam
 from exporters.api import write_atomically
-from exporters.compiler import param_defaults
 from exporters.errors import ExporterError
-from exporters.jinja import JinjaTranslationError, jinja_to_ref
 from exporters.schedule import ScheduleError, ScheduleSpec, events_rule_expression, translate_schedule
-from retraining import GlueJobRunOperator
-from retraining.s3 import S3_BUCKET_PATTERN, S3_KEY_PATTERN, S3_PREFIX_KEY_PATTERN
 
 __all__ = ["TEMPLATE_FILE", "TemplateError", "build_template", "template_json", "write_template"]
 
@@ -181,7 +177,13 @@ def _sorted(value: Any, *, keep: bool = False) -> Any:
 # DAG params carried by template parameters
 # ---------------------------------------------------------------------------
 
-_S3_URI = re.compile(f"^s3://({S3_BUCKET_PATTERN})/({S3_KEY_PATTERN})$")
+
+def _s3_uri(value: str) -> re.Match | None:
+    """``s3://bucket/key`` by the rules DAG params use: (bucket, key) groups, or None."""
+    # Lazy: retraining imports Airflow, which the CLI configures (quiet logging) before loading DAGs.
+    from retraining.s3 import S3_BUCKET_PATTERN, S3_KEY_PATTERN
+
+    return re.match(f"^s3://({S3_BUCKET_PATTERN})/({S3_KEY_PATTERN})$", value)
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ def _template_params(defaults: dict[str, Any]) -> dict[str, _Carried]:
         logical = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part) or "Param"
         if not logical[0].isalpha():
             logical = "P" + logical
-        if _S3_URI.match(value):
+        if _s3_uri(value):
             carried[name] = _Carried(fresh(logical + "Bucket"), fresh(logical + "Key"))
         else:
             carried[name] = _Carried(fresh(logical))
@@ -228,7 +230,7 @@ def _template_params(defaults: dict[str, Any]) -> dict[str, _Carried]:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, key = _S3_URI.match(uri).groups()  # type: ignore[union-attr]
+    bucket, key = _s3_uri(uri).groups()  # type: ignore[union-attr]
     return bucket, key
 
 
@@ -256,6 +258,9 @@ class _Builder:
                 f"DAG {self.dag_id!r}: the definition contains '${{', "
                 "which DefinitionSubstitutions would treat as a placeholder"
             )
+        # Lazy: the compiler imports Airflow, which the CLI configures (quiet logging) before loading DAGs.
+        from exporters.compiler import param_defaults
+
         self.param_values = param_defaults(dag)
         self.template_params = _template_params(self.param_values)
         self.context = iam.PolicyContext(
@@ -312,6 +317,9 @@ class _Builder:
 
     def _s3_parameters(self, name: str, carried: _Carried, schema: dict[str, Any], description: str) -> None:
         """An S3 URI param as two template parameters, bucket and key, each constrained to AWS's rules."""
+        # Lazy: retraining imports Airflow, which the CLI configures (quiet logging) before loading DAGs.
+        from retraining.s3 import S3_BUCKET_PATTERN, S3_KEY_PATTERN, S3_PREFIX_KEY_PATTERN
+
         bucket, key = _split_s3(self.param_values[name])
         own = f"; the whole URI must match {schema['pattern']}" if schema.get("pattern") else ""
         self._add_parameter(
@@ -329,7 +337,7 @@ class _Builder:
             carried.key,
             key,
             description,
-            [f"the key {'prefix ' if prefix else ''}of the S3 URI inside that bucket; IAM grants are scoped to it"],
+            [f"the key {'prefix ' if prefix else ''}of the S3 URI inside that bucket"],
             pattern=f"^{S3_PREFIX_KEY_PATTERN if prefix else S3_KEY_PATTERN}$",
             constraint="must be a key"
             + (" prefix ending with '/'" if prefix else "")
@@ -887,6 +895,10 @@ class _S3Location:
 
 def _glue_requests(dag: Any) -> list[tuple[str, dict[str, Any]]]:
     """(task id, StartJobRun request as the author typed it) for every Glue task: references, not strings."""
+    # Lazy: retraining imports Airflow, which the CLI configures (quiet logging) before loading DAGs.
+    from exporters.jinja import JinjaTranslationError, jinja_to_ref
+    from retraining import GlueJobRunOperator
+
     found = []
     for task in dag.tasks:
         if isinstance(task, GlueJobRunOperator):

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.errors import ExporterError
-from retraining.refs import Format, ParamRef, ResultRef, RunUniqueName
 
 __all__ = [
     "PolicyContext",
@@ -197,10 +196,10 @@ class _Resolver:
     def __init__(self, definition: dict[str, Any], origins: Mapping[str, list[Any]] | None = None):
         # expression → the typed reference (not an upstream result) it came from; upstream result → expression
         self.typed: dict[str, Any] = {}
-        self.paths: dict[ResultRef, str] = {}
+        self.paths: dict[Any, str] = {}  # ResultRef → expression
         for expr, refs in (origins or {}).items():
             for ref in refs:
-                if isinstance(ref, ResultRef):
+                if type(ref).__name__ == "ResultRef":  # (retraining stays unimported here, see pieces_of)
                     self.paths.setdefault(ref, expr)
                 else:
                     self.typed.setdefault(expr, ref)
@@ -262,11 +261,14 @@ def _lookup(resolver: _Resolver, body: Any, keys: list[str], depth: int) -> list
     return None
 
 
-def pieces_of(value: Any, follow: Callable[[ResultRef], list[Piece]] | None = None) -> list[Piece]:
+def pieces_of(value: Any, follow: Callable[[Any], list[Piece]] | None = None) -> list[Piece]:
     """A typed request value (literal or reference) → name pieces, read from the references themselves.
 
     ``follow``: the pieces of an upstream result (where the definition's data flow says what it holds).
     """
+    # Lazy: importing retraining imports Airflow, which the CLI configures (quiet logging) before loading DAGs.
+    from retraining.refs import Format, ParamRef, ResultRef, RunUniqueName
+
     if isinstance(value, ResultRef) and follow is not None:
         return follow(value)
     if isinstance(value, str):
