@@ -91,6 +91,13 @@ def _s3(task: Any, action: str) -> None:
         keys = _delete_keys(task)
         task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}/{key}") for key in keys])
         return
+    if action.startswith("ListObjects") and ("Prefix" in task.params or "Prefix.$" in task.params):
+        # A listing under a prefix: s3:ListBucket only under it (the s3:prefix condition key).
+        prefix = task.name_text("Prefix", usage="s3-location").split("*")[0]
+        value = _arn(f"{prefix}*") if re.search(r"\$\{(?!!)", prefix) else f"{prefix}*".replace("${!", "${")
+        condition = {"StringLike": {"s3:prefix": [value]}} if prefix else None
+        task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}")], condition)
+        return
     if S3_BUCKET_ACTIONS.match(action):
         task.out.add(sid, [permission], [_arn(f"{HEAD}:s3:::{bucket}")])
         return

@@ -441,6 +441,13 @@ def s3_resource_text(resource) -> str:
     return resource["Fn::Sub"]
 
 
+# Grants bucket-wide by the operation itself: creating or deleting the bucket (on exactly its ARN),
+# HeadBucket (s3:ListBucket with no prefix), and emptying a bucket before deleting it (force_delete).
+BUCKET_ACTIONS = {"s3:CreateBucket", "s3:DeleteBucket"}
+EMPTIES_A_BUCKET = {"s3_operators", "s3_teardown"}  # their S3DeleteBucketOperator(force_delete=True)
+BUCKET_ARN = r"arn:\$\{AWS::Partition\}:s3:::(\$\{[A-Za-z]+\}|[a-z0-9.-]+)"
+
+
 def test_every_s3_statement_of_every_corpus_template_is_scoped_to_a_prefix():
     checked = 0
     for label, template in corpus_templates():
@@ -451,6 +458,14 @@ def test_every_s3_statement_of_every_corpus_template_is_scoped_to_a_prefix():
             checked += 1
             where = f"{label} {role} {statement['Sid']}"
             assert len(s3_actions) == len(statement["Action"]), where
+            texts = [s3_resource_text(r) for r in statement["Resource"]]
+            if set(s3_actions) <= BUCKET_ACTIONS or (
+                s3_actions == ["s3:ListBucket"] and statement["Sid"] == "S3HeadBucket"
+            ):
+                assert all(re.fullmatch(BUCKET_ARN, t) for t in texts), (where, texts)
+                continue
+            if s3_actions == ["s3:DeleteObject"] and label in EMPTIES_A_BUCKET:
+                texts = [t for t in texts if not re.fullmatch(BUCKET_ARN + r"/\*", t)]
             if s3_actions == ["s3:ListBucket"]:
                 # A bucket-level action: scoped by the s3:prefix condition to non-empty prefixes.
                 prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
@@ -459,8 +474,7 @@ def test_every_s3_statement_of_every_corpus_template_is_scoped_to_a_prefix():
                     text = s3_resource_text(prefix)
                     assert text.endswith("*") and text[:-1] and "*" not in text[:-1], (where, text)
                 continue
-            for resource in statement["Resource"]:
-                text = s3_resource_text(resource)
+            for text in texts:
                 match = S3_OBJECT_ARN.match(text)
                 assert match, f"{where}: {text} is not an object ARN under a key prefix"
                 assert match["key"].strip("/"), f"{where}: {text} covers a whole bucket"
