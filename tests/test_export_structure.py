@@ -558,11 +558,14 @@ def test_long_task_ids_give_short_unique_state_names(tmp_path):
 def test_stock_provider_operators_export_without_rewriting():
     result = export("stock_operators", GOOD / "stock_operators.py")
     states = result.definition["States"]
-    assert walk(result.definition)[:8] == [
+    assert walk(result.definition)[:10] == [
         "Param defaults",
         "Apply params",
         "etl",
         "train_model",
+        # check_if_job_exists=True (the default): describe the name first (tests/test_export_14_stock.py)
+        "train_model: job exists?",
+        "train_model: create job under a new name",
         "check_metrics",
         "create_model",
         "create_endpoint_config",
@@ -575,7 +578,7 @@ def test_stock_provider_operators_export_without_rewriting():
         "Arguments": {"--S3_DEST.$": "$.params.s3_dest", "--TRAIN_KEY": "train/"},
     }
 
-    train = states["train_model"]
+    train = states["train_model: create job"]
     assert train["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
     assert train["Parameters"]["TrainingJobName.$"] == "$.params.training_job_name"
     assert train["Parameters"]["RoleArn.$"] == "$.params.role_arn"
@@ -593,20 +596,20 @@ def test_stock_provider_operators_export_without_rewriting():
     # The JSON payload string is parsed; the XCom pull of ['Training']['TrainingJobName'] reads the training result.
     assert check["Parameters"] == {
         "FunctionName.$": "$.params.function_name",
-        "Payload": {"TrainingJobName.$": "$.train_model.TrainingJobName"},
+        "Payload": {"TrainingJobName.$": "$.train_model.Training.TrainingJobName"},
     }
     model = states["create_model"]
     assert model["Resource"] == "arn:aws:states:::sagemaker:createModel"
     assert model["Parameters"]["ModelName.$"] == "States.Format('{}-model', $.params.model_prefix)"
     assert model["Parameters"]["PrimaryContainer"] == {
-        "Image.$": "$.train_model.AlgorithmSpecification.TrainingImage",
-        "ModelDataUrl.$": "$.train_model.ModelArtifacts.S3ModelArtifacts",
+        "Image.$": "$.train_model.Training.AlgorithmSpecification.TrainingImage",
+        "ModelDataUrl.$": "$.train_model.Training.ModelArtifacts.S3ModelArtifacts",
     }
     assert states["create_endpoint_config"]["Resource"] == "arn:aws:states:::sagemaker:createEndpointConfig"
     assert states["update_endpoint: UpdateEndpoint"]["Resource"] == "arn:aws:states:::sagemaker:updateEndpoint"
     assert states["update_endpoint: wait"]["Seconds"] == 20  # check_interval
     # default_args retries apply to stock operators as to ours.
-    for task_id in ("etl", "train_model", "check_metrics", "create_model", "create_endpoint_config"):
+    for task_id in ("etl", "train_model: create job", "check_metrics", "create_model", "create_endpoint_config"):
         assert states[task_id]["Retry"] == [
             {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 30, "MaxAttempts": 1, "BackoffRate": 1.0}
         ]

@@ -1,0 +1,134 @@
+"""Stock operators' own behaviour, not only their request.
+
+``SageMakerTrainingOperator`` (defaults ``check_if_job_exists=True, action_if_job_exists="timestamp"``):
+before creating the job, Airflow describes ``TrainingJobName``; when a job of that name exists it
+appends ``-<epoch seconds>`` (or fails with ``action_if_job_exists="fail"``), so a DAG with a fixed
+name works run after run. The export does the same: DescribeTrainingJob; "not found" → create under the
+name; found → create under ``<name>-<MD5 of the execution name>`` (Step Functions has no clock in
+seconds; the MD5 is unique per execution as the timestamp is per run), or fail. The name is cut to 30
+characters before the suffix so the result stays within SageMaker's 63 (Airflow cuts to 52 for its
+10 digits). The result keeps the stock shape, ``{"Training": <DescribeTrainingJob>}``.
+
+This converter replaces the one in ``exporters.converters`` for that class (registered later, it is
+resolved first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporters import asl
+from exporters.converters import (
+    ConvertContext,
+    Fragment,
+    Port,
+    Unsupported,
+    register_lazy,
+    result_key,
+    selector_from_fields,
+    state_name,
+)
+from exporters.converters_s3 import field_value
+from exporters.converters_sdk import sdk_state
+from exporters.translate import EXECUTION_SUFFIX, intrinsic_string
+from retraining import SageMakerTrainingJobOperator
+from retraining.refs import Ref
+
+SAGEMAKER_OPERATORS = "airflow.providers.amazon.aws.operators.sagemaker"
+# The ValidationException's message for a missing job: "Requested resource not found" on AWS,
+# "Could not find training job ..." elsewhere (moto, older API versions).
+NOT_FOUND_CAUSES = ("*Requested resource not found*", "*Could not find training job*")
+NAME_ROOM = 63 - 33  # SageMaker's 63 characters, less "-" and the 32-hex suffix
+
+
+@register_lazy(SAGEMAKER_OPERATORS, "SageMakerTrainingOperator")
+def convert_stock_training_job(task: Any, ctx: ConvertContext) -> Fragment:
+    config = field_value(task, "config")
+    if not isinstance(config, dict):
+        raise Unsupported("config is a string (template or file); give the request as a dict")
+    role = config.get("RoleArn")
+    if isinstance(role, str) and not role.startswith("arn:"):
+        raise Unsupported(f"RoleArn {role!r} is a role name (Airflow expands it through IAM)", "give the role ARN")
+    if getattr(task, "deferrable", False):
+        raise Unsupported("deferrable=True", "use deferrable=False: the export waits in Step Functions either way")
+    tid = task.task_id
+    here = f"$.{result_key(tid)}"
+    proposed = config.get("TrainingJobName")
+    if not isinstance(proposed, (str, Ref)):
+        raise Unsupported("TrainingJobName must be a string or a param/result reference")
+    sync = bool(getattr(task, "wait_for_completion", True))
+
+    def create(suffix: str, name: Any) -> asl.Task:
+        state = ctx.task_state(
+            task,
+            "arn:aws:states:::sagemaker:createTrainingJob" + (".sync" if sync else ""),
+            ctx.parameters(task, {**config, "TrainingJobName": name}),
+            name=state_name(tid, suffix),
+            result_selector=selector_from_fields(SageMakerTrainingJobOperator.result_fields) if sync else None,
+            result_path=f"{here}.Training" if sync else None,
+        )
+        return state
+
+    layout = ctx.layout(task, paths={"Training": ("Training",)})
+    # The task's own state-data object, so Training and Error can be written under it.
+    start = asl.Pass(state_name(tid), parameters={}, result_path=here)
+    create_named = create("create job", proposed)
+    if not getattr(task, "check_if_job_exists", True):
+        start.next = create_named.name
+        return Fragment(entry=start.name, states=[start, create_named], exits=[Port(create_named)], layout=layout)
+
+    probe = sdk_state(
+        task,
+        ctx,
+        "sagemaker",
+        "DescribeTrainingJob",
+        {"TrainingJobName": proposed},
+        name=state_name(tid, "job exists?"),
+        result_path=None,
+    )
+    probe.retry = []
+    start.next = probe.name
+    missing = asl.Choice(
+        state_name(tid, "not found?"),
+        choices=[
+            asl.ChoiceRule(
+                or_=[
+                    asl.ChoiceRule(variable=f"{here}.Error.Cause", operator="StringMatches", value=pattern)
+                    for pattern in NOT_FOUND_CAUSES
+                ],
+                next=create_named.name,
+            )
+        ],
+        comment="DescribeTrainingJob answers ValidationException for a name no job has",
+    )
+    describe_failed = asl.Fail(
+        state_name(tid, "describe failed"), error="SageMakerDescribeFailed", cause_path=f"{here}.Error.Cause"
+    )
+    missing.default = describe_failed.name
+    probe.catch = [asl.Catch(["States.ALL"], missing.name, result_path=f"{here}.Error")]
+    states: list[asl.State] = [start, probe, missing, describe_failed, create_named]
+    if getattr(task, "action_if_job_exists", "timestamp") == "fail":
+        exists = asl.Fail(
+            state_name(tid, "job exists"),
+            error="TrainingJobExists",
+            cause="A SageMaker job with this name already exists (action_if_job_exists='fail')",
+        )
+        probe.next = exists.name
+        return Fragment(entry=start.name, states=[*states, exists], exits=[Port(create_named)], layout=layout)
+    # A job of that name exists: a name unique to this execution (Airflow appends a timestamp).
+    create_renamed = create("create job under a new name", proposed)
+    if isinstance(proposed, str):
+        literal = intrinsic_string(f"{proposed[:NAME_ROOM]}-{{}}")[1:-1].replace("\\{\\}", "{}")
+        suffixed = f"States.Format('{literal}', {EXECUTION_SUFFIX})"
+    else:
+        suffixed = f"States.Format('{{}}-{{}}', {ctx.expr(proposed).expr}, {EXECUTION_SUFFIX})"
+    create_renamed.parameters.pop("TrainingJobName", None)
+    create_renamed.parameters.pop("TrainingJobName.$", None)
+    create_renamed.parameters = {"TrainingJobName.$": suffixed, **create_renamed.parameters}
+    probe.next = create_renamed.name
+    return Fragment(
+        entry=start.name,
+        states=[*states, create_renamed],
+        exits=[Port(create_named), Port(create_renamed)],
+        layout=layout,
+    )

@@ -1,0 +1,57 @@
+"""Stock operators' own behaviour: ``SageMakerTrainingOperator`` with a fixed ``TrainingJobName``, run twice.
+
+Airflow (``check_if_job_exists=True, action_if_job_exists="timestamp"``, the defaults) finds the job of
+the first run and trains the second under ``<name>-<epoch seconds>``; the export finds it too and trains
+under ``<name>-<md5 of the execution name>``. Both runs succeed on both sides, with two jobs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.export14_harness import Interpreter, airflow_run, export_checked, load
+
+
+def _jobs(client) -> list[str]:
+    return sorted(j["TrainingJobName"] for j in client("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+
+
+def test_a_fixed_training_job_name_works_run_after_run(aws, airflow_db):
+    dag = load("stock_training")
+    definition = export_checked(dag)
+    airflow = [airflow_run(dag), airflow_run(dag)]
+    airflow_jobs = _jobs(aws.client)
+    with Interpreter() as sfn:
+        machine = sfn.create(definition)
+        exported = [sfn.run(machine, ["train_model"]), sfn.run(machine, ["train_model"])]
+        exported_jobs = _jobs(sfn.client)
+
+    assert exported == airflow
+    assert [r.state for r in airflow] == ["success", "success"]
+    assert airflow_jobs[0] == exported_jobs[0] == "churn-xgb-fixed"
+    assert re.fullmatch(r"churn-xgb-fixed-\d{10}", airflow_jobs[1])
+    assert re.fullmatch(r"churn-xgb-fixed-[0-9a-f]{32}", exported_jobs[1])
+    # The result keeps the stock shape: {"Training": DescribeTrainingJob}.
+    assert airflow[1].results["train_model"]["Training"]["TrainingJobName"] == airflow_jobs[1]
+    assert exported[1].results["train_model"]["Training"]["TrainingJobName"] == exported_jobs[1]
+
+
+@pytest.mark.parametrize("action", ["fail"])
+def test_action_if_job_exists_fail_fails_the_second_run(aws, airflow_db, action):
+    from exporters.api import export_dag_object
+
+    dag = load("stock_training")
+    task = dag.get_task("train_model")
+    task.action_if_job_exists = action
+    try:
+        definition = export_dag_object(dag).definition
+    finally:
+        task.action_if_job_exists = "timestamp"
+    with Interpreter() as sfn:
+        machine = sfn.create(definition)
+        runs = [sfn.run(machine, ["train_model"]), sfn.run(machine, ["train_model"])]
+    assert [r.state for r in runs] == ["success", "failed"]
+    assert runs[1].error == "TrainingJobExists"
+    # Airflow: AirflowException("A SageMaker job with name ... already exists.")
