@@ -14,14 +14,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporters import cli_deploy, local_run
-from exporters.api import DEFINITION_FILE, export_dag_object, export_result, validate, write_atomically
-from exporters.aws_clients import AwsClients
-from exporters.cloudformation import TEMPLATE_FILE, build_template, template_json
-from exporters.errors import ExporterError
-from exporters.graph import render
-from exporters.loader import load_dag
-from exporters.validate import validate_definition
+from exporters.loader import load_dag, prepare_environment
+
+# First, before any module below imports Airflow: Airflow configures its logging once, at its first
+# import, and the CLI's output must not carry its parsing chatter.
+prepare_environment()
+
+from exporters import cli_deploy, local_run  # noqa: E402
+from exporters.api import (  # noqa: E402
+    DEFINITION_FILE,
+    export_dag_object,
+    export_result,
+    validate,
+    write_atomically,
+)
+from exporters.aws_clients import AwsClients  # noqa: E402
+from exporters.cloudformation import TEMPLATE_FILE, build_template, template_json  # noqa: E402
+from exporters.errors import ExporterError  # noqa: E402
+from exporters.graph import render  # noqa: E402
+from exporters.validate import validate_definition  # noqa: E402
 
 DEFAULT_OUT = Path("build/stepfunctions")
 
