@@ -77,7 +77,7 @@ LOWER_CASE = r"[^A-Z]*"  # SageMaker lower-cases names in ARNs; IAM compares ARN
 LAMBDA_NAME = r"[A-Za-z0-9_-]{1,64}"
 ROLE_ARN = r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+"
 S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
-STATES_PREFIX = "arn:aws:states:::"
+STATES_PREFIX = iam.STATES_PREFIX
 
 
 class TemplateError(ExporterError, ValueError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporters.asl import MAX_STATE_NAME
+
 STATE_TYPES = {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
 CHAINING = {"Task", "Pass", "Wait", "Parallel", "Map"}
 COMPARATORS = {
@@ -22,7 +24,7 @@ COMPARATORS = {
     "IsTimestamp",
     "StringMatches",
 }
-MAX_NAME = 80
+MAX_NAME = MAX_STATE_NAME
 
 
 def validate_definition(definition: Any) -> list[str]:
