@@ -7,7 +7,8 @@ real PySpark ETL, XGBoost training, the Lambda metric check, the endpoint regist
 
 Prints each state as it is entered and left, the execution's status, the metric and decision, and what the
 endpoint serves afterwards; saves the execution history as JSON in ``OUT/DAG_ID/executions/``. Exit 0 on
-SUCCEEDED, 1 otherwise.
+SUCCEEDED, 1 otherwise (and for bad input: unknown or unexportable DAG, invalid ``--input``, an integration
+the local backend does not answer, a backend that cannot start), 130 when stopped with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def history_file(out: Path, dag_id: str, name: str) -> Path | None:
     if not EXECUTION_NAME.match(name) or "/" in dag_id or dag_id in ("", ".", ".."):
         return None
     path = Path(out) / dag_id / EXECUTIONS_DIR / f"{name}.json"
-    return path if path.is_file() else None
+    return path if path.is_file() and not path.is_symlink() else None  # only files the command wrote
 
 
 def local_executions(out: Path, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -245,7 +246,7 @@ def local_executions(out: Path, dag_id: str, limit: int = 20) -> list[dict[str, 
         return []
     rows = []
     for path in folder.glob("local-*.json"):
-        if not EXECUTION_NAME.match(path.stem):
+        if not EXECUTION_NAME.match(path.stem) or path.is_symlink():
             continue
         try:
             document = json.loads(path.read_text())
