@@ -141,3 +141,16 @@ def test_the_history_needs_authentication(ui, exports):
     )
     assert answer.status_code in (401, 403)
     assert "events" not in answer.text
+
+
+def test_a_planted_link_is_neither_listed_nor_served(ui, exports):
+    name = "local-20260102T000000Z-0a0b0c"
+    link = exports / DAG_ID / "executions" / f"{name}.json"
+    link.symlink_to(exports / DAG_ID / "state_machine.asl.json")
+    try:
+        assert ui.get(f"{VIEW}/dags/{DAG_ID}/executions/{name}").status_code == 404
+        listed = ui.get(f"{VIEW}/api/dags/{DAG_ID}/executions").json()["executions"]
+        assert name not in [e["name"] for e in listed]
+        assert name not in ui.get(f"{VIEW}/dags/{DAG_ID}").text
+    finally:
+        link.unlink()
