@@ -92,8 +92,9 @@ params = {
     "metric_function_name": Param(
         "query-training-status",
         type="string",
+        pattern="^(?!.*\\n)[A-Za-z0-9_-]{1,64}$",  # a Lambda function name (not a path, ARN or wildcard)
         minLength=1,
-        maxLength=140,
+        maxLength=64,
         description="Lambda function that returns the training job's final metrics.",
     ),
     "threshold": Param(0.10, type="number", minimum=0, description="Deploy only if the metric is below this."),
@@ -110,7 +111,8 @@ params = {
     "sagemaker_role_arn": Param(
         "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
         type="string",
-        pattern="^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$",
+        # IAM's role path and name characters only ("(?!.*\n)": Python's "$" also matches before a newline).
+        pattern="^(?!.*\\n)arn:aws[a-z-]*:iam::[0-9]{12}:role/(?:[A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$",
         description="Execution role SageMaker assumes for training and hosting.",
     ),
     "hyperparameters": Param(

@@ -68,6 +68,22 @@ def test_glue_job_name_that_is_a_path_or_a_wildcard_is_refused_at_trigger_time(a
     refused(api, {"glue_job_name": name}, "glue_job_name")
 
 
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("metric_function_name", "../../x/evil"),
+        ("metric_function_name", "/abs/evil"),
+        ("metric_function_name", "check-*"),
+        ("metric_function_name", "query-training-status\n"),
+        ("sagemaker_role_arn", "arn:aws:iam::123456789012:role/*"),
+        ("sagemaker_role_arn", "arn:aws:iam::123456789012:role/Sage Maker"),
+        ("sagemaker_role_arn", "arn:aws:iam::123456789012:role/SageMakerExecutionRole\n"),
+    ],
+)
+def test_function_and_role_names_that_are_paths_or_wildcards_are_refused_at_trigger_time(api, param, value):
+    refused(api, {param: value}, param)
+
+
 def test_ordinary_uris_and_names_are_still_accepted(api):
     conf = {
         "s3_source": "s3://my-data.example-bucket/raw/2026/churn.csv",
