@@ -705,4 +705,10 @@ def convert_stock_lambda(task: Any, ctx: ConvertContext) -> Fragment:
 
 
 # Converter modules that register themselves on import (AWS SDK calls, S3, sensors, nested pipelines).
-from exporters import converters_nested, converters_s3, converters_sdk, converters_sensors, converters_stock  # noqa: E402, F401
+from exporters import (  # noqa: E402, F401
+    converters_nested,
+    converters_s3,
+    converters_sdk,
+    converters_sensors,
+    converters_stock,
+)

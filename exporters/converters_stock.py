@@ -15,6 +15,7 @@ resolved first).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from exporters import asl
@@ -32,7 +33,7 @@ from exporters.converters_s3 import field_value
 from exporters.converters_sdk import sdk_state
 from exporters.translate import EXECUTION_SUFFIX, intrinsic_string
 from retraining import SageMakerTrainingJobOperator
-from retraining.refs import Ref
+from retraining.refs import Format, Ref
 
 SAGEMAKER_OPERATORS = "airflow.providers.amazon.aws.operators.sagemaker"
 # The ValidationException's message for a missing job: "Requested resource not found" on AWS,
@@ -132,3 +133,104 @@ def convert_stock_training_job(task: Any, ctx: ConvertContext) -> Fragment:
         exits=[Port(create_named), Port(create_renamed)],
         layout=layout,
     )
+
+
+# ---------------------------------------------------------------------------
+# GlueJobOperator: get or create (or update) the job definition, then start it
+# ---------------------------------------------------------------------------
+GLUE_OPERATORS = "airflow.providers.amazon.aws.operators.glue"
+GLUE_LOGS_PREFIX = "logs/glue-logs/"  # GlueJobHook.s3_glue_logs
+DEFAULT_DPUS = 10  # GlueJobHook's num_of_dpus when neither it nor a WorkerType is given
+ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
+ARN_PART = "States.ArrayGetItem(States.StringSplit($$.StateMachine.Id, ':'), {})"
+
+
+def _role_from_name(parameters: dict[str, Any], name: str) -> None:
+    """Airflow looks the role up by name (iam:GetRole); the export builds its ARN in the machine's account."""
+    parameters.pop("Role", None)
+    parameters["Role.$"] = (
+        f"States.Format('arn:{{}}:iam::{{}}:role/{name}', {ARN_PART.format(1)}, {ARN_PART.format(4)})"
+    )
+
+
+def _glue_job_config(task: Any) -> dict[str, Any]:
+    """``GlueJobHook.create_glue_job_config`` from the operator's fields (references kept)."""
+    job_name = field_value(task, "job_name")
+    script = field_value(task, "script_location")
+    if isinstance(script, str) and not script.startswith("s3://"):
+        raise Unsupported(
+            f"script_location {script!r} is a local file Airflow uploads to S3 first",
+            "upload the script (e.g. S3CreateObjectOperator or your CI) and give its s3:// location",
+        )
+    kwargs = dict(field_value(task, "create_job_kwargs") or {})
+    role_arn, role_name = field_value(task, "iam_role_arn"), field_value(task, "iam_role_name")
+    if role_arn is not None:
+        role: Any = role_arn
+    elif isinstance(role_name, str) and ROLE_NAME_RE.match(role_name):
+        role = role_name  # an ARN in this account, built by _role_from_name
+    else:
+        raise Unsupported("the job's role is not named", "give iam_role_arn, or iam_role_name literally")
+    config: dict[str, Any] = {
+        "Name": job_name,
+        "Description": field_value(task, "job_desc"),
+        "Role": role,
+        "ExecutionProperty": {"MaxConcurrentRuns": task.concurrent_run_limit},
+        "Command": kwargs.pop("Command", {"Name": "glueetl", "ScriptLocation": script}),
+        "MaxRetries": task.retry_limit,
+        **kwargs,
+    }
+    if "WorkerType" not in config:
+        config["MaxCapacity"] = task.num_of_dpus if task.num_of_dpus is not None else DEFAULT_DPUS
+    bucket = field_value(task, "s3_bucket")
+    if isinstance(bucket, str) and isinstance(job_name, str):
+        config["LogUri"] = f"s3://{bucket}/{GLUE_LOGS_PREFIX}{job_name}"
+    elif bucket is not None:
+        config["LogUri"] = Format("s3://{}/{}{}", bucket, GLUE_LOGS_PREFIX, job_name)
+    return config
+
+
+@register_lazy(GLUE_OPERATORS, "GlueJobOperator")
+def convert_stock_glue_job(task: Any, ctx: ConvertContext) -> Fragment:
+    from exporters.converters import convert_stock_glue  # the start itself: one converter for it
+
+    manages_job = any(
+        getattr(task, name, None) for name in ("script_location", "create_job_kwargs", "iam_role_name", "iam_role_arn")
+    ) or getattr(task, "update_config", False)
+    start = convert_stock_glue(task, ctx)
+    if not manages_job:
+        return start
+    if getattr(task, "deferrable", False):
+        raise Unsupported("deferrable=True", "use deferrable=False: the export waits in Step Functions either way")
+    config = _glue_job_config(task)
+    tid = task.task_id
+    here = f"$.{result_key(tid)}"
+    job_name = config["Name"]
+    probe = sdk_state(
+        task, ctx, "glue", "GetJob", {"JobName": job_name}, name=state_name(tid, "job exists?"), result_path=None
+    )
+    create = sdk_state(task, ctx, "glue", "CreateJob", config, name=state_name(tid, "create job"), result_path=None)
+    role_name = None if field_value(task, "iam_role_arn") is not None else config["Role"]
+    if role_name is not None:
+        _role_from_name(create.parameters, role_name)
+    probe.catch = [asl.Catch(["Glue.EntityNotFoundException"], create.name, result_path=f"{here}")]
+    create.next = start.entry
+    states: list[asl.State] = [probe, create]
+    if getattr(task, "update_config", False):
+        update_request = {k: v for k, v in config.items() if k not in ("Name", "Tags")}
+        update = sdk_state(
+            task,
+            ctx,
+            "glue",
+            "UpdateJob",
+            {"JobName": job_name, "JobUpdate": update_request},
+            name=state_name(tid, "update job"),
+            result_path=None,
+        )
+        if role_name is not None:
+            _role_from_name(update.parameters["JobUpdate"], role_name)
+        probe.next = update.name
+        update.next = start.entry
+        states.append(update)
+    else:
+        probe.next = start.entry
+    return Fragment(entry=probe.name, states=[*states, *start.states], exits=start.exits, layout=start.layout)

@@ -137,6 +137,30 @@ def _glue(task: Any, action: str) -> None:
         raise iam.PolicyError(f"state {task.name!r}: Glue {action} names no job: cannot scope its permission")
     name = task.name_text(key, usage="glue-job")
     task.out.add(f"Glue{action}", [f"glue:{action}"], [_arn(f"{HEAD}:glue:{REGIONAL}:job/{name}")])
+    if action in ("CreateJob", "UpdateJob"):
+        _pass_role_to_glue(task, action)
+
+
+def _pass_role_to_glue(task: Any, action: str) -> None:
+    """CreateJob/UpdateJob hand the job its role: iam:PassRole on that role, to Glue only."""
+    body = task.params.get("JobUpdate", task.params) if action == "UpdateJob" else task.params
+    if not isinstance(body, dict):
+        return
+    # A role named in the DAG becomes an ARN built from the machine's own ARN: its name is literal.
+    built = re.search(r":role/([\w+=,.@-]+)'", str(body.get("Role.$", "")))
+    if built:
+        name = built.group(1)
+    else:
+        pieces = task.resolver.field(body, "Role")
+        if pieces is None:
+            return
+        text = iam.sub_text(pieces, task.context, usage="iam-role")
+        name = text.rsplit(":role/", 1)[-1] if ":role/" in text else "*"
+    if not name or "*" in name:
+        raise iam.PolicyError(f"state {task.name!r}: the Glue job's role is only known at run time")
+    role = _arn(f"{HEAD}:iam::${{AWS::AccountId}}:role/{name}")
+    condition = {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}}
+    task.out.add("PassRoleToGlue", ["iam:PassRole"], [role], condition)
 
 
 def _lambda(task: Any, action: str) -> None:
