@@ -86,7 +86,10 @@ def convert_trigger_dag_run(task: Any, ctx: ConvertContext) -> Fragment:
     here = f"$.{result_key(task.task_id)}"
     locate = asl.Pass(
         state_name(task.task_id),
-        parameters={"StateMachineArn.$": child_state_machine_arn(state_machine_name(child_id))},
+        parameters={
+            "StateMachineName": state_machine_name(child_id),
+            "StateMachineArn.$": child_state_machine_arn(state_machine_name(child_id)),
+        },
         result_path=here,
         comment=f"The state machine of DAG {child_id!r}, next to this one",
     )

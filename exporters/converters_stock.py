@@ -31,9 +31,8 @@ from exporters.converters import (
 )
 from exporters.converters_s3 import field_value
 from exporters.converters_sdk import sdk_state
-from exporters.translate import EXECUTION_SUFFIX, intrinsic_string
 from retraining import SageMakerTrainingJobOperator
-from retraining.refs import Format, Ref
+from retraining.refs import Format, Ref, RunUniqueName
 
 SAGEMAKER_OPERATORS = "airflow.providers.amazon.aws.operators.sagemaker"
 # The ValidationException's message for a missing job: "Requested resource not found" on AWS,
@@ -117,15 +116,11 @@ def convert_stock_training_job(task: Any, ctx: ConvertContext) -> Fragment:
         probe.next = exists.name
         return Fragment(entry=start.name, states=[*states, exists], exits=[Port(create_named)], layout=layout)
     # A job of that name exists: a name unique to this execution (Airflow appends a timestamp).
-    create_renamed = create("create job under a new name", proposed)
-    if isinstance(proposed, str):
-        literal = intrinsic_string(f"{proposed[:NAME_ROOM]}-{{}}")[1:-1].replace("\\{\\}", "{}")
-        suffixed = f"States.Format('{literal}', {EXECUTION_SUFFIX})"
-    else:
-        suffixed = f"States.Format('{{}}-{{}}', {ctx.expr(proposed).expr}, {EXECUTION_SUFFIX})"
-    create_renamed.parameters.pop("TrainingJobName", None)
-    create_renamed.parameters.pop("TrainingJobName.$", None)
-    create_renamed.parameters = {"TrainingJobName.$": suffixed, **create_renamed.parameters}
+    # RunUniqueName: "<name>-<MD5 of the execution name>" (the name cut so the whole fits in 63 characters).
+    create_renamed = create(
+        "create job under a new name",
+        RunUniqueName(proposed[:NAME_ROOM] if isinstance(proposed, str) else proposed),
+    )
     probe.next = create_renamed.name
     return Fragment(
         entry=start.name,

@@ -181,12 +181,25 @@ def _states(task: Any, action: str) -> None:
     raise iam.PolicyError(f"state {task.name!r}: Step Functions {action} names no ARN: cannot scope its permission")
 
 
+def _child_machine_name(task: Any) -> str | None:
+    """The child's name: a literal ARN, or the ``StateMachineName`` beside the ARN a Pass state built."""
+    literal = task.params.get("StateMachineArn")
+    if isinstance(literal, str) and ":stateMachine:" in literal:
+        return literal.rsplit(":stateMachine:", 1)[-1]
+    path = task.params.get("StateMachineArn.$")
+    if not isinstance(path, str) or "." not in path:
+        return None
+    holder = path.rsplit(".", 1)[0]
+    for result_path, body in task.resolver.producers:
+        if result_path == holder and isinstance(body.get("StateMachineName"), str):
+            return body["StateMachineName"]
+    return None
+
+
 def _start_execution(task: Any, integration: str) -> None:
     """A nested pipeline: start the child state machine (and, for .sync, follow and stop its executions)."""
-    pieces = task.resolver.field(task.params, "StateMachineArn") or []
-    text = iam.sub_text(pieces, task.context)
-    name = text.rsplit(":stateMachine:", 1)[-1] if ":stateMachine:" in text else "*"
-    if not name or "*" in name:
+    name = _child_machine_name(task)
+    if not name:
         raise iam.PolicyError(f"state {task.name!r}: the child state machine is only known at run time")
     machine = f"{HEAD}:states:{REGIONAL}:stateMachine:{name}"
     task.out.add("StartChildExecution", ["states:StartExecution"], [_arn(machine)])

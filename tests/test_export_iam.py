@@ -235,12 +235,17 @@ def test_request_response_training_tags_and_literal_names(cfn_dags):
         "SageMakerTrainingJobTags",
         "SageMakerCreateModel",
         "PassRoleToSageMaker",
+        # check_if_job_exists=True (the stock default) describes the name first (tests/test_export_14_stock.py)
+        "SageMakerDescribeTrainingJob",
     }
     # Without .sync: CreateTrainingJob only (no Describe/Stop, no EventBridge rule)...
     assert statements["SageMakerCreateTrainingJob"]["Action"] == ["sagemaker:CreateTrainingJob"]
     # ... and AddTags because the request carries Tags.
     assert statements["SageMakerTrainingJobTags"]["Action"] == ["sagemaker:AddTags"]
-    assert statements["SageMakerTrainingJobTags"]["Resource"] == [sm("training-job", "${JobName}")]
+    assert statements["SageMakerTrainingJobTags"]["Resource"] == [
+        sm("training-job", "${JobName}"),
+        sm("training-job", "${JobName}-*"),  # the per-run name when the job exists (action_if_job_exists)
+    ]
     # A literal name is lower-cased, as SageMaker writes it in the ARN.
     assert statements["SageMakerCreateModel"]["Resource"] == [sm("model", "literal-model")]
     assert statements["PassRoleToSageMaker"]["Resource"] == [
