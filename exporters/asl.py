@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-MAX_STATE_NAME = 80
+MAX_STATE_NAME = 80  # https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html
 
 
 @dataclass
@@ -159,6 +160,7 @@ class Wait(State):
 class Fail(State):
     error: str | None = None
     cause: str | None = None
+    error_path: str | None = None
     cause_path: str | None = None
 
     type_name = "Fail"
@@ -166,7 +168,9 @@ class Fail(State):
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.error is not None:
+        if self.error_path is not None:
+            out["ErrorPath"] = self.error_path
+        elif self.error is not None:
             out["Error"] = self.error
         if self.cause_path is not None:
             out["CausePath"] = self.cause_path
@@ -242,27 +246,6 @@ class Parallel(_HandlesErrors):
 
 
 @dataclass
-class Map(_DataState):
-    iterator: StateMachine | None = None
-    items_path: str = "$"
-    max_concurrency: int = 0
-
-    type_name = "Map"
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "ItemsPath": self.items_path,
-            "MaxConcurrency": self.max_concurrency,
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                **(self.iterator.to_dict(top_level=False) if self.iterator else {}),
-            },
-        }
-        out.update(self.io_fields())
-        return out
-
-
-@dataclass
 class StateMachine:
     """Top-level workflow or a Parallel branch: states in insertion order, the first is StartAt unless set."""
 
@@ -274,12 +257,6 @@ class StateMachine:
     def add(self, *states: State) -> StateMachine:
         self.states.extend(states)
         return self
-
-    def state(self, name: str) -> State:
-        for s in self.states:
-            if s.name == name:
-                return s
-        raise KeyError(name)
 
     def to_dict(self, top_level: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -293,3 +270,48 @@ class StateMachine:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def walk(states: Iterable[State]) -> Iterator[State]:
+    """Every state, Parallel branches included (depth first, in order)."""
+    for state in states:
+        yield state
+        if isinstance(state, Parallel):
+            for branch in state.branches:
+                yield from walk(branch.states)
+
+
+def walk_definition(machine: dict[str, Any], where: str = "") -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(location prefix, name, state) of every state of a definition dict, Parallel and Map branches included.
+
+    The location prefix reads like ``States.P.Branches[0].`` so problems can name where a state sits.
+    """
+    states = machine.get("States")
+    if not isinstance(states, dict):
+        return
+    for name, state in states.items():
+        yield where, name, state
+        if not isinstance(state, dict):
+            continue
+        for i, branch in enumerate(state.get("Branches") or []):
+            if isinstance(branch, dict):
+                yield from walk_definition(branch, f"{where}States.{name}.Branches[{i}].")
+        for key in ("ItemProcessor", "Iterator"):
+            if isinstance(state.get(key), dict):
+                yield from walk_definition(state[key], f"{where}States.{name}.{key}.")
+
+
+def transitions(state: dict[str, Any]) -> list[str]:
+    """The names a definition state can go to next: Next, Default, choice rules and catchers."""
+    out = []
+    if "Next" in state:
+        out.append(state["Next"])
+    if "Default" in state:
+        out.append(state["Default"])
+    for rule in state.get("Choices", []) or []:
+        if isinstance(rule, dict) and "Next" in rule:
+            out.append(rule["Next"])
+    for catcher in state.get("Catch", []) or []:
+        if isinstance(catcher, dict) and "Next" in catcher:
+            out.append(catcher["Next"])
+    return out

@@ -1,8 +1,20 @@
-"""Walk an Airflow DAG (never running it) and build the equivalent Step Functions state machine.
+"""Emit the Step Functions state machine of an Airflow DAG (never running it), with Airflow's failure model.
 
-Layout of the state data: ``$.params`` holds the run's params (execution input
-merged over the DAG's param defaults by the first two states), and each task's
-result sits under its own key (``$.<task_id>``), like an XCom per task.
+State data: ``$.params`` holds the run's params (execution input merged over the
+DAG's param defaults by the first two states); each task's result sits under its
+own key (``$.<task_id>``), like an XCom per task; each task's outcome, when some
+state reads it, under ``$.ti_<task_id>``: absent while the task succeeded, the
+error (``{"Error", "Cause"}``) when it failed, ``"skipped"`` or
+``"upstream_failed"`` when it did not run.
+
+The failure model (``exporters/trigger_rules.py``) is Airflow's: a task runs when
+its trigger rule holds over its upstream outcomes (a Choice in front of it when
+that is not known at export time), otherwise it is marked as Airflow marks it;
+every failure is caught where it happens and recorded, so other tasks go on;
+the run ends from its leaves (any failed or upstream_failed: a Fail naming the
+failed task and its error). Where a failure can only end the run (nothing else
+would run in Airflow), it is left to end the execution at once: an
+``all_success`` chain exports as plain states, as before.
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exporters import asl
+from exporters import asl, trigger_rules
 from exporters.converters import (
     ConvertContext,
     Fragment,
@@ -22,13 +34,19 @@ from exporters.converters import (
     state_name,
 )
 from exporters.errors import ExportError, Problem
+from exporters.quotas import check_quotas
+from exporters.structure import Branch, Par, Seq, Step, StructureProblem, TaskGraph, tasks_in
 from exporters.translate import ResultLayout, Translator, path_keys
+from exporters.trigger_rules import FAILED, FAILING, RUN, SKIPPED, SUCCESS, UPSTREAM_FAILED
 
-JOIN_AFTER_BRANCH_RULES = {"none_failed_min_one_success", "none_failed", "one_success"}
-FAILURE_HANDLER_RULES = {"one_failed", "all_failed"}
-RESERVED_KEYS = {"params", "param_defaults", "error"}
+RESERVED_KEYS = {"params", "param_defaults", "error", "merged"}
+OUTCOME_PREFIX = "ti_"
 DEFAULTS_STATE = "Param defaults"
 PARAMS_STATE = "Apply params"
+RUN_STATE = "Run state"
+RUN_FAILED = "Run failed"
+DONE = "Done"
+ALL_OUTCOMES = trigger_rules.OUTCOMES
 
 
 @dataclass
@@ -37,6 +55,8 @@ class ExportResult:
     machine: asl.StateMachine
     warnings: list[str] = field(default_factory=list)
     integrations: list[str] = field(default_factory=list)
+    # task id -> the state entered when the task runs (for views and tests)
+    task_entries: dict[str, str] = field(default_factory=dict)
     # The Pass state holding the DAG's param defaults (the first state).
     defaults_state: asl.Pass | None = None
     # Each expression in the definition → the typed references translated to it.
@@ -79,6 +99,21 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def outcome_path(task_id: str) -> str:
+    return f"$.{OUTCOME_PREFIX}{result_key(task_id)}"
+
+
+@dataclass
+class TaskPlan:
+    """What the analysis decided for one task."""
+
+    gate: trigger_rules.Gate
+    possible: frozenset[str]
+    caught: bool  # failures recorded (False: a failure ends the execution at once)
+    aborts: set[str] = field(default_factory=set)  # non-run decisions after which the run can only fail
+    in_parallel: bool = False
+
+
 class Compiler:
     def __init__(self, dag: Any):
         self.dag = dag
@@ -87,12 +122,16 @@ class Compiler:
         self.warnings: list[str] = []
         self.fragments: dict[str, Fragment] = {}
         self.layouts: dict[str, ResultLayout] = {}
-        self.translator = Translator(param_defaults(dag), self.layouts, is_upstream=self._is_upstream)
-        self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE}
-        self._order: list[str] | None = None
-        self._owner: dict[str, str] = {}
+        self.graph = TaskGraph(dag)
+        self.translator = Translator(param_defaults(dag), self.layouts, is_upstream=self.graph.is_upstream)
+        self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE, RUN_STATE, RUN_FAILED, DONE}
         self.ctx = ConvertContext(dag, self.translator, self.warnings)
-        self._succeed: asl.Succeed | None = None
+        self.plans: dict[str, TaskPlan] = {}
+        self.inspected: set[str] = set()  # tasks whose outcome some state reads
+        self.skip_marks: dict[tuple[str, str], dict[str, str]] = {}  # (branch, taken target) -> {task: outcome}
+        self._chain_memo: dict[tuple[str, str], bool] = {}
+        self._entries: dict[str, str] = {}
+        self._run_failed_used = False
 
     # -- entry point --------------------------------------------------------
     def compile(self) -> ExportResult:
@@ -100,48 +139,59 @@ class Compiler:
         if not self.tasks:
             raise ExportError(dag.dag_id, [Problem(None, "the DAG has no tasks")])
         self._check_keys()
-        handlers = {tid for tid, t in self.tasks.items() if t.trigger_rule in FAILURE_HANDLER_RULES}
-        handler_region = self._downstream_closure(handlers)
-        main = [tid for tid in self._topological_order() if tid not in handler_region]
-
         # Converters run in dependency order so references see upstream layouts.
-        for tid in self._topological_order():
+        for tid in self.graph.order:
             self._convert(self.tasks[tid])
-        converted_cleanly = not self.problems
+        if self.problems:
+            raise ExportError(dag.dag_id, self.problems)
+        self.graph.branch_targets = {tid: sorted(f.branches) for tid, f in self.fragments.items() if f.branches}
+        try:
+            tree = self.graph.tree()
+            self._analyse(tree, [], in_parallel=False)
+        except StructureProblem as err:
+            raise ExportError(dag.dag_id, [Problem(err.task_id, err.reason, err.fix)]) from None
+        if self.problems:
+            raise ExportError(dag.dag_id, self.problems)
+        failing_leaves = [leaf for leaf in self.graph.leaves if self.plans[leaf].possible & FAILING]
+        for leaf in failing_leaves:
+            self.inspected.add(leaf)
 
         machine = asl.StateMachine(comment=f"Exported from Airflow DAG {dag.dag_id!r}")
         if dag.dagrun_timeout is not None:
             machine.timeout_seconds = max(1, int(dag.dagrun_timeout.total_seconds()))
         machine.add(*self._param_states())
-
-        main_set = set(main)
-        roots = [tid for tid in main if not (set(self.tasks[tid].upstream_task_ids) & main_set)]
         body: list[asl.State] = []
-        if not self._series_parallel(main_set, roots):
-            self.warnings.append(
-                "the task graph is not series-parallel: exported as one sequence in dependency order "
-                "(tasks that run side by side in Airflow run one after another)"
-            )
-            entry, exits = self._linear(main, body)
-        else:
-            entry, exits = self._region(roots, None, main_set, body)
+        entry, exits = self._emit(tree, body)
         machine.states[-1].next = entry
         machine.add(*body)
-        if not converted_cleanly:
-            raise ExportError(dag.dag_id, self.problems)
-        self._finish(exits, machine.states)
-
-        for handler in sorted(handlers):
-            self._attach_failure_handler(handler, handler_region, machine)
-        if self.problems:
-            raise ExportError(dag.dag_id, self.problems)
-
-        self._dag_level_warnings()
+        if failing_leaves:
+            check = asl.Choice(
+                RUN_STATE,
+                choices=[asl.ChoiceRule(or_=[self._is_in(leaf, FAILING) for leaf in failing_leaves], next=RUN_FAILED)]
+                if len(failing_leaves) > 1
+                else [self._with_next(self._is_in(failing_leaves[0], FAILING), RUN_FAILED)],
+                default=DONE,
+                comment="Airflow: the run failed if a leaf task failed or is upstream_failed",
+            )
+            self._link(exits, check.name)
+            machine.add(check, asl.Succeed(DONE))
+            self._run_failed_used = True
+        else:
+            self._finish(exits, machine.states, top_level=True)
+        if self._run_failed_used:
+            machine.add(*self._run_failed_states())
+        if getattr(dag, "max_active_runs", None) == 1:
+            self.warnings.append(
+                "max_active_runs=1 has no Step Functions setting: overlapping executions are possible; "
+                "keep the schedule interval longer than a run"
+            )
+        self.warnings.extend(check_quotas(machine, dag, len(self.tasks)))
         return ExportResult(
             dag.dag_id,
             machine,
             self.warnings,
-            self._integrations(machine),
+            _integrations(machine),
+            dict(self._entries),
             defaults_state=machine.states[0],
             origins={expr: list(refs) for expr, refs in self.translator.origins.items()},
         )
@@ -159,12 +209,22 @@ class Compiler:
                     )
                 )
         seen: dict[str, str] = {}
+        keys = {result_key(tid) for tid in self.tasks}
         for tid in self.tasks:
             key = result_key(tid)
             if key in RESERVED_KEYS:
                 self.problems.append(
                     Problem(
                         tid, f"task id {tid!r} collides with the reserved state-data key {key!r}", "rename the task"
+                    )
+                )
+            elif key.startswith(OUTCOME_PREFIX) and key[len(OUTCOME_PREFIX) :] in keys:
+                self.problems.append(
+                    Problem(
+                        tid,
+                        f"task id {tid!r} collides with the state-data key of the outcome of "
+                        f"{key[len(OUTCOME_PREFIX) :]!r}",
+                        "rename the task",
                     )
                 )
             elif key in seen:
@@ -183,15 +243,8 @@ class Compiler:
                 )
 
     def _convert(self, task: Any) -> None:
-        before = len(self.problems)
-        self._convert_task(task)
-        if len(self.problems) > before:
-            # Stand-in so the structure can still be checked and its problems listed too.
-            self.fragments[task.task_id] = Fragment.single(asl.Pass(state_name(task.task_id)))
-
-    def _convert_task(self, task: Any) -> None:
         tid = task.task_id
-        rule = str(getattr(task.trigger_rule, "value", task.trigger_rule))
+        rule = trigger_rules.rule_name(task)
         converter = converter_for(task)
         if converter is None:
             self.problems.append(
@@ -203,22 +256,12 @@ class Compiler:
                 Problem(tid, "dynamically mapped tasks (expand) are not supported", "use a fixed set of tasks")
             )
             return
-        allowed = {"all_success"} | JOIN_AFTER_BRANCH_RULES | FAILURE_HANDLER_RULES
-        if rule not in allowed:
+        if rule not in trigger_rules.RULES:
             self.problems.append(
                 Problem(
                     tid,
                     f"trigger_rule {rule!r} has no Step Functions equivalent",
-                    "use all_success, a join rule after a branch, or one_failed for a failure handler",
-                )
-            )
-            return
-        if rule == "all_failed" and len(task.upstream_task_ids) > 1:
-            self.problems.append(
-                Problem(
-                    tid,
-                    "trigger_rule 'all_failed' with several upstream tasks cannot be expressed",
-                    "give the handler one upstream task or use one_failed",
+                    f"use one of {', '.join(sorted(trigger_rules.RULES))}",
                 )
             )
             return
@@ -230,20 +273,363 @@ class Compiler:
             return
         finally:
             self.translator.reader = None
-        duplicates = sorted(s.name for s in _all_states(fragment.states) if s.name in self._names)
+        names = [s.name for s in asl.walk(fragment.states)]
+        duplicates = sorted(n for n in names if n in self._names)
         if duplicates:
             self.problems.append(
                 Problem(tid, f"state name(s) {duplicates} already used by another task", "rename the task")
             )
             return
-        self._names.update(s.name for s in _all_states(fragment.states))
-        for state in fragment.states:
-            self._owner[state.name] = tid
+        self._names.update(names)
         self.fragments[tid] = fragment
         if fragment.layout is not None:
             self.layouts[tid] = fragment.layout
 
-    # -- params -------------------------------------------------------------
+    # -- analysis: what can happen where ------------------------------------
+    def _analyse(self, node: Any, after: list[str], in_parallel: bool) -> None:
+        """Plan each task in control order; ``after`` = tasks that run later on the same path."""
+        if isinstance(node, Seq):
+            rest = [tasks_in(item) for item in node.items]
+            for i, item in enumerate(node.items):
+                later = [t for chunk in rest[i + 1 :] for t in chunk]
+                self._analyse(item, later + after, in_parallel)
+        elif isinstance(node, Par):
+            for branch in node.branches:
+                self._analyse(branch, [], True)
+        elif isinstance(node, Step):
+            self._plan(node.task_id, after, in_parallel)
+        else:
+            self._analyse_branch(node, after, in_parallel)
+
+    def _analyse_branch(self, node: Branch, after: list[str], in_parallel: bool) -> None:
+        region_tasks = [t for region in node.regions.values() for t in tasks_in(region)]
+        self._plan(node.task_id, region_tasks + after, in_parallel)
+        if self.plans[node.task_id].possible != {SUCCESS}:
+            raise StructureProblem(
+                node.task_id,
+                "a branch task that can end without choosing (it can fail, be skipped or upstream_failed while "
+                "the run goes on) is not supported",
+                "let a failure of the branch task end the run (no handler or non-default trigger rule around it)",
+            )
+        for region in node.regions.values():
+            self._analyse(region, after, in_parallel)
+        # Airflow skips the targets not chosen; their sub-graphs must then stay unrun, as nothing runs them here.
+        for taken in node.regions:
+            marks: dict[str, str] = {}
+            for target, region in node.regions.items():
+                if target == taken or not region.items:
+                    continue
+                forced = self._forced({target: frozenset({SKIPPED})}, tasks_in(region)[1:])
+                if forced is None:
+                    raise StructureProblem(
+                        target,
+                        f"runs in Airflow even when {node.task_id!r} does not choose it (its sub-graph has tasks whose "
+                        "trigger rule fires on a skip)",
+                        "give the tasks after a branch target trigger rules that skip with it (e.g. all_success)",
+                    )
+                for tid, outcomes in forced.items():
+                    self.plans[tid].possible |= outcomes
+                    marks[tid] = next(iter(outcomes)) if len(outcomes) == 1 else ""
+            self.skip_marks[(node.task_id, taken)] = marks
+
+    def _plan(self, tid: str, after: list[str], in_parallel: bool) -> None:
+        task = self.tasks[tid]
+        fragment = self.fragments[tid]
+        upstream = [(u, self.plans[u].possible) for u in sorted(self.graph.upstream[tid])]
+        gate = trigger_rules.gate(
+            trigger_rules.rule_name(task), upstream, self._is_in_noted, self._any_of, self._all_of
+        )
+        decisions = {d for _, d in gate.branches} | {gate.default}
+        runs = RUN in decisions
+        can_fail = runs and bool(fragment.failures)
+        caught = can_fail and (in_parallel or not self._certain_failure(tid, FAILED, after))
+        possible = {d for d in decisions if d != RUN}
+        if runs and not fragment.always_fails:
+            possible.add(SUCCESS)
+        if caught:
+            possible.add(FAILED)
+        aborts = set()
+        if not in_parallel:
+            aborts = {d for d in decisions - {RUN} if self._certain_failure(tid, d, after)}
+        self.plans[tid] = TaskPlan(gate, frozenset(possible), caught, aborts, in_parallel)
+
+    def _certain_failure(self, tid: str, outcome: str, after: list[str]) -> bool:
+        """Whether, once ``tid`` ends in ``outcome``, Airflow runs nothing else on this path and the run fails."""
+        chain = self._chain_successor(tid, after)
+        if chain is not None:
+            key = (tid, outcome)
+            if key not in self._chain_memo:
+                decisions = trigger_rules.possible_decisions(
+                    trigger_rules.rule_name(self.tasks[chain]), [frozenset({outcome})]
+                )
+                if RUN in decisions or len(decisions) != 1:
+                    self._chain_memo[key] = False
+                else:
+                    self._chain_memo[key] = self._certain_failure(chain, decisions.pop(), after[1:])
+            return self._chain_memo[key]
+        forced = self._forced({tid: frozenset({outcome})}, after)
+        if forced is None:
+            return False
+        forced[tid] = frozenset({outcome})
+        return any(leaf in forced and forced[leaf] <= FAILING for leaf in self.graph.leaves)
+
+    def _chain_successor(self, tid: str, after: list[str]) -> str | None:
+        """The next task when ``tid`` and it form a plain link of a chain (its only upstream is ``tid``)."""
+        if not after or self.graph.downstream[tid] != {after[0]} or self.graph.upstream[after[0]] != {tid}:
+            return None
+        return after[0]
+
+    def _forced(self, start: dict[str, frozenset[str]], later: list[str]) -> dict[str, frozenset[str]] | None:
+        """Outcomes of ``later`` tasks given ``start``, if none of them can run (None when one might)."""
+        known = dict(start)
+        out: dict[str, frozenset[str]] = {}
+        for tid in sorted(later, key=self.graph.rank.__getitem__):
+            ups = self.graph.upstream[tid]
+            if not ups & known.keys():
+                return None  # not affected: it may well run
+            sets = [known.get(u) or self._possible_or_any(u) for u in sorted(ups)]
+            decisions = trigger_rules.possible_decisions(trigger_rules.rule_name(self.tasks[tid]), sets)
+            if RUN in decisions:
+                return None
+            known[tid] = out[tid] = frozenset(decisions)
+        return out
+
+    def _possible_or_any(self, tid: str) -> frozenset[str]:
+        plan = self.plans.get(tid)
+        return plan.possible if plan is not None else ALL_OUTCOMES
+
+    # -- predicates over recorded outcomes ------------------------------------
+    def _is_in_noted(self, tid: str, outcomes: frozenset[str]) -> asl.ChoiceRule:
+        self.inspected.add(tid)
+        return self._is_in(tid, outcomes & self.plans[tid].possible or outcomes)
+
+    def _is_in(self, tid: str, outcomes: frozenset[str]) -> asl.ChoiceRule:
+        """"``tid`` ended in one of ``outcomes``", using only what can happen to it."""
+        possible = self.plans[tid].possible
+        wanted = outcomes & possible
+        unwanted = possible - outcomes
+        path = outcome_path(tid)
+        if len(unwanted) < len(wanted):
+            return asl.ChoiceRule(not_=self._one_of(path, unwanted))
+        return self._one_of(path, wanted)
+
+    @staticmethod
+    def _one_of(path: str, outcomes: frozenset[str] | set[str]) -> asl.ChoiceRule:
+        parts = []
+        for outcome in sorted(outcomes):
+            if outcome == SUCCESS:
+                parts.append(asl.ChoiceRule(not_=asl.ChoiceRule(variable=path, operator="IsPresent", value=True)))
+            elif outcome == FAILED:
+                parts.append(asl.ChoiceRule(variable=f"{path}.Error", operator="IsPresent", value=True))
+            else:
+                parts.append(
+                    asl.ChoiceRule(
+                        and_=[
+                            asl.ChoiceRule(variable=path, operator="IsPresent", value=True),
+                            asl.ChoiceRule(variable=path, operator="StringEquals", value=outcome),
+                        ]
+                    )
+                )
+        if not parts:
+            return asl.ChoiceRule(variable="$", operator="IsPresent", value=False)
+        return parts[0] if len(parts) == 1 else asl.ChoiceRule(or_=parts)
+
+    @staticmethod
+    def _any_of(parts: list[asl.ChoiceRule]) -> asl.ChoiceRule:
+        return parts[0] if len(parts) == 1 else asl.ChoiceRule(or_=parts)
+
+    @staticmethod
+    def _all_of(parts: list[asl.ChoiceRule]) -> asl.ChoiceRule:
+        return parts[0] if len(parts) == 1 else asl.ChoiceRule(and_=parts)
+
+    @staticmethod
+    def _with_next(rule: asl.ChoiceRule, next_name: str) -> asl.ChoiceRule:
+        rule.next = next_name
+        return rule
+
+    # -- emission -------------------------------------------------------------
+    def _emit(self, node: Any, out: list[asl.State]) -> tuple[str | None, list[Port]]:
+        """States for ``node`` appended to ``out``; returns the entry (None: nothing to do) and open exits."""
+        if isinstance(node, Seq):
+            entry: str | None = None
+            pending: list[Port] = []
+            for item in node.items:
+                item_entry, exits = self._emit(item, out)
+                if item_entry is None:
+                    continue
+                self._link(pending, item_entry)
+                entry = entry or item_entry
+                pending = exits
+            return entry, pending
+        if isinstance(node, Par):
+            return self._emit_parallel(node, out)
+        if isinstance(node, Step):
+            return self._emit_task(node.task_id, out)
+        return self._emit_branch(node, out)
+
+    def _emit_parallel(self, node: Par, out: list[asl.State]) -> tuple[str, list[Port]]:
+        branches = []
+        starts = []
+        for branch in node.branches:
+            sub: list[asl.State] = []
+            entry, exits = self._emit(branch, sub)
+            first = tasks_in(branch)[0]
+            starts.append(first)
+            if entry is None:  # nothing runs in this branch: record why, so the branch is not empty
+                entry, exits = self._mark_state(first, self._static_decision(first), sub)
+            self._finish(exits, sub)
+            branches.append(asl.StateMachine(states=sub, start_at=entry))
+        merged = "$[0]"
+        for i in range(1, len(branches)):
+            merged = f"States.JsonMerge({merged}, $[{i}], false)"
+        parallel = asl.Parallel(
+            self._unique_name(state_name("Parallel: " + ", ".join(starts))),
+            branches=branches,
+            # Each branch returns the whole state data plus its own results and outcomes; merge them.
+            result_selector={"merged.$": merged},
+            result_path="$",
+            output_path="$.merged",
+            comment=f"Runs {', '.join(starts)} side by side, as Airflow does",
+        )
+        out.append(parallel)
+        return parallel.name, [Port(parallel)]
+
+    def _static_decision(self, tid: str) -> str:
+        plan = self.plans[tid]
+        return plan.gate.default if not plan.gate.branches else SKIPPED
+
+    def _emit_task(self, tid: str, out: list[asl.State]) -> tuple[str | None, list[Port]]:
+        plan = self.plans[tid]
+        gate = plan.gate
+        if not gate.branches and gate.default != RUN:
+            # Known at export time not to run: only its mark (when read), or the run's end.
+            if tid in self.inspected or gate.default in plan.aborts:
+                return self._not_run(tid, gate.default, out, None)
+            return None, []
+        choice = None
+        if gate.branches:
+            rule = trigger_rules.rule_name(self.tasks[tid])
+            choice = asl.Choice(
+                self._unique_name(state_name(tid, f"{rule}?")),
+                comment=f"Airflow's trigger rule {rule!r} over the upstream outcomes",
+            )
+            out.append(choice)
+        run_entry, exits = self._emit_body(tid, self.fragments[tid], out)
+        self._entries[tid] = run_entry
+        if choice is None:
+            return run_entry, exits
+        for predicate, decision in gate.branches:
+            choice.choices.append(predicate)
+            exits.extend(self._decide(tid, decision, out, Port(predicate), run_entry))
+        exits.extend(self._decide(tid, gate.default, out, Port(choice, "default"), run_entry))
+        return choice.name, exits
+
+    def _decide(self, tid: str, decision: str, out: list[asl.State], port: Port, run_entry: str) -> list[Port]:
+        """Link one gate outcome; returns the ports still open (to whatever follows the task)."""
+        if decision == RUN:
+            port.link(run_entry)
+            return []
+        entry, exits = self._not_run(tid, decision, out, port)
+        if entry is not None:
+            port.link(entry)
+        return exits
+
+    def _not_run(self, tid: str, decision: str, out: list[asl.State], port: Port | None):
+        """Where a gate decision not to run leads: the run's end (if it can only fail), a mark, or straight on."""
+        plan = self.plans[tid]
+        if decision in plan.aborts:
+            self._run_failed_used = True
+            return RUN_FAILED, []
+        if tid in self.inspected:
+            return self._mark_state(tid, decision, out)
+        if port is None:
+            return None, []
+        return None, [port]
+
+    def _mark_state(self, tid: str, decision: str, out: list[asl.State]) -> tuple[str, list[Port]]:
+        mark = asl.Pass(
+            self._unique_name(state_name(tid, decision)),
+            result=decision,
+            result_path=outcome_path(tid),
+            comment=f"Airflow marks {tid!r} {decision}",
+        )
+        out.append(mark)
+        return mark.name, [Port(mark)]
+
+    def _emit_body(self, tid: str, fragment: Fragment, out: list[asl.State]) -> tuple[str, list[Port]]:
+        """The task's own states, its failures caught and recorded or left to end the run."""
+        plan = self.plans[tid]
+        exits = list(fragment.exits)
+        if fragment.always_fails:
+            failure = fragment.failures[0]
+            if plan.caught:
+                state = asl.Pass(
+                    state_name(tid),
+                    result={"Error": failure.error, "Cause": failure.cause},
+                    result_path=outcome_path(tid),
+                    comment=f"{failure.error}: recorded as the task's failure",
+                )
+                out.append(state)
+                return state.name, [Port(state)]
+            fail = asl.Fail(state_name(tid), error=failure.error, cause=failure.cause)
+            out.append(fail)
+            return fail.name, []
+        out.extend(fragment.states)
+        for failure in fragment.failures:
+            if failure.state is not None:
+                if plan.caught:
+                    catch = asl.Catch(["States.ALL"], "", result_path=outcome_path(tid))
+                    failure.state.catch.append(catch)
+                    exits.append(Port(catch))
+                continue
+            if plan.caught:
+                record = asl.Pass(
+                    self._unique_name(state_name(tid, f"failed: {failure.error}")),
+                    result={"Error": failure.error, "Cause": failure.cause},
+                    result_path=outcome_path(tid),
+                )
+                out.append(record)
+                exits.append(Port(record))
+            else:
+                record = asl.Fail(
+                    self._unique_name(state_name(tid, f"failed: {failure.error}")),
+                    error=failure.error,
+                    cause=failure.cause,
+                )
+                out.append(record)
+            for port in failure.ports:
+                port.link(record.name)
+        return fragment.entry, exits
+
+    def _emit_branch(self, node: Branch, out: list[asl.State]) -> tuple[str | None, list[Port]]:
+        tid = node.task_id
+        fragment = self.fragments[tid]
+        entry, exits = self._emit_task(tid, out)
+        for target, region in node.regions.items():
+            port = fragment.branches[target]
+            chain: list[Port] = [port]
+            for marked, outcome in sorted(self.skip_marks[(tid, target)].items()):
+                if marked not in self.inspected:
+                    continue
+                if not outcome:
+                    raise StructureProblem(marked, "its outcome after a branch not taken is not known at export")
+                mark = asl.Pass(
+                    self._unique_name(state_name(marked, f"{outcome} (via {target})")),
+                    result=outcome,
+                    result_path=outcome_path(marked),
+                )
+                out.append(mark)
+                self._link(chain, mark.name)
+                chain = [Port(mark)]
+            region_entry, region_exits = self._emit(region, out)
+            if region_entry is None:
+                exits.extend(chain)
+            else:
+                self._link(chain, region_entry)
+                exits.extend(region_exits)
+        return entry, exits
+
+    # -- params and the run's end ---------------------------------------------
     def _param_states(self) -> list[asl.State]:
         defaults = asl.Pass(
             DEFAULTS_STATE,
@@ -258,251 +644,45 @@ class Compiler:
         defaults.next = merge.name
         return [defaults, merge]
 
-    # -- structure ----------------------------------------------------------
-    def _topological_order(self) -> list[str]:
-        if self._order is None:
-            self._order = self._compute_topological_order()
-        return self._order
-
-    def _compute_topological_order(self) -> list[str]:
-        order = [t.task_id for t in self.dag.topological_sort()] if hasattr(self.dag, "topological_sort") else None
-        if order:
-            return order
-        indegree = {tid: len(t.upstream_task_ids) for tid, t in self.tasks.items()}
-        ready = sorted(tid for tid, d in indegree.items() if d == 0)
-        out = []
-        while ready:
-            tid = ready.pop(0)
-            out.append(tid)
-            for nxt in sorted(self.tasks[tid].downstream_task_ids):
-                indegree[nxt] -= 1
-                if indegree[nxt] == 0:
-                    ready.append(nxt)
-        return out
-
-    def _is_upstream(self, target: str, reader: str) -> bool:
-        """Whether ``target`` runs before ``reader`` (walks up from the reader only as far as needed)."""
-        from collections import deque
-
-        # Breadth first: the task read is nearly always close above the reader.
-        seen: set[str] = set()
-        queue = deque(self.tasks[reader].upstream_task_ids if reader in self.tasks else ())
-        while queue:
-            tid = queue.popleft()
-            if tid == target:
-                return True
-            if tid not in seen:
-                seen.add(tid)
-                queue.extend(self.tasks[tid].upstream_task_ids)
-        return False
-
-    def _downstream_closure(self, starts: set[str]) -> set[str]:
-        seen: set[str] = set()
-        stack = list(starts)
-        while stack:
-            tid = stack.pop()
-            if tid in seen:
-                continue
-            seen.add(tid)
-            stack.extend(self.tasks[tid].downstream_task_ids)
-        return seen
-
-    def _succ(self, tid: str, region: set[str]) -> list[str]:
-        return sorted(t for t in self.tasks[tid].downstream_task_ids if t in region)
-
-    def _pred(self, tid: str, region: set[str]) -> list[str]:
-        return sorted(t for t in self.tasks[tid].upstream_task_ids if t in region)
-
-    def _post_dominators(self, region: set[str]) -> None:
-        """Immediate post-dominators in ``region`` (Cooper-Harvey-Kennedy on the reversed DAG, one pass)."""
-        order = [t for t in self._topological_order() if t in region]
-        self._rank = {t: i for i, t in enumerate(order)}
-        self._rank[_END] = len(order)
-        self._ipdom_raw = {_END: _END}
-        for tid in reversed(order):
-            succ = self._succ(tid, region)
-            self._ipdom_raw[tid] = self._intersect(succ) if succ else _END
-        self._ipdom = {t: (None if self._ipdom_raw[t] == _END else self._ipdom_raw[t]) for t in order}
-
-    def _intersect(self, tasks: list[str]) -> str:
-        """The nearest task every path from all of ``tasks`` reaches (``_END`` if none)."""
-        current = tasks[0]
-        for other in tasks[1:]:
-            a, b = current, other
-            while a != b:
-                while self._rank[a] < self._rank[b]:
-                    a = self._ipdom_raw[a]
-                while self._rank[b] < self._rank[a]:
-                    b = self._ipdom_raw[b]
-            current = a
-        return current
-
-    def _series_parallel(self, region: set[str], roots: list[str]) -> bool:
-        self._post_dominators(region)
-        try:
-            self._region(roots, None, region, [], dry_run=True)
-        except _NotSeriesParallel:
-            return False
-        return True
-
-    def _region(
-        self, starts: list[str], stop: str | None, region: set[str], out: list[asl.State], dry_run: bool = False
-    ) -> tuple[str, list[Port]]:
-        """Compile tasks from ``starts`` up to (not including) ``stop``; return entry and open exits."""
-        entry: str | None = None
-        pending: list[Port] = []
-        current: str | None = starts[0]
-        if len(starts) > 1:  # several roots: side by side until they meet
-            meet = self._intersect(starts)
-            join = None if meet == _END else meet
-            entry, pending = self._parallel(None, starts, join, region, out, dry_run)
-            current = join
-        while current is not None and current != stop:
-            fragment = self.fragments[current]
-            if not dry_run:
-                out.extend(fragment.states)
-                self._link(pending, fragment.entry)
-            entry = entry or fragment.entry
-            succ = self._succ(current, region)
-            join = self._ipdom[current]
-
-            if fragment.branches:
-                targets = set(fragment.branches)
-                if not targets <= set(succ) or set(succ) - targets:
-                    raise _Structure(
-                        current, f"the branch targets {sorted(targets)} must be exactly its downstream tasks {succ}"
-                    )
-                pending = []
-                for target, port in sorted(fragment.branches.items()):
-                    if target == join:
-                        pending.append(port)
-                        continue
-                    self._check_closed(current, target, join, region)
-                    sub_entry, sub_exits = self._region([target], join, region, out, dry_run)
-                    if not dry_run:
-                        port.link(sub_entry)
-                    pending.extend(sub_exits)
-                if join is not None and self.tasks[join].trigger_rule not in JOIN_AFTER_BRANCH_RULES:
-                    raise _Structure(
-                        join,
-                        f"joins the branches of {current!r} with trigger_rule {self.tasks[join].trigger_rule!r}: "
-                        "Airflow skips it whenever a branch is skipped",
-                        "set trigger_rule='none_failed_min_one_success' on the join task",
-                    )
-                current = join
-                continue
-
-            pending = list(fragment.exits)
-            if fragment.terminal and succ:
-                raise _Structure(current, f"ends the run but has downstream tasks {succ}")
-            if not succ:
-                current = None
-            elif len(succ) == 1:
-                nxt = succ[0]
-                if len(self._pred(nxt, region)) > 1 and nxt != stop:
-                    raise _NotSeriesParallel()
-                current = nxt
-            else:
-                _, pending = self._parallel(current, succ, join, region, out, dry_run, pending)
-                current = join
-        return entry or "", pending
-
-    def _parallel(
-        self,
-        after: str | None,
-        starts: list[str],
-        join: str | None,
-        region: set[str],
-        out: list[asl.State],
-        dry_run: bool,
-        pending: list[Port] | None = None,
-    ) -> tuple[str, list[Port]]:
-        for s in starts:
-            self._check_closed(after, s, join, region)
-        if join is not None:
-            rule = self.tasks[join].trigger_rule
-            if rule != "all_success":
-                raise _Structure(
-                    join,
-                    f"joins parallel tasks with trigger_rule {rule!r}",
-                    "use all_success (the default) after a fan-out",
-                )
-        branches: list[asl.StateMachine] = []
-        for start in starts:
-            sub: list[asl.State] = []
-            sub_entry, sub_exits = self._region([start], join, region, sub, dry_run)
-            if not dry_run:
-                self._finish(sub_exits, sub)
-                branches.append(asl.StateMachine(states=sub, start_at=sub_entry))
-        name = _parallel_name(starts)
-        if not dry_run:
-            name = self._unique_name(name)
-        if dry_run:
-            return name, []
-        merged = "$[0]"
-        for i in range(1, len(branches)):
-            merged = f"States.JsonMerge({merged}, $[{i}], false)"
-        parallel = asl.Parallel(
-            name,
-            branches=branches,
-            # Each branch returns the whole state data plus its own results; merge them.
-            result_selector={"merged.$": merged},
-            result_path="$",
-            output_path="$.merged",
-            comment=f"Runs {', '.join(starts)} side by side, as Airflow does",
+    def _run_failed_states(self) -> list[asl.State]:
+        """The run failed: a Fail naming the first failed task (in dependency order) and its error."""
+        candidates = [tid for tid in self.graph.order if FAILED in self.plans[tid].possible]
+        fallback = asl.Fail(
+            self._unique_name(state_name("Run failed: upstream")),
+            error="UpstreamTaskFailed",
+            cause="a task the run depends on failed",
         )
-        out.append(parallel)
-        if pending:
-            self._link(pending, parallel.name)
-        return name, [Port(parallel)]
-
-    def _check_closed(self, fork: str | None, start: str, join: str | None, region: set[str]) -> None:
-        """Tasks between ``start`` and ``join`` may only depend on ``fork`` or each other."""
-        inside: set[str] = set()
-        stack = [start]
-        while stack:
-            tid = stack.pop()
-            if tid in inside or tid == join:
-                continue
-            inside.add(tid)
-            stack.extend(self._succ(tid, region))
-        for tid in inside:
-            for up in self._pred(tid, region):
-                if up not in inside and up != fork:
-                    raise _NotSeriesParallel()
-
-    def _linear(self, order: list[str], out: list[asl.State]) -> tuple[str, list[Port]]:
-        pending: list[Port] = []
-        entry = None
-        for tid in order:
-            fragment = self.fragments[tid]
-            if fragment.branches:
-                self.problems.append(
-                    Problem(
-                        tid,
-                        "a branch in a graph that is not series-parallel cannot be exported",
-                        "make each branch a closed sub-graph that joins at one task",
-                    )
-                )
-                return "", []
-            out.extend(fragment.states)
-            self._link(pending, fragment.entry)
-            entry = entry or fragment.entry
-            pending = list(fragment.exits)
-        return entry or "", pending
+        fails = []
+        rules = []
+        for tid in candidates:
+            fail = asl.Fail(
+                self._unique_name(state_name(tid, "run failed")),
+                error_path=f"{outcome_path(tid)}.Error",
+                cause_path=f"{outcome_path(tid)}.Cause",
+            )
+            fails.append(fail)
+            rules.append(asl.ChoiceRule(variable=f"{outcome_path(tid)}.Error", operator="IsPresent", value=True))
+            rules[-1].next = fail.name
+        if not rules:
+            fallback.name = RUN_FAILED
+            return [fallback]
+        choice = asl.Choice(
+            RUN_FAILED, choices=rules, default=fallback.name, comment="Name the first task that failed, and its error"
+        )
+        return [choice, *fails, fallback]
 
     def _link(self, ports: list[Port], name: str) -> None:
         for port in ports:
             port.link(name)
 
-    def _finish(self, exits: list[Port], states: list[asl.State]) -> None:
+    def _finish(self, exits: list[Port], states: list[asl.State], top_level: bool = False) -> None:
         """Open exits end the workflow (or branch): a chaining state gets End, a choice rule a Succeed state."""
         needs_succeed = [p for p in exits if not isinstance(p.target, asl.State) or not p.target.chains]
         for port in exits:
             if port not in needs_succeed:
                 port.link(None)
         if needs_succeed:
-            done = asl.Succeed(self._unique_name("Done"))
+            done = asl.Succeed(DONE if top_level else self._unique_name(DONE))
             states.append(done)
             for port in needs_succeed:
                 port.link(done.name)
@@ -512,137 +692,28 @@ class Compiler:
         name, n = base, 1
         while name in self._names:
             n += 1
-            name = f"{base} {n}"
+            name = state_name(f"{base} {n}")
         self._names.add(name)
         return name
 
-    # -- failure handlers (trigger_rule one_failed / all_failed) --------------
-    def _attach_failure_handler(self, handler: str, handler_region: set[str], machine: asl.StateMachine) -> None:
-        task = self.tasks[handler]
-        watched = sorted(task.upstream_task_ids)
-        for up in watched:
-            if up in handler_region:
-                self.problems.append(
-                    Problem(
-                        handler,
-                        f"failure handler downstream of another handler ({up!r})",
-                        "attach handlers to main-flow tasks only",
-                    )
-                )
-                return
-        # one_failed fires when a watched task fails *or* is upstream_failed: so a failure of any
-        # watched task or of anything it depends on.
-        covered = set(watched)
-        for up in watched:
-            covered |= set(self.tasks[up].get_flat_relative_ids(upstream=True))
-        covered -= handler_region
-        region = self._downstream_closure({handler})
-        order = [t for t in self._topological_order() if t in region]
-        sub: list[asl.State] = []
-        entry, exits = self._linear(order, sub)
-        fail = asl.Fail(
-            self._unique_name(f"{handler}: run failed"), error="UpstreamTaskFailed", cause_path="$.error.Cause"
-        )
-        self._link(exits, fail.name)
-        sub.append(fail)
-        for state in list(machine.states):
-            if not isinstance(state, (asl.Task, asl.Parallel)):
-                continue
-            owners = {self._owner[s.name] for s in _all_states([state]) if s.name in self._owner}
-            if not owners or not owners & covered:
-                continue
-            if not owners <= covered:
-                self.problems.append(
-                    Problem(
-                        handler,
-                        "watches tasks that run in parallel with tasks it does not depend on "
-                        f"({sorted(owners - covered)})",
-                        "watch the task after the fan-in instead",
-                    )
-                )
-                return
-            state.catch.append(asl.Catch(["States.ALL"], entry, result_path="$.error"))
-        machine.add(*sub)
 
-    # -- reporting -----------------------------------------------------------
-    def _dag_level_warnings(self) -> None:
-        if getattr(self.dag, "max_active_runs", None) == 1:
-            self.warnings.append(
-                "max_active_runs=1 has no Step Functions setting: overlapping executions are possible; "
-                "keep the schedule interval longer than a run"
-            )
-
-    @staticmethod
-    def _integrations(machine: asl.StateMachine) -> list[str]:
-        found: set[str] = set()
-
-        def walk(states: list[asl.State]) -> None:
-            for s in states:
-                if isinstance(s, asl.Task):
-                    found.add(s.resource)
-                if isinstance(s, asl.Parallel):
-                    for b in s.branches:
-                        walk(b.states)
-
-        walk(machine.states)
-        return sorted(found)
-
-
-_END = "\0end"
-
-
-class _NotSeriesParallel(Exception):
-    pass
-
-
-class _Structure(Exception):
-    def __init__(self, task_id: str, reason: str, fix: str = ""):
-        super().__init__(reason)
-        self.task_id, self.reason, self.fix = task_id, reason, fix
-
-
-def _parallel_name(starts: list[str]) -> str:
-    from exporters.converters import state_name
-
-    return state_name("Parallel: " + ", ".join(starts))
-
-
-def _all_states(states: list[asl.State]):
-    for state in states:
-        yield state
-        for branch in getattr(state, "branches", []) or []:
-            yield from _all_states(branch.states)
+def _integrations(machine: asl.StateMachine) -> list[str]:
+    return sorted({s.resource for s in asl.walk(machine.states) if isinstance(s, asl.Task)})
 
 
 def _advice_for(task: Any) -> str:
     kind = type(task).__name__
-    if "Python" in kind or kind.startswith("_Python") or kind == "DecoratedOperator":
+    if "Python" in kind or kind == "DecoratedOperator":
         return (
             "arbitrary Python cannot run in Step Functions: move the logic into a Lambda function "
-            "and use LambdaInvokeOperator / LambdaInvokeFunctionOperator"
+            "and invoke it with a Lambda operator that has a converter"
         )
     if "Sensor" in kind:
-        return (
-            "register a converter for this sensor (exporters.converters.register) "
-            "or replace it with a Wait/poll pattern"
-        )
+        return "register a converter for this sensor (exporters.converters.register) or use a Wait/poll pattern"
     if "Bash" in kind:
         return "shell commands cannot run in Step Functions: use a Glue job, a Lambda function or an ECS task"
-    return "use one of the supported operators or register a converter with exporters.converters.register"
+    return "use an operator that has a converter, or register one with exporters.converters.register"
 
 
 def compile_dag(dag: Any) -> ExportResult:
-    import gc
-
-    compiler = Compiler(dag)
-    # Compiling allocates many small objects and frees none: the cyclic GC's repeated
-    # scans of a growing heap would make big exports superlinear for nothing.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return compiler.compile()
-    except _Structure as err:
-        raise ExportError(dag.dag_id, [*compiler.problems, Problem(err.task_id, err.reason, err.fix)]) from None
-    finally:
-        if enabled:
-            gc.enable()
+    return Compiler(dag).compile()

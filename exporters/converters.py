@@ -90,8 +90,22 @@ class Port:
 
 
 @dataclass
+class Failure:
+    """Where a task can fail: a Task/Parallel state (any error it raises), or choice ports to a fixed error.
+
+    The compiler decides what a failure does: caught and recorded as the task's
+    outcome (so other tasks go on), or left to end the execution.
+    """
+
+    state: asl.State | None = None
+    ports: list[Port] = field(default_factory=list)
+    error: str = ""
+    cause: str = ""
+
+
+@dataclass
 class Fragment:
-    """The states a task became. ``exits`` are linked to whatever follows the task."""
+    """The states a task became. ``exits`` are linked to whatever follows the task when it succeeds."""
 
     entry: str
     states: list[asl.State]
@@ -99,15 +113,19 @@ class Fragment:
     layout: ResultLayout | None = None
     # For branch operators: task id → the port to link to that task's entry.
     branches: dict[str, Port] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    always_fails: bool = False  # e.g. FailRunOperator: no states of its own, one failure
 
     @classmethod
     def single(cls, state: asl.State, layout: ResultLayout | None = None) -> Fragment:
         exits = [Port(state)] if state.chains else []
-        return cls(entry=state.name, states=[state], exits=exits, layout=layout)
+        failures = [Failure(state=state)] if isinstance(state, (asl.Task, asl.Parallel)) else []
+        return cls(entry=state.name, states=[state], exits=exits, layout=layout, failures=failures)
 
-    @property
-    def terminal(self) -> bool:
-        return not self.exits and not self.branches
+    @classmethod
+    def failing(cls, name: str, error: str, cause: str) -> Fragment:
+        """A task that always fails with ``error``/``cause`` (a Fail state, or a record when handled)."""
+        return cls(entry=name, states=[], exits=[], failures=[Failure(error=error, cause=cause)], always_fails=True)
 
 
 class ConvertContext:
@@ -344,20 +362,18 @@ def endpoint_deploy_fragment(
 ) -> Fragment:
     """UpdateEndpoint (CreateEndpoint when missing), then Wait → DescribeEndpoint → Choice until InService.
 
-    Like the Airflow operator: only a "not found" answer means "create"; other
-    DescribeEndpoint errors are retried as the task's retries say, then fail.
-    ``execution_timeout`` bounds the wait loop by counting polls.
+    Like the Airflow operator: only a "not found" answer means "create"; any other
+    error fails the attempt. One attempt is one branch of a single-branch Parallel,
+    so the task's retries re-run the whole attempt as Airflow re-runs the operator,
+    and ``execution_timeout`` bounds each attempt's wait by counting polls.
     """
     key = result_key(task.task_id)
     here = f"$.{key}"
-    retry = ctx.retries(task)
-    attempts_allowed = int(task.retries or 0)
-    retry_seconds = max(1, int(task.retry_delay.total_seconds())) if task.retry_delay else 60
     record = asl.Pass(
-        state_name(task.task_id),
-        parameters={**ctx.parameters(task, request), "Attempts": {"value": 0}, "Polls": {"value": 0}},
+        state_name(task.task_id, "request"),
+        parameters={**ctx.parameters(task, request), "Polls": {"value": 0}},
         result_path=here,
-        comment="The endpoint, the config it must serve, and counters for retries and polls",
+        comment="The endpoint, the config it must serve, and a poll counter",
     )
     names = {"EndpointName.$": f"{here}.EndpointName", "EndpointConfigName.$": f"{here}.EndpointConfigName"}
     update_state = asl.Task(
@@ -365,14 +381,12 @@ def endpoint_deploy_fragment(
         resource="arn:aws:states:::sagemaker:updateEndpoint",
         parameters=dict(names),
         result_path=None,
-        retry=retry,
     )
     create_state = asl.Task(
         state_name(task.task_id, "CreateEndpoint"),
         resource="arn:aws:states:::sagemaker:createEndpoint",
         parameters=dict(names),
         result_path=None,
-        retry=retry,
     )
     states: list[asl.State] = [record]
     if update and create_if_missing:
@@ -385,12 +399,6 @@ def endpoint_deploy_fragment(
             catch=[asl.Catch(["States.ALL"], missing.name, result_path=f"{here}.Error")],
             comment="Update the endpoint if it exists, create it otherwise (decided at run time)",
         )
-        count_attempt = asl.Pass(
-            state_name(task.task_id, "count attempt"),
-            parameters={"value.$": f"States.MathAdd({here}.Attempts.value, 1)"},
-            result_path=f"{here}.Attempts",
-        )
-        retry_wait = asl.Wait(state_name(task.task_id, "wait to retry"), seconds=retry_seconds)
         describe_failed = asl.Fail(
             state_name(task.task_id, "DescribeEndpoint failed"),
             error="EndpointDescribeFailed",
@@ -404,19 +412,11 @@ def endpoint_deploy_fragment(
                 value="*Could not find endpoint*",
                 next=create_state.name,
             ),
-            asl.ChoiceRule(
-                variable=f"{here}.Attempts.value",
-                operator="NumericLessThan",
-                value=attempts_allowed,
-                next=count_attempt.name,
-            ),
         ]
         missing.default = describe_failed.name
         record.next = probe.name
         probe.next = update_state.name
-        count_attempt.next = retry_wait.name
-        retry_wait.next = probe.name
-        states += [probe, update_state, missing, create_state, count_attempt, retry_wait, describe_failed]
+        states += [probe, update_state, missing, create_state, describe_failed]
         finishing = [update_state, create_state]
     elif update:
         record.next = update_state.name
@@ -427,87 +427,93 @@ def endpoint_deploy_fragment(
         states.append(create_state)
         finishing = [create_state]
 
-    if not wait:
-        return Fragment(
-            entry=record.name,
-            states=states,
-            exits=[Port(s) for s in finishing],
-            layout=ctx.layout(task, fields=frozenset({"EndpointName", "EndpointConfigName"})),
+    layout = ctx.layout(task, fields=frozenset({"EndpointName", "EndpointConfigName"}))
+    if wait:
+        wait_state = asl.Wait(state_name(task.task_id, "wait"), seconds=poll_seconds)
+        describe = asl.Task(
+            state_name(task.task_id, "DescribeEndpoint"),
+            resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
+            parameters={"EndpointName.$": f"{here}.EndpointName"},
+            result_selector={
+                "EndpointStatus.$": "$.EndpointStatus",
+                "EndpointConfigName.$": "$.EndpointConfigName",
+                "EndpointArn.$": "$.EndpointArn",
+            },
+            result_path=f"{here}.Endpoint",
         )
-
-    wait_state = asl.Wait(state_name(task.task_id, "wait"), seconds=poll_seconds)
-    describe = asl.Task(
-        state_name(task.task_id, "DescribeEndpoint"),
-        resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
-        parameters={"EndpointName.$": f"{here}.EndpointName"},
-        result_selector={
-            "EndpointStatus.$": "$.EndpointStatus",
-            "EndpointConfigName.$": "$.EndpointConfigName",
-            "EndpointArn.$": "$.EndpointArn",
-        },
-        result_path=f"{here}.Endpoint",
-        retry=retry,
-    )
-    failed = asl.Fail(
-        state_name(task.task_id, "failed"),
-        error="EndpointDeployFailed",
-        cause="The endpoint did not reach InService on the new config; the previous config keeps serving. "
-        "See FailureReason in DescribeEndpoint.",
-    )
-    status = f"{here}.Endpoint.EndpointStatus"
-    in_service = asl.ChoiceRule(
-        and_=[
-            asl.ChoiceRule(variable=status, operator="StringEquals", value="InService"),
-            asl.ChoiceRule(
-                variable=f"{here}.Endpoint.EndpointConfigName",
-                operator="StringEqualsPath",
-                value=f"{here}.EndpointConfigName",
-            ),
-        ]
-    )
-    count_poll = asl.Pass(
-        state_name(task.task_id, "count poll"),
-        parameters={"value.$": f"States.MathAdd({here}.Polls.value, 1)"},
-        result_path=f"{here}.Polls",
-        next=wait_state.name,
-    )
-    still_working = asl.ChoiceRule(
-        or_=[asl.ChoiceRule(variable=status, operator="StringEquals", value=s) for s in ENDPOINT_WAIT_STATES],
-        next=count_poll.name,
-    )
-    choices = [in_service]
-    extra: list[asl.State] = []
-    timeout = ctx.timeout(task)
-    if timeout is not None:
-        # execution_timeout bounds the whole wait, as it bounds the Airflow task.
-        max_polls = max(1, -(-timeout // poll_seconds))
-        timed_out = asl.Fail(
-            state_name(task.task_id, "timed out"),
-            error="EndpointDeployTimeout",
-            cause=f"The endpoint was not InService on the new config within {timeout} s (execution_timeout)",
+        failed = asl.Fail(
+            state_name(task.task_id, "failed"),
+            error="EndpointDeployFailed",
+            cause="The endpoint did not reach InService on the new config; the previous config keeps serving. "
+            "See FailureReason in DescribeEndpoint.",
         )
-        choices.append(
-            asl.ChoiceRule(
-                variable=f"{here}.Polls.value",
-                operator="NumericGreaterThanEquals",
-                value=max_polls,
-                next=timed_out.name,
+        status = f"{here}.Endpoint.EndpointStatus"
+        in_service = asl.ChoiceRule(
+            and_=[
+                asl.ChoiceRule(variable=status, operator="StringEquals", value="InService"),
+                asl.ChoiceRule(
+                    variable=f"{here}.Endpoint.EndpointConfigName",
+                    operator="StringEqualsPath",
+                    value=f"{here}.EndpointConfigName",
+                ),
+            ]
+        )
+        count_poll = asl.Pass(
+            state_name(task.task_id, "count poll"),
+            parameters={"value.$": f"States.MathAdd({here}.Polls.value, 1)"},
+            result_path=f"{here}.Polls",
+            next=wait_state.name,
+        )
+        still_working = asl.ChoiceRule(
+            or_=[asl.ChoiceRule(variable=status, operator="StringEquals", value=s) for s in ENDPOINT_WAIT_STATES],
+            next=count_poll.name,
+        )
+        choices = [in_service]
+        extra: list[asl.State] = []
+        timeout = ctx.timeout(task)
+        if timeout is not None:
+            # execution_timeout bounds each attempt's wait, as it bounds each Airflow try.
+            max_polls = max(1, -(-timeout // poll_seconds))
+            timed_out = asl.Fail(
+                state_name(task.task_id, "timed out"),
+                error="EndpointDeployTimeout",
+                cause=f"The endpoint was not InService on the new config within {timeout} s (execution_timeout)",
             )
+            choices.append(
+                asl.ChoiceRule(
+                    variable=f"{here}.Polls.value",
+                    operator="NumericGreaterThanEquals",
+                    value=max_polls,
+                    next=timed_out.name,
+                )
+            )
+            extra.append(timed_out)
+        choices.append(still_working)
+        check = asl.Choice(state_name(task.task_id, "InService?"), choices=choices, default=failed.name)
+        for s in finishing:
+            s.next = wait_state.name
+        wait_state.next = describe.name
+        describe.next = check.name
+        states += [wait_state, describe, check, count_poll, failed, *extra]
+        layout.paths.update(
+            {"EndpointStatus": ("Endpoint", "EndpointStatus"), "EndpointArn": ("Endpoint", "EndpointArn")}
         )
-        extra.append(timed_out)
-    choices.append(still_working)
-    check = asl.Choice(state_name(task.task_id, "InService?"), choices=choices, default=failed.name)
-    for s in finishing:
-        s.next = wait_state.name
-    wait_state.next = describe.name
-    describe.next = check.name
-    states += [wait_state, describe, check, count_poll, failed, *extra]
-    layout = ctx.layout(
-        task,
-        fields=frozenset({"EndpointName", "EndpointConfigName"}),
-        paths={"EndpointStatus": ("Endpoint", "EndpointStatus"), "EndpointArn": ("Endpoint", "EndpointArn")},
+        done = asl.Succeed(state_name(task.task_id, "deployed"))
+        in_service.next = done.name
+        states.append(done)
+    else:
+        for s in finishing:
+            s.next = None
+    attempt = asl.Parallel(
+        state_name(task.task_id),
+        branches=[asl.StateMachine(states=states, start_at=record.name)],
+        result_selector={"merged.$": "$[0]"},
+        result_path="$",
+        output_path="$.merged",
+        retry=ctx.retries(task),
+        comment="One attempt of the task: its retries re-run the whole deploy, as Airflow retries the operator",
     )
-    return Fragment(entry=record.name, states=states, exits=[Port(in_service)], layout=layout)
+    return Fragment.single(attempt, layout)
 
 
 @register(SageMakerDeployEndpointOperator)
@@ -533,38 +539,50 @@ def convert_metric_choice(task: MetricChoiceOperator, ctx: ConvertContext) -> Fr
         raise Unsupported("the rule's metrics must come from an upstream result")
     key = result_key(task.task_id)
     name_literal = rule.metric.replace("\\", "\\\\").replace("'", "\\'")
-    # Find the metric by name (never by list position), like the Airflow rule does.
+    # Find the metric by name (never by list position), like the Airflow rule does. The matches go through an
+    # intrinsic so that none is an empty list (a bare path matching nothing is a runtime error), and a missing
+    # metric becomes a choice. ArrayUnique keeps the first match first.
     read = asl.Pass(
         state_name(task.task_id, f"read {rule.metric}"),
-        parameters={
-            "metric": rule.metric,
-            "value.$": f"States.ArrayGetItem({metrics.expr}[?(@.MetricName == '{name_literal}')].Value, 0)",
-        },
+        parameters={"metric": rule.metric, "values.$": f"States.ArrayUnique({metrics.expr}[?(@.MetricName == '{name_literal}')].Value)"},
         result_path=f"$.{key}",
     )
+    value = f"$.{key}.values[0]"
     threshold = ctx.expr(rule.threshold)
     operator = CHOICE_OPERATORS[rule.comparison]
+    # The Airflow operator fails (AirflowFailException: no retry) when the metric is missing or not a number.
+    not_evaluable = [
+        asl.ChoiceRule(not_=asl.ChoiceRule(variable=value, operator="IsPresent", value=True)),
+        asl.ChoiceRule(not_=asl.ChoiceRule(variable=value, operator="IsNumeric", value=True)),
+    ]
     if isinstance(threshold, Dynamic):
         if not threshold.expr.startswith("$"):
             raise Unsupported("the threshold must be a number or a ParamRef/ResultRef")
-        condition = asl.ChoiceRule(variable=f"$.{key}.value", operator=operator + "Path", value=threshold.expr)
+        not_evaluable.append(asl.ChoiceRule(not_=asl.ChoiceRule(variable=threshold.expr, operator="IsNumeric", value=True)))
+        condition = asl.ChoiceRule(variable=value, operator=operator + "Path", value=threshold.expr)
     else:
-        condition = asl.ChoiceRule(variable=f"$.{key}.value", operator=operator, value=threshold)
-    choice = asl.Choice(state_name(task.task_id), choices=[condition], comment=f"{rule}")
+        condition = asl.ChoiceRule(variable=value, operator=operator, value=threshold)
+    choice = asl.Choice(state_name(task.task_id), choices=[*not_evaluable, condition], comment=f"{rule}")
     read.next = choice.name
     return Fragment(
         entry=read.name,
         states=[read, choice],
         exits=[],
-        layout=ctx.layout(task, fields=frozenset({"metric", "value"})),
+        layout=ctx.layout(task, fields=frozenset({"metric", "values"})),
         branches={rule.if_true: Port(condition), rule.if_false: Port(choice, "default")},
+        failures=[
+            Failure(
+                ports=[Port(r) for r in not_evaluable],
+                error="MetricRuleNotEvaluable",
+                cause=f"cannot evaluate rule '{rule}': the metric is missing, or it or the threshold is not a number",
+            )
+        ],
     )
 
 
 @register(FailRunOperator)
 def convert_fail(task: FailRunOperator, ctx: ConvertContext) -> Fragment:
-    state = asl.Fail(state_name(task.task_id), error=task.error, cause=task.cause)
-    return Fragment.single(state)
+    return Fragment.failing(state_name(task.task_id), task.error, task.cause)
 
 
 # ---------------------------------------------------------------------------

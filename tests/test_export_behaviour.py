@@ -170,7 +170,9 @@ class World:
             r["JobRunState"] for r in self.glue.get_job_runs(JobName=self.defaults["glue_job_name"])["JobRuns"]
         )
 
-    def run(self, execution_input: dict[str, Any] | None = None, name: str | None = None, until=None) -> Outcome:
+    def run(
+        self, execution_input: dict[str, Any] | None = None, name: str | None = None, until=None, deadline=DEADLINE
+    ) -> Outcome:
         """Start an execution and wait for its end (or until ``until(doubles)`` holds: then stop it)."""
         name = name or f"retrain-{next(self._runs):03d}"
         arn = self.sfn.start_execution(
@@ -178,7 +180,7 @@ class World:
             name=name,
             input=json.dumps(execution_input if execution_input is not None else {}),
         )["executionArn"]
-        deadline = time.monotonic() + DEADLINE
+        give_up = time.monotonic() + deadline
         while True:
             described = self.sfn.describe_execution(executionArn=arn)
             if described["status"] != "RUNNING":
@@ -186,9 +188,9 @@ class World:
             if until is not None and until(self.doubles):
                 described = self._stop(arn, "TestStopped", "the test's condition was met first")
                 break
-            if time.monotonic() > deadline:
-                self._stop(arn, "TestTimeout", f"still running after {DEADLINE}s")
-                pytest.fail(f"execution still running after {DEADLINE}s; calls so far: {self.doubles.actions()}")
+            if time.monotonic() > give_up:
+                self._stop(arn, "TestTimeout", f"still running after {deadline}s")
+                pytest.fail(f"execution still running after {deadline}s; calls so far: {self.doubles.actions()}")
             time.sleep(0.05)  # the interpreter shares the GIL with this loop: poll gently
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         return Outcome(
@@ -317,7 +319,7 @@ def test_good_model_is_deployed_to_a_new_endpoint_with_the_param_defaults(world,
     ]
 
     read = outcome.exited_output("accuracy_check: read validation:error")
-    assert read["accuracy_check"] == {"metric": "validation:error", "value": 0.05}
+    assert read["accuracy_check"] == {"metric": "validation:error", "values": [0.05]}
     assert read["params"]["threshold"] == defaults["threshold"]
     assert "model_accuracy_too_low" not in outcome.entered()
 
@@ -350,7 +352,7 @@ def test_good_model_is_deployed_to_a_new_endpoint_with_the_param_defaults(world,
     create = only(d.calls_to("sagemaker:createEndpoint"))
     assert create.parameters == {"EndpointName": defaults["endpoint_name"], "EndpointConfigName": model_name}
     assert d.calls_to("sagemaker:updateEndpoint") == []
-    assert d.waits == [("update_endpoint: wait", exported["States"]["update_endpoint: wait"]["Seconds"])]
+    assert d.waits == [("update_endpoint: wait", exported["States"]["update_endpoint"]["Branches"][0]["States"]["update_endpoint: wait"]["Seconds"])]
 
     endpoint = world.sagemaker.describe_endpoint(EndpointName=defaults["endpoint_name"])
     assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", model_name)
@@ -359,7 +361,7 @@ def test_good_model_is_deployed_to_a_new_endpoint_with_the_param_defaults(world,
         "EndpointConfigName": model_name,
         "EndpointArn": endpoint["EndpointArn"],
     }
-    assert outcome.entered()[-1] == "Done"
+    assert outcome.entered()[-1] == "update_endpoint: deployed"
 
 
 def test_good_model_updates_the_existing_endpoint(world, defaults):
@@ -567,7 +569,7 @@ def test_the_metric_is_found_by_name(world, reported, deployed):
 
     payload = only(world.doubles.calls_to("lambda:invoke")).output["Payload"]
     assert [m["MetricName"] for m in payload["trainingMetrics"]] == list(reported)  # the order the job reported
-    value = outcome.exited_output("accuracy_check: read validation:error")["accuracy_check"]["value"]
+    value = outcome.exited_output("accuracy_check: read validation:error")["accuracy_check"]["values"][0]
     assert value == reported["validation:error"]
     assert outcome.status == ("SUCCEEDED" if deployed else "FAILED")
     assert bool(world.doubles.calls_to("sagemaker:createModel")) is deployed
@@ -578,8 +580,10 @@ def test_a_missing_metric_fails_the_run_and_deploys_nothing(world):
 
     outcome = world.run({})
 
-    assert outcome.status == "FAILED"
-    assert outcome.entered()[-1] == "accuracy_check: read validation:error"
+    # Airflow fails the branch task (AirflowFailException); here a Fail state, never an uncatchable runtime error.
+    assert (outcome.status, outcome.error) == ("FAILED", "MetricRuleNotEvaluable")
+    assert outcome.entered()[-1] == "accuracy_check: failed: MetricRuleNotEvaluable"
+    assert not any(e["type"] == "ExecutionFailed" and "States.Runtime" in json.dumps(e) for e in outcome.events)
     assert not DEPLOY_ACTIONS & set(world.doubles.actions())
 
 
@@ -629,12 +633,18 @@ def test_a_transient_describe_endpoint_error_does_not_recreate_an_existing_endpo
     assert only(world.doubles.calls_to("sagemaker:updateEndpoint")).error is None
 
 
-def test_the_deploy_stage_gives_up_after_its_execution_timeout(world, dag):
-    timeout = dag.get_task("update_endpoint").execution_timeout.total_seconds()
+def test_the_deploy_stage_gives_up_after_its_execution_timeout_on_every_attempt(world, dag):
+    task = dag.get_task("update_endpoint")
+    timeout = task.execution_timeout.total_seconds()
     world.doubles.endpoint_status = "Creating"  # SageMaker never finishes creating it
 
-    # Virtual time: the Wait states' seconds. Stop the run once it has polled well past the timeout.
-    outcome = world.run({}, until=lambda d: d.virtual_wait_seconds() > timeout + 120)
+    outcome = world.run({}, deadline=120)  # 3 attempts of 120 polls each
 
-    assert outcome.status == "FAILED", f"{outcome.status} after {world.doubles.virtual_wait_seconds():.0f} s of polling"
-    assert world.doubles.virtual_wait_seconds() <= timeout + 60
+    # Like Airflow: each try is bounded by execution_timeout, a timed-out try is retried, then the run fails.
+    assert (outcome.status, outcome.error) == ("FAILED", "EndpointDeployTimeout")
+    probes = world.doubles.calls_to("aws-sdk:sagemaker:describeEndpoint")
+    attempts = [c for c in probes if c.state == "update_endpoint: endpoint exists?"]
+    assert len(attempts) == task.retries + 1
+    polls = [w for w in world.doubles.waits if w[0] == "update_endpoint: wait"]
+    assert len(polls) * task.poll_interval <= (task.retries + 1) * (timeout + task.poll_interval)
+    assert len(polls) * task.poll_interval >= (task.retries + 1) * timeout
