@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv system-deps browser-deps browser-system-deps run test lint golden export bench bench-ui lock clean
+.PHONY: venv system-deps browser-deps browser-system-deps asl-validator run test lint golden export bench bench-ui lock clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,7 @@ $(STAMP): requirements.txt constraints.txt
 run: venv
 	$(PY) -m localaws.run $(if $(ONCE),--once,) $(if $(SFN),--state-machine,)
 
-test: venv system-deps browser-deps lint
+test: venv system-deps browser-deps asl-validator lint
 	$(PY) -m pytest tests -q
 
 # ruff's lint and format check (configuration in pyproject.toml).
@@ -80,3 +80,13 @@ lock: venv
 
 clean:
 	rm -rf .local build tests/output
+
+# AWS's own ASL validator (amazon-states-language-service, pinned by tests/asl_validator/package-lock.json)
+# for tests/asl_check.py; Node.js and npm come with browser-system-deps.
+ASL_VALIDATOR_STAMP := tests/asl_validator/node_modules/.installed
+
+asl-validator: $(ASL_VALIDATOR_STAMP)
+
+$(ASL_VALIDATOR_STAMP): tests/asl_validator/package.json tests/asl_validator/package-lock.json | browser-system-deps
+	cd tests/asl_validator && npm ci --no-audit --no-fund --loglevel=error
+	touch $@

@@ -6,16 +6,25 @@ minimal CloudFormation template (one ``AWS::StepFunctions::StateMachine`` with a
 error or warning (informational matches are dropped), each starting with the rule
 id (``E3601: ...``, ``W...: ...``) so tests can decide what to tolerate.
 
+``aws_asl_problems(definitions)`` runs AWS's own ASL validator, the npm package
+``amazon-states-language-service`` the AWS Toolkit for VS Code uses (pinned by
+``tests/asl_validator/package-lock.json``, installed by ``make asl-validator``), over
+several definitions in one Node process.
+
 ``assert_valid(definition)`` is what the export tests use: our own validator
-(``exporters.validate``) and cfn-lint must both find nothing.
+(``exporters.validate``), cfn-lint and AWS's ASL validator must all find nothing.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+ASL_VALIDATOR = Path(__file__).resolve().parent / "asl_validator"
 ROLE_ARN = "arn:aws:iam::123456789012:role/StepFunctionsExecutionRole"
 REGION = "us-east-1"
 
@@ -66,11 +75,35 @@ def cfn_lint_state_machine(definition: dict[str, Any]) -> list[str]:
     return out
 
 
+def aws_asl_problems(definitions: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """AWS's ASL validator on each named definition: name -> problems (errors and warnings; empty: valid)."""
+    node = shutil.which("node")
+    if node is None or not (ASL_VALIDATOR / "node_modules" / "amazon-states-language-service").is_dir():
+        raise RuntimeError("AWS's ASL validator is not installed: run `make asl-validator` (Node.js and npm needed)")
+    request = [{"name": name, "definition": json.dumps(d, indent=2)} for name, d in definitions.items()]
+    done = subprocess.run(
+        [node, str(ASL_VALIDATOR / "validate.js")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the ASL validator failed: {done.stderr.strip()}")
+    return {
+        r["name"]: [f"line {p['line']}: {p['message']}" for p in r["problems"] if p["severity"] in (1, 2)]
+        for r in json.loads(done.stdout)
+    }
+
+
 def assert_valid(definition: dict[str, Any]) -> None:
-    """Both validators accept ``definition``: ours (exporters.validate) and cfn-lint (errors and warnings)."""
+    """Every validator accepts ``definition``: ours, cfn-lint (errors and warnings) and AWS's ASL validator."""
     from exporters.validate import validate_definition
 
     ours = validate_definition(definition)
     assert ours == [], "exporters.validate found problems:\n" + "\n".join(ours)
     lint_problems = cfn_lint_state_machine(definition)
     assert lint_problems == [], "cfn-lint found problems:\n" + "\n".join(lint_problems)
+    aws = aws_asl_problems({"definition": definition})["definition"]
+    assert aws == [], "AWS's ASL validator found problems:\n" + "\n".join(aws)
