@@ -8,8 +8,8 @@ like the console), so re-exporting an unchanged DAG is byte-identical.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_STATE_NAME = 80  # https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html

@@ -37,7 +37,7 @@ from exporters.errors import ExportError, Problem
 from exporters.quotas import check_quotas
 from exporters.structure import Branch, Par, Seq, Step, StructureProblem, TaskGraph, tasks_in
 from exporters.translate import ResultLayout, Translator, path_keys
-from exporters.trigger_rules import FAILED, FAILING, RUN, SKIPPED, SUCCESS, UPSTREAM_FAILED
+from exporters.trigger_rules import FAILED, FAILING, RUN, SKIPPED, SUCCESS
 
 RESERVED_KEYS = {"params", "param_defaults", "error", "merged"}
 OUTCOME_PREFIX = "ti_"
@@ -124,14 +124,14 @@ class Compiler:
         self.layouts: dict[str, ResultLayout] = {}
         self.graph = TaskGraph(dag)
         self.translator = Translator(param_defaults(dag), self.layouts, is_upstream=self.graph.is_upstream)
-        self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE, RUN_STATE, RUN_FAILED, DONE}
+        self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE}
         self.ctx = ConvertContext(dag, self.translator, self.warnings)
         self.plans: dict[str, TaskPlan] = {}
         self.inspected: set[str] = set()  # tasks whose outcome some state reads
         self.skip_marks: dict[tuple[str, str], dict[str, str]] = {}  # (branch, taken target) -> {task: outcome}
         self._chain_memo: dict[tuple[str, str], bool] = {}
         self._entries: dict[str, str] = {}
-        self._run_failed_used = False
+        self._run_failed_name: str | None = None
 
     # -- entry point --------------------------------------------------------
     def compile(self) -> ExportResult:
@@ -161,24 +161,27 @@ class Compiler:
             machine.timeout_seconds = max(1, int(dag.dagrun_timeout.total_seconds()))
         machine.add(*self._param_states())
         body: list[asl.State] = []
+        top_done = self._unique_name(DONE)  # the run's own end keeps the plain name when no task has it
         entry, exits = self._emit(tree, body)
         machine.states[-1].next = entry
         machine.add(*body)
         if failing_leaves:
+            done = asl.Succeed(top_done)
             check = asl.Choice(
-                RUN_STATE,
-                choices=[asl.ChoiceRule(or_=[self._is_in(leaf, FAILING) for leaf in failing_leaves], next=RUN_FAILED)]
-                if len(failing_leaves) > 1
-                else [self._with_next(self._is_in(failing_leaves[0], FAILING), RUN_FAILED)],
-                default=DONE,
+                self._unique_name(RUN_STATE),
+                choices=[
+                    self._with_next(
+                        self._any_of([self._is_in(leaf, FAILING) for leaf in failing_leaves]), self.run_failed
+                    )
+                ],
+                default=done.name,
                 comment="Airflow: the run failed if a leaf task failed or is upstream_failed",
             )
             self._link(exits, check.name)
-            machine.add(check, asl.Succeed(DONE))
-            self._run_failed_used = True
+            machine.add(check, done)
         else:
-            self._finish(exits, machine.states, top_level=True)
-        if self._run_failed_used:
+            self._finish(exits, machine.states, top_done)
+        if self._run_failed_name is not None:
             machine.add(*self._run_failed_states())
         if getattr(dag, "max_active_runs", None) == 1:
             self.warnings.append(
@@ -404,7 +407,7 @@ class Compiler:
         return self._is_in(tid, outcomes & self.plans[tid].possible or outcomes)
 
     def _is_in(self, tid: str, outcomes: frozenset[str]) -> asl.ChoiceRule:
-        """"``tid`` ended in one of ``outcomes``", using only what can happen to it."""
+        """ "``tid`` ended in one of ``outcomes``", using only what can happen to it."""
         possible = self.plans[tid].possible
         wanted = outcomes & possible
         unwanted = possible - outcomes
@@ -446,6 +449,13 @@ class Compiler:
     def _with_next(rule: asl.ChoiceRule, next_name: str) -> asl.ChoiceRule:
         rule.next = next_name
         return rule
+
+    @property
+    def run_failed(self) -> str:
+        """The name of the state that ends a failed run (reserved on first use: a task may be called "Run failed")."""
+        if self._run_failed_name is None:
+            self._run_failed_name = self._unique_name(RUN_FAILED)
+        return self._run_failed_name
 
     # -- emission -------------------------------------------------------------
     def _emit(self, node: Any, out: list[asl.State]) -> tuple[str | None, list[Port]]:
@@ -538,8 +548,7 @@ class Compiler:
         """Where a gate decision not to run leads: the run's end (if it can only fail), a mark, or straight on."""
         plan = self.plans[tid]
         if decision in plan.aborts:
-            self._run_failed_used = True
-            return RUN_FAILED, []
+            return self.run_failed, []
         if tid in self.inspected:
             return self._mark_state(tid, decision, out)
         if port is None:
@@ -664,10 +673,13 @@ class Compiler:
             rules.append(asl.ChoiceRule(variable=f"{outcome_path(tid)}.Error", operator="IsPresent", value=True))
             rules[-1].next = fail.name
         if not rules:
-            fallback.name = RUN_FAILED
+            fallback.name = self.run_failed
             return [fallback]
         choice = asl.Choice(
-            RUN_FAILED, choices=rules, default=fallback.name, comment="Name the first task that failed, and its error"
+            self.run_failed,
+            choices=rules,
+            default=fallback.name,
+            comment="Name the first task that failed, and its error",
         )
         return [choice, *fails, fallback]
 
@@ -675,14 +687,14 @@ class Compiler:
         for port in ports:
             port.link(name)
 
-    def _finish(self, exits: list[Port], states: list[asl.State], top_level: bool = False) -> None:
+    def _finish(self, exits: list[Port], states: list[asl.State], done_name: str | None = None) -> None:
         """Open exits end the workflow (or branch): a chaining state gets End, a choice rule a Succeed state."""
         needs_succeed = [p for p in exits if not isinstance(p.target, asl.State) or not p.target.chains]
         for port in exits:
             if port not in needs_succeed:
                 port.link(None)
         if needs_succeed:
-            done = asl.Succeed(DONE if top_level else self._unique_name(DONE))
+            done = asl.Succeed(done_name or self._unique_name(DONE))
             states.append(done)
             for port in needs_succeed:
                 port.link(done.name)
@@ -706,7 +718,7 @@ def _advice_for(task: Any) -> str:
     if "Python" in kind or kind == "DecoratedOperator":
         return (
             "arbitrary Python cannot run in Step Functions: move the logic into a Lambda function "
-            "and invoke it with a Lambda operator that has a converter"
+            "and invoke it with a Lambda operator that has a converter (e.g. LambdaInvokeFunctionOperator)"
         )
     if "Sensor" in kind:
         return "register a converter for this sensor (exporters.converters.register) or use a Wait/poll pattern"

@@ -539,40 +539,44 @@ def convert_metric_choice(task: MetricChoiceOperator, ctx: ConvertContext) -> Fr
         raise Unsupported("the rule's metrics must come from an upstream result")
     key = result_key(task.task_id)
     name_literal = rule.metric.replace("\\", "\\\\").replace("'", "\\'")
-    # Find the metric by name (never by list position), like the Airflow rule does. The matches go through an
-    # intrinsic so that none is an empty list (a bare path matching nothing is a runtime error), and a missing
-    # metric becomes a choice. ArrayUnique keeps the first match first.
+    # Find the metric by name (never by list position), like the Airflow rule does. A path matching nothing is a
+    # runtime error where a value is read, so a Choice asks first (IsPresent is defined for any path): a missing
+    # metric fails the task as the Airflow rule does, never the whole execution.
+    matches = f"{metrics.expr}[?(@.MetricName == '{name_literal}')].Value"
     read = asl.Pass(
         state_name(task.task_id, f"read {rule.metric}"),
-        parameters={"metric": rule.metric, "values.$": f"States.ArrayUnique({metrics.expr}[?(@.MetricName == '{name_literal}')].Value)"},
+        parameters={"metric": rule.metric, "values.$": matches},
         result_path=f"$.{key}",
+    )
+    missing = asl.ChoiceRule(not_=asl.ChoiceRule(variable=matches, operator="IsPresent", value=True))
+    find = asl.Choice(
+        state_name(task.task_id, f"find {rule.metric}"), choices=[missing], default=read.name, comment=f"{rule}"
     )
     value = f"$.{key}.values[0]"
     threshold = ctx.expr(rule.threshold)
     operator = CHOICE_OPERATORS[rule.comparison]
     # The Airflow operator fails (AirflowFailException: no retry) when the metric is missing or not a number.
-    not_evaluable = [
-        asl.ChoiceRule(not_=asl.ChoiceRule(variable=value, operator="IsPresent", value=True)),
-        asl.ChoiceRule(not_=asl.ChoiceRule(variable=value, operator="IsNumeric", value=True)),
-    ]
+    not_evaluable = [asl.ChoiceRule(not_=asl.ChoiceRule(variable=value, operator="IsNumeric", value=True))]
     if isinstance(threshold, Dynamic):
         if not threshold.expr.startswith("$"):
             raise Unsupported("the threshold must be a number or a ParamRef/ResultRef")
-        not_evaluable.append(asl.ChoiceRule(not_=asl.ChoiceRule(variable=threshold.expr, operator="IsNumeric", value=True)))
+        not_evaluable.append(
+            asl.ChoiceRule(not_=asl.ChoiceRule(variable=threshold.expr, operator="IsNumeric", value=True))
+        )
         condition = asl.ChoiceRule(variable=value, operator=operator + "Path", value=threshold.expr)
     else:
         condition = asl.ChoiceRule(variable=value, operator=operator, value=threshold)
     choice = asl.Choice(state_name(task.task_id), choices=[*not_evaluable, condition], comment=f"{rule}")
     read.next = choice.name
     return Fragment(
-        entry=read.name,
-        states=[read, choice],
+        entry=find.name,
+        states=[find, read, choice],
         exits=[],
         layout=ctx.layout(task, fields=frozenset({"metric", "values"})),
         branches={rule.if_true: Port(condition), rule.if_false: Port(choice, "default")},
         failures=[
             Failure(
-                ports=[Port(r) for r in not_evaluable],
+                ports=[Port(r) for r in (missing, *not_evaluable)],
                 error="MetricRuleNotEvaluable",
                 cause=f"cannot evaluate rule '{rule}': the metric is missing, or it or the threshold is not a number",
             )

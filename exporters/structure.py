@@ -112,7 +112,7 @@ class TaskGraph:
             return self.waves()
 
     def waves(self) -> Seq:
-        for tid, targets in self.branch_targets.items():
+        for tid in self.branch_targets:
             raise StructureProblem(
                 tid,
                 "a branch in a graph that is not series-parallel cannot be exported",

@@ -352,7 +352,12 @@ def test_good_model_is_deployed_to_a_new_endpoint_with_the_param_defaults(world,
     create = only(d.calls_to("sagemaker:createEndpoint"))
     assert create.parameters == {"EndpointName": defaults["endpoint_name"], "EndpointConfigName": model_name}
     assert d.calls_to("sagemaker:updateEndpoint") == []
-    assert d.waits == [("update_endpoint: wait", exported["States"]["update_endpoint"]["Branches"][0]["States"]["update_endpoint: wait"]["Seconds"])]
+    assert d.waits == [
+        (
+            "update_endpoint: wait",
+            exported["States"]["update_endpoint"]["Branches"][0]["States"]["update_endpoint: wait"]["Seconds"],
+        )
+    ]
 
     endpoint = world.sagemaker.describe_endpoint(EndpointName=defaults["endpoint_name"])
     assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", model_name)

@@ -80,6 +80,11 @@ def all_states(machine: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def flat(machine: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state by name, Parallel branches included (names are unique across the machine)."""
+    return dict(all_states(machine))
+
+
 def expected_retry(task: Any) -> list[dict[str, Any]]:
     """Retry as the task's Airflow settings say (Airflow 3: True deserialises to multiplier 2.0)."""
     if not task.retries:
@@ -120,31 +125,38 @@ def test_golden_definition(retraining):
 
 
 def test_stage_order_through_next(retraining):
-    happy = walk(retraining.definition)
+    happy = walk(retraining.definition, choose=lambda state: state["Choices"][-1]["Next"])
     assert happy == [
         "Param defaults",
         "Apply params",
         "extract_transform_load",
         "train_model",
         "check_metrics",
+        "accuracy_check: find validation:error",
         "accuracy_check: read validation:error",
         "accuracy_check",
         "create_model",
         "create_endpoint_config",
         "update_endpoint",
+    ]
+    # One attempt of the deploy: a single-branch Parallel, so the task's retries re-run all of it.
+    deploy = retraining.definition["States"]["update_endpoint"]
+    assert deploy["End"] is True
+    assert walk(deploy["Branches"][0]) == [
+        "update_endpoint: request",
         "update_endpoint: endpoint exists?",
         "update_endpoint: UpdateEndpoint",
         "update_endpoint: wait",
         "update_endpoint: DescribeEndpoint",
         "update_endpoint: InService?",
-        "Done",
+        "update_endpoint: deployed",
     ]
     rejected = walk(retraining.definition, choose=lambda state: state["Default"])
     assert rejected[-2:] == ["accuracy_check", "model_accuracy_too_low"]
 
 
 def test_stage_resources(retraining):
-    states = retraining.definition["States"]
+    states = flat(retraining.definition)
     assert states["extract_transform_load"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
     assert states["train_model"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
     assert states["check_metrics"]["Resource"] == "arn:aws:states:::lambda:invoke"
@@ -198,14 +210,14 @@ def test_training_result_selector_keeps_only_listed_fields(retraining, retrainin
 
 
 def test_unique_names_come_from_the_execution_name(retraining):
-    states = retraining.definition["States"]
+    states = flat(retraining.definition)
     job_name = states["train_model"]["Parameters"]["TrainingJobName.$"]
     model_name = states["create_model"]["Parameters"]["ModelName.$"]
     for expr, prefix in ((job_name, "$.params.training_job_prefix"), (model_name, "$.params.model_prefix")):
         assert expr.startswith("States.Format(") and prefix in expr and "$$.Execution.Name" in expr
     # The endpoint config and the deploy step use the very same name as create_model.
     assert states["create_endpoint_config"]["Parameters"]["EndpointConfigName.$"] == model_name
-    assert states["update_endpoint"]["Parameters"]["EndpointConfigName.$"] == model_name
+    assert states["update_endpoint: request"]["Parameters"]["EndpointConfigName.$"] == model_name
 
 
 def test_metric_check_lambda_sends_the_same_payload(retraining, retraining_dag):
@@ -220,20 +232,31 @@ def test_metric_check_lambda_sends_the_same_payload(retraining, retraining_dag):
 
 
 def test_choice_finds_the_metric_by_name_and_compares_with_the_threshold_param(retraining):
-    states = retraining.definition["States"]
+    states = flat(retraining.definition)
+    find = states["accuracy_check: find validation:error"]
+    matches = "$.check_metrics.Payload.trainingMetrics[?(@.MetricName == 'validation:error')].Value"
+    assert "trainingMetrics[0]" not in matches
+    # A missing metric is a choice (IsPresent), never a runtime error reading it.
+    assert find["Choices"] == [
+        {"Not": {"Variable": matches, "IsPresent": True}, "Next": "accuracy_check: failed: MetricRuleNotEvaluable"}
+    ]
+    assert find["Default"] == "accuracy_check: read validation:error"
     read = states["accuracy_check: read validation:error"]
-    value = read["Parameters"]["value.$"]
-    assert "[?(@.MetricName == 'validation:error')]" in value
-    assert "trainingMetrics[0]" not in value and not re.search(r"trainingMetrics\[\d+\]", value)
-    assert value.startswith("States.ArrayGetItem($.check_metrics.Payload.trainingMetrics")
+    assert read["Parameters"] == {"metric": "validation:error", "values.$": matches}
     assert read["ResultPath"] == "$.accuracy_check" and read["Next"] == "accuracy_check"
 
     choice = states["accuracy_check"]
     assert choice["Type"] == "Choice"
+    value = "$.accuracy_check.values[0]"
+    failed = "accuracy_check: failed: MetricRuleNotEvaluable"
     assert choice["Choices"] == [
-        {"Variable": "$.accuracy_check.value", "NumericLessThanPath": "$.params.threshold", "Next": "create_model"}
+        {"Not": {"Variable": value, "IsNumeric": True}, "Next": failed},
+        {"Not": {"Variable": "$.params.threshold", "IsNumeric": True}, "Next": failed},
+        {"Variable": value, "NumericLessThanPath": "$.params.threshold", "Next": "create_model"},
     ]
     assert choice["Default"] == "model_accuracy_too_low"
+    # Airflow fails the branch task (AirflowFailException, no retry); nothing else would run: the run fails.
+    assert states[failed]["Type"] == "Fail" and states[failed]["Error"] == "MetricRuleNotEvaluable"
 
 
 def test_default_branch_fails_like_the_fail_run_operator(retraining, retraining_dag):
@@ -244,12 +267,12 @@ def test_default_branch_fails_like_the_fail_run_operator(retraining, retraining_
 
 
 def test_endpoint_update_or_create_then_poll_until_in_service(retraining, retraining_dag):
-    states = retraining.definition["States"]
+    states = flat(retraining.definition)
     probe = states["update_endpoint: endpoint exists?"]
     assert probe["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
     assert probe["Next"] == "update_endpoint: UpdateEndpoint"
     # Any DescribeEndpoint error goes to a Choice: create only when the endpoint is not found,
-    # retry other errors a bounded number of times, then fail with the error's cause.
+    # otherwise the attempt fails with the error's cause (and the task's retries re-run the attempt).
     assert [c["Next"] for c in probe["Catch"]] == ["update_endpoint: endpoint missing?"]
     missing = states["update_endpoint: endpoint missing?"]
     assert missing["Type"] == "Choice"
@@ -282,7 +305,7 @@ def test_endpoint_update_or_create_then_poll_until_in_service(retraining, retrai
 
 def test_deploy_execution_timeout_bounds_the_wait_loop(retraining, retraining_dag):
     """update_endpoint's execution_timeout (1 h) = at most 3600 / poll_interval polls, then a Fail."""
-    states = retraining.definition["States"]
+    states = flat(retraining.definition)
     task = retraining_dag.get_task("update_endpoint")
     max_polls = int(task.execution_timeout.total_seconds()) // int(task.poll_interval)
     check = states["update_endpoint: InService?"]
@@ -298,7 +321,7 @@ def test_deploy_execution_timeout_bounds_the_wait_loop(retraining, retraining_da
 
 
 def test_retries_equal_the_dag_settings(retraining, retraining_dag):
-    states = retraining.definition["States"]
+    states = flat(retraining.definition)
     for task_id in AWS_STAGES:
         if task_id == "train_model":
             continue
@@ -320,9 +343,11 @@ def test_retries_equal_the_dag_settings(retraining, retraining_dag):
     ]
     for task_id in ("extract_transform_load", "check_metrics", "create_model", "create_endpoint_config"):
         assert len(states[task_id]["Retry"]) == 1, task_id
+    # The deploy's retries re-run a whole attempt (Airflow retries the operator, not one call).
     deploy = retraining_dag.get_task("update_endpoint")
+    assert states["update_endpoint"]["Retry"] == expected_retry(deploy)
     for suffix in ("UpdateEndpoint", "CreateEndpoint", "DescribeEndpoint"):
-        assert states[f"update_endpoint: {suffix}"]["Retry"] == expected_retry(deploy), suffix
+        assert "Retry" not in states[f"update_endpoint: {suffix}"], suffix
 
 
 def test_timeouts_equal_execution_timeout_and_dagrun_timeout(retraining, retraining_dag):
@@ -400,28 +425,46 @@ def test_validators_reject_a_broken_copy(retraining):
 # ---------------------------------------------------------------------------
 # small DAGs: one per shape
 # ---------------------------------------------------------------------------
+def run_path(machine: dict[str, Any]) -> list[str]:
+    """The states a run where every task succeeds goes through (gates take their Default: run the task)."""
+    return walk(machine, choose=lambda state: state.get("Default") or state["Choices"][-1]["Next"])
+
+
 def test_fan_out_fan_in_becomes_parallel_with_merged_outputs():
     result = export("fan_out_fan_in", STRUCTURES)
     states = result.definition["States"]
-    assert walk(result.definition) == [
+    assert run_path(result.definition)[:7] == [
         "Param defaults",
         "Apply params",
         "start",
         "Parallel: check, glue_a, glue_b",
+        "join: all_success?",
         "join",
-        "report",
+        "report: all_success?",
     ]
     parallel = states["Parallel: check, glue_a, glue_b"]
     assert parallel["Type"] == "Parallel"
     assert [b["StartAt"] for b in parallel["Branches"]] == ["check", "glue_a", "glue_b"]
     for branch in parallel["Branches"]:
-        (only,) = branch["States"].values()
-        assert only["End"] is True and only["ResultPath"] == f"$.{branch['StartAt']}"
+        task = branch["States"][branch["StartAt"]]
+        assert task["End"] is True and task["ResultPath"] == f"$.{branch['StartAt']}"
+        # A failing branch is recorded, never stops its siblings (Airflow runs them to the end).
+        (catch,) = task["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == f"$.ti_{branch['StartAt']}"
     assert parallel["ResultSelector"] == {
         "merged.$": "States.JsonMerge(States.JsonMerge($[0], $[1], false), $[2], false)"
     }
     assert parallel["ResultPath"] == "$" and parallel["OutputPath"] == "$.merged"
-    assert states["join"] == {"Type": "Pass", "ResultPath": None, "Next": "report"}
+    # join (all_success) runs only if every branch succeeded; otherwise nothing else can run: the run fails.
+    gate = states["join: all_success?"]
+    assert gate["Default"] == "join"
+    assert gate["Choices"] == [
+        {
+            "Or": [{"Variable": f"$.ti_{t}.Error", "IsPresent": True} for t in ("check", "glue_a", "glue_b")],
+            "Next": "Run failed",
+        }
+    ]
+    assert states["join"] == {"Type": "Pass", "ResultPath": None, "Next": "report: all_success?"}
     # After the fan-in every branch's result is readable.
     payload = states["report"]["Parameters"]["Payload"]
     assert payload["run_a.$"] == "$.glue_a.JobRunId" and payload["run_b.$"] == "$.glue_b.JobRunId"
@@ -429,22 +472,48 @@ def test_fan_out_fan_in_becomes_parallel_with_merged_outputs():
     assert result.warnings == []
 
 
+def test_run_failed_names_the_failed_task_and_its_error():
+    states = export("fan_out_fan_in", STRUCTURES).definition["States"]
+    choice = states["Run failed"]
+    assert [rule["Variable"] for rule in choice["Choices"]] == [
+        f"$.ti_{t}.Error" for t in ("check", "glue_a", "glue_b")
+    ]
+    for rule in choice["Choices"]:
+        fail = states[rule["Next"]]
+        task = rule["Variable"].split(".")[1]
+        assert fail == {"Type": "Fail", "ErrorPath": f"$.{task}.Error", "CausePath": f"$.{task}.Cause"}
+
+
 def test_two_roots_run_side_by_side_until_they_meet():
     result = export("two_roots", STRUCTURES)
-    assert walk(result.definition) == ["Param defaults", "Apply params", "Parallel: root_a, root_b", "meet", "finish"]
+    assert run_path(result.definition)[:5] == [
+        "Param defaults",
+        "Apply params",
+        "Parallel: root_a, root_b",
+        "meet: all_success?",
+        "meet",
+    ]
     parallel = result.definition["States"]["Parallel: root_a, root_b"]
     assert [b["StartAt"] for b in parallel["Branches"]] == ["root_a", "root_b"]
-    assert result.definition["States"]["finish"]["End"] is True
 
 
 def test_nested_fan_out_nests_parallel_states():
     result = export("nested_fan_out", STRUCTURES)
     states = result.definition["States"]
-    assert walk(result.definition) == ["Param defaults", "Apply params", "start", "Parallel: a, b", "end"]
+    assert run_path(result.definition)[:6] == [
+        "Param defaults",
+        "Apply params",
+        "start",
+        "Parallel: a, b",
+        "end: all_success?",
+        "end",
+    ]
     branch_a, branch_b = states["Parallel: a, b"]["Branches"]
-    assert walk(branch_a) == ["a", "Parallel: a1, a2", "a_join"]
+    assert run_path(branch_a) == ["a", "Parallel: a1, a2", "a_join: all_success?", "a_join"]
     assert [b["StartAt"] for b in branch_a["States"]["Parallel: a1, a2"]["Branches"]] == ["a1", "a2"]
     assert branch_a["States"]["a_join"]["End"] is True
+    # a_join is read by end's gate: when a1 or a2 failed it is marked upstream_failed.
+    assert branch_a["States"]["a_join: upstream_failed"]["Result"] == "upstream_failed"
     assert walk(branch_b) == ["b"]
 
 
@@ -453,15 +522,25 @@ def test_branch_becomes_choice_and_both_branches_join():
     states = result.definition["States"]
     choice = states["choose"]
     assert choice["Type"] == "Choice"
-    assert choice["Choices"] == [
-        {"Variable": "$.choose.value", "NumericGreaterThanEqualsPath": "$.params.threshold", "Next": "deploy"}
-    ]
+    assert choice["Choices"][-1] == {
+        "Variable": "$.choose.values[0]",
+        "NumericGreaterThanEqualsPath": "$.params.threshold",
+        "Next": "deploy",
+    }
     assert choice["Default"] == "skip"
+    # A failure of deploy can only fail the run (announce, join and after would be upstream_failed):
+    # left uncaught, as plain states as before.
+    assert "Catch" not in states["deploy"]
     assert states["deploy"]["Next"] == "announce"
     assert states["announce"]["Next"] == "join"
     assert states["skip"]["Next"] == "join"
     assert states["join"]["Next"] == "after" and states["after"]["End"] is True
-    assert walk(result.definition)[-4:] == ["deploy", "announce", "join", "after"]
+    assert walk(result.definition, choose=lambda s: s["Choices"][-1]["Next"])[-4:] == [
+        "deploy",
+        "announce",
+        "join",
+        "after",
+    ]
     assert walk(result.definition, choose=lambda s: s["Default"])[-3:] == ["skip", "join", "after"]
 
 
@@ -469,37 +548,45 @@ def test_branch_straight_to_the_join():
     result = export("branch_to_join", STRUCTURES)
     states = result.definition["States"]
     gate = states["gate"]
-    assert gate["Choices"] == [{"Variable": "$.gate.value", "NumericGreaterThan": 0.2, "Next": "retrain"}]
+    assert gate["Choices"][-1] == {"Variable": "$.gate.values[0]", "NumericGreaterThan": 0.2, "Next": "retrain"}
     assert gate["Default"] == "join"
     assert states["retrain"]["Next"] == "join"
     assert states["join"]["End"] is True
 
 
-def test_not_series_parallel_graph_is_exported_in_dependency_order_with_a_warning():
+def test_not_series_parallel_graph_is_exported_in_waves_each_task_gated_by_its_own_upstream():
     result = export("n_shape", STRUCTURES)
-    order = walk(result.definition)[2:]
-    assert sorted(order) == ["a", "b", "c", "d"]
+    states = result.definition["States"]
+    assert run_path(result.definition)[:4] == ["Param defaults", "Apply params", "Parallel: a, b", "Parallel: c, d"]
     dag = load("n_shape", STRUCTURES)
-    for task in dag.tasks:
-        for down in task.downstream_task_ids:
-            assert order.index(task.task_id) < order.index(down), (task.task_id, down)
-    assert not any(s["Type"] == "Parallel" for s in result.definition["States"].values())
-    assert len(result.warnings) == 1 and "not series-parallel" in result.warnings[0]
+    first, second = states["Parallel: a, b"], states["Parallel: c, d"]
+    assert [b["StartAt"] for b in first["Branches"]] == ["a", "b"]
+    assert [b["StartAt"] for b in second["Branches"]] == ["c: all_success?", "d: all_success?"]
+    gates = {b["StartAt"]: b["States"][b["StartAt"]] for b in second["Branches"]}
+    # c depends on a only: b failing does not stop c (Airflow runs it).
+    assert json.dumps(gates["c: all_success?"]).count("$.ti_") == 1 and "$.ti_a" in json.dumps(gates["c: all_success?"])
+    assert {"$.ti_a", "$.ti_b"} <= set(re.findall(r"\$\.ti_[a-z]", json.dumps(gates["d: all_success?"])))
+    assert sorted(t.task_id for t in dag.tasks) == ["a", "b", "c", "d"]
+    assert result.warnings == []
 
 
-def test_failure_handler_is_a_catch_then_a_fail():
+def test_failure_handler_runs_beside_the_tasks_it_watches():
     result = export("failure_handler", STRUCTURES)
     states = result.definition["States"]
     work = states["work"]
-    assert work["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "notify", "ResultPath": "$.error"}]
-    assert work["Next"] == "done" and states["done"]["End"] is True
+    # work's failure is recorded and the run goes on to its downstream tasks, done and the handler notify.
+    assert work["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": work["Next"], "ResultPath": "$.ti_work"}]
     assert work["Retry"][0]["MaxAttempts"] == 1  # retries first, then the handler
-    notify = states["notify"]
-    assert notify["Resource"] == "arn:aws:states:::lambda:invoke"
-    fail = states[notify["Next"]]
-    assert fail["Type"] == "Fail"
-    assert "Catch" not in states["start"] and "Catch" not in states["done"]
-    assert walk(result.definition) == ["Param defaults", "Apply params", "start", "work", "done"]
+    parallel = states[work["Next"]]
+    done, notify = parallel["Branches"]
+    assert done["States"]["done: all_success?"]["Default"] == "done"
+    gate = notify["States"]["notify: one_failed?"]
+    assert gate["Choices"] == [{"Variable": "$.ti_work.Error", "IsPresent": True, "Next": "notify"}]
+    assert gate["Default"] == "notify: skipped"
+    # The run's state comes from the leaves: done upstream_failed or notify failed -> the run failed.
+    run_state = states[parallel["Next"]]
+    assert run_state["Type"] == "Choice" and run_state["Default"] == "Done"
+    assert "Catch" not in states["start"]
 
 
 def test_empty_operator_becomes_pass():
@@ -557,7 +644,7 @@ def test_long_task_ids_give_short_unique_state_names(tmp_path):
 
 def test_stock_provider_operators_export_without_rewriting():
     result = export("stock_operators", GOOD / "stock_operators.py")
-    states = result.definition["States"]
+    states = flat(result.definition)
     assert walk(result.definition)[:10] == [
         "Param defaults",
         "Apply params",
@@ -674,11 +761,13 @@ def test_gap_success_path_never_enters_a_failure_handler():
     from exporters.api import export_dag_object
 
     result = export_dag_object(load("gap_handler_named_done", GAPS))
-    states = result.definition["States"]
+    states = flat(result.definition)
     in_service = states["deploy: InService?"]["Choices"][0]["Next"]
     assert states[in_service]["Type"] == "Succeed"
-    names = [state.name for state in result.machine.states]
+    names = [name for name, _ in all_states(result.definition)]
     assert len(names) == len(set(names))
+    # The handler (task id "Done") runs only when work failed; the run's own end is another state.
+    assert states["Done: one_failed?"]["Default"] != "Done"
 
 
 def test_result_ref_to_a_task_that_is_not_upstream_is_refused():
@@ -708,8 +797,12 @@ def test_gap_failure_handler_also_catches_failures_upstream_of_the_watched_task(
 
     result = export_dag_object(load("gap_handler_upstream_failure", GAPS))
     states = result.definition["States"]
-    assert [c["Next"] for c in states["work"].get("Catch", [])] == ["on_failure"]
-    assert [c["Next"] for c in states["prepare"].get("Catch", [])] == ["on_failure"]
+    # prepare's failure is recorded; work is then marked upstream_failed, which on_failure (one_failed) sees.
+    assert [c["ResultPath"] for c in states["prepare"]["Catch"]] == ["$.ti_prepare"]
+    work_gate = states["work: all_success?"]
+    assert work_gate["Choices"][0]["Next"] == "work: upstream_failed"
+    handler_gate = states["on_failure: one_failed?"]
+    assert "$.ti_work" in json.dumps(handler_gate["Choices"]) and handler_gate["Choices"][0]["Next"] == "on_failure"
 
 
 def test_gap_backoff_multiplier_is_kept():
