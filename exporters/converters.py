@@ -545,14 +545,14 @@ def convert_metric_choice(task: MetricChoiceOperator, ctx: ConvertContext) -> Fr
     matches = f"{metrics.expr}[?(@.MetricName == '{name_literal}')].Value"
     read = asl.Pass(
         state_name(task.task_id, f"read {rule.metric}"),
-        parameters={"metric": rule.metric, "values.$": matches},
+        parameters={"metric": rule.metric, "value.$": f"States.ArrayGetItem({matches}, 0)"},
         result_path=f"$.{key}",
     )
     missing = asl.ChoiceRule(not_=asl.ChoiceRule(variable=matches, operator="IsPresent", value=True))
     find = asl.Choice(
         state_name(task.task_id, f"find {rule.metric}"), choices=[missing], default=read.name, comment=f"{rule}"
     )
-    value = f"$.{key}.values[0]"
+    value = f"$.{key}.value"
     threshold = ctx.expr(rule.threshold)
     operator = CHOICE_OPERATORS[rule.comparison]
     # The Airflow operator fails (AirflowFailException: no retry) when the metric is missing or not a number.
@@ -572,7 +572,7 @@ def convert_metric_choice(task: MetricChoiceOperator, ctx: ConvertContext) -> Fr
         entry=find.name,
         states=[find, read, choice],
         exits=[],
-        layout=ctx.layout(task, fields=frozenset({"metric", "values"})),
+        layout=ctx.layout(task, fields=frozenset({"metric", "value"})),
         branches={rule.if_true: Port(condition), rule.if_false: Port(choice, "default")},
         failures=[
             Failure(

@@ -319,7 +319,7 @@ def test_good_model_is_deployed_to_a_new_endpoint_with_the_param_defaults(world,
     ]
 
     read = outcome.exited_output("accuracy_check: read validation:error")
-    assert read["accuracy_check"] == {"metric": "validation:error", "values": [0.05]}
+    assert read["accuracy_check"] == {"metric": "validation:error", "value": 0.05}
     assert read["params"]["threshold"] == defaults["threshold"]
     assert "model_accuracy_too_low" not in outcome.entered()
 
@@ -574,7 +574,7 @@ def test_the_metric_is_found_by_name(world, reported, deployed):
 
     payload = only(world.doubles.calls_to("lambda:invoke")).output["Payload"]
     assert [m["MetricName"] for m in payload["trainingMetrics"]] == list(reported)  # the order the job reported
-    value = outcome.exited_output("accuracy_check: read validation:error")["accuracy_check"]["values"][0]
+    value = outcome.exited_output("accuracy_check: read validation:error")["accuracy_check"]["value"]
     assert value == reported["validation:error"]
     assert outcome.status == ("SUCCEEDED" if deployed else "FAILED")
     assert bool(world.doubles.calls_to("sagemaker:createModel")) is deployed

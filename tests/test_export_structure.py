@@ -80,6 +80,12 @@ def all_states(machine: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def succeeding(state: dict[str, Any]) -> str:
+    """At a Choice, where a run whose tasks all succeed goes (a branch: its last rule, i.e. the rule's own test)."""
+    targets = (state["Choices"][-1]["Next"], state.get("Default"))
+    return next(t for t in targets if t and "failed" not in t and t != "model_accuracy_too_low")
+
+
 def flat(machine: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every state by name, Parallel branches included (names are unique across the machine)."""
     return dict(all_states(machine))
@@ -125,7 +131,7 @@ def test_golden_definition(retraining):
 
 
 def test_stage_order_through_next(retraining):
-    happy = walk(retraining.definition, choose=lambda state: state["Choices"][-1]["Next"])
+    happy = walk(retraining.definition, choose=succeeding)
     assert happy == [
         "Param defaults",
         "Apply params",
@@ -242,12 +248,12 @@ def test_choice_finds_the_metric_by_name_and_compares_with_the_threshold_param(r
     ]
     assert find["Default"] == "accuracy_check: read validation:error"
     read = states["accuracy_check: read validation:error"]
-    assert read["Parameters"] == {"metric": "validation:error", "values.$": matches}
+    assert read["Parameters"] == {"metric": "validation:error", "value.$": f"States.ArrayGetItem({matches}, 0)"}
     assert read["ResultPath"] == "$.accuracy_check" and read["Next"] == "accuracy_check"
 
     choice = states["accuracy_check"]
     assert choice["Type"] == "Choice"
-    value = "$.accuracy_check.values[0]"
+    value = "$.accuracy_check.value"
     failed = "accuracy_check: failed: MetricRuleNotEvaluable"
     assert choice["Choices"] == [
         {"Not": {"Variable": value, "IsNumeric": True}, "Next": failed},
@@ -523,7 +529,7 @@ def test_branch_becomes_choice_and_both_branches_join():
     choice = states["choose"]
     assert choice["Type"] == "Choice"
     assert choice["Choices"][-1] == {
-        "Variable": "$.choose.values[0]",
+        "Variable": "$.choose.value",
         "NumericGreaterThanEqualsPath": "$.params.threshold",
         "Next": "deploy",
     }
@@ -535,7 +541,7 @@ def test_branch_becomes_choice_and_both_branches_join():
     assert states["announce"]["Next"] == "join"
     assert states["skip"]["Next"] == "join"
     assert states["join"]["Next"] == "after" and states["after"]["End"] is True
-    assert walk(result.definition, choose=lambda s: s["Choices"][-1]["Next"])[-4:] == [
+    assert walk(result.definition, choose=succeeding)[-4:] == [
         "deploy",
         "announce",
         "join",
@@ -548,7 +554,7 @@ def test_branch_straight_to_the_join():
     result = export("branch_to_join", STRUCTURES)
     states = result.definition["States"]
     gate = states["gate"]
-    assert gate["Choices"][-1] == {"Variable": "$.gate.values[0]", "NumericGreaterThan": 0.2, "Next": "retrain"}
+    assert gate["Choices"][-1] == {"Variable": "$.gate.value", "NumericGreaterThan": 0.2, "Next": "retrain"}
     assert gate["Default"] == "join"
     assert states["retrain"]["Next"] == "join"
     assert states["join"]["End"] is True

@@ -480,7 +480,7 @@ def test_the_deployed_definition_is_compared_with_the_export(ui, aws):
     assert answer["region"] == "us-east-1" and answer["diff"] == ""
 
     changed = json.loads(definition)
-    changed["States"]["accuracy_check"]["Choices"][0]["Next"] = "model_accuracy_too_low"
+    changed["States"]["accuracy_check"]["Choices"][-1]["Next"] = "model_accuracy_too_low"  # the rule itself
     sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(changed))
     compare.clear_cache()
     answer = get(ui, f"{VIEW}/api/dags/{DAG_ID}/deployed", "admin").json()
