@@ -246,6 +246,27 @@ class Parallel(_HandlesErrors):
 
 
 @dataclass
+class Map(_DataState):
+    iterator: StateMachine | None = None
+    items_path: str = "$"
+    max_concurrency: int = 0
+
+    type_name = "Map"
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ItemsPath": self.items_path,
+            "MaxConcurrency": self.max_concurrency,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                **(self.iterator.to_dict(top_level=False) if self.iterator else {}),
+            },
+        }
+        out.update(self.io_fields())
+        return out
+
+
+@dataclass
 class StateMachine:
     """Top-level workflow or a Parallel branch: states in insertion order, the first is StartAt unless set."""
 
@@ -279,6 +300,8 @@ def walk(states: Iterable[State]) -> Iterator[State]:
         if isinstance(state, Parallel):
             for branch in state.branches:
                 yield from walk(branch.states)
+        elif isinstance(state, Map) and state.iterator is not None:
+            yield from walk(state.iterator.states)
 
 
 def walk_definition(machine: dict[str, Any], where: str = "") -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -26,6 +26,7 @@ from typing import Any
 from exporters import asl, trigger_rules
 from exporters.converters import (
     ConvertContext,
+    Failure,
     Fragment,
     Port,
     Unsupported,
@@ -284,9 +285,32 @@ class Compiler:
             )
             return
         self._names.update(names)
-        self.fragments[tid] = fragment
+        self.fragments[tid] = self._with_failures(tid, fragment)
         if fragment.layout is not None:
             self.layouts[tid] = fragment.layout
+
+    def _with_failures(self, tid: str, fragment: Fragment) -> Fragment:
+        """A fragment that does not say where it fails: its Task/Parallel states do; Fail states end an attempt.
+
+        Fail states cannot be caught, so a fragment holding some becomes one attempt: a single-branch
+        Parallel whose failure is the task's failure.
+        """
+        if fragment.failures or fragment.always_fails or fragment.branches:
+            return fragment
+        if not any(isinstance(s, asl.Fail) for s in fragment.states):
+            fragment.failures = [Failure(state=s) for s in fragment.states if isinstance(s, (asl.Task, asl.Parallel))]
+            return fragment
+        inner = list(fragment.states)
+        self._finish(list(fragment.exits), inner)
+        attempt = asl.Parallel(
+            self._unique_name(state_name(tid, "attempt")),
+            branches=[asl.StateMachine(states=inner, start_at=fragment.entry)],
+            result_selector={"merged.$": "$[0]"},
+            result_path="$",
+            output_path="$.merged",
+            comment=f"One attempt of {tid!r}: a Fail state inside ends the attempt as the task's failure",
+        )
+        return Fragment.single(attempt, fragment.layout)
 
     # -- analysis: what can happen where ------------------------------------
     def _analyse(self, node: Any, after: list[str], in_parallel: bool) -> None:
