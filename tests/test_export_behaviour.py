@@ -588,7 +588,7 @@ def test_a_missing_metric_fails_the_run_and_deploys_nothing(world):
     # Airflow fails the branch task (AirflowFailException); here a Fail state, never an uncatchable runtime error.
     assert (outcome.status, outcome.error) == ("FAILED", "MetricRuleNotEvaluable")
     assert outcome.entered()[-1] == "accuracy_check: failed: MetricRuleNotEvaluable"
-    assert not any(e["type"] == "ExecutionFailed" and "States.Runtime" in json.dumps(e) for e in outcome.events)
+    assert not any("States.Runtime" in json.dumps(e.get("executionFailedEventDetails", {})) for e in outcome.events)
     assert not DEPLOY_ACTIONS & set(world.doubles.actions())
 
 
