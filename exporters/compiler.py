@@ -133,6 +133,7 @@ class Compiler:
         self._chain_memo: dict[tuple[str, str], bool] = {}
         self._entries: dict[str, str] = {}
         self._run_failed_name: str | None = None
+        self._fail_states: set[str] = set()  # tasks whose fragment holds Fail states of its own
 
     # -- entry point --------------------------------------------------------
     def compile(self) -> ExportResult:
@@ -290,16 +291,20 @@ class Compiler:
             self.layouts[tid] = fragment.layout
 
     def _with_failures(self, tid: str, fragment: Fragment) -> Fragment:
-        """A fragment that does not say where it fails: its Task/Parallel states do; Fail states end an attempt.
+        """A fragment that does not say where it fails: its Task/Parallel states do, and its Fail states.
 
-        Fail states cannot be caught, so a fragment holding some becomes one attempt: a single-branch
-        Parallel whose failure is the task's failure.
+        Fail states cannot be caught: when such a task's failure must be recorded, the emitter makes
+        the fragment one attempt (a single-branch Parallel whose failure is the task's failure).
         """
         if fragment.failures or fragment.always_fails or fragment.branches:
             return fragment
-        if not any(isinstance(s, asl.Fail) for s in fragment.states):
-            fragment.failures = [Failure(state=s) for s in fragment.states if isinstance(s, (asl.Task, asl.Parallel))]
-            return fragment
+        fragment.failures = [Failure(state=s) for s in fragment.states if isinstance(s, (asl.Task, asl.Parallel))]
+        if any(isinstance(s, asl.Fail) for s in fragment.states):
+            self._fail_states.add(tid)
+            fragment.failures.append(Failure(error="States.Fail"))  # marks the task as able to fail
+        return fragment
+
+    def _as_attempt(self, tid: str, fragment: Fragment) -> Fragment:
         inner = list(fragment.states)
         self._finish(list(fragment.exits), inner)
         attempt = asl.Parallel(
@@ -607,6 +612,12 @@ class Compiler:
             fail = asl.Fail(state_name(tid), error=failure.error, cause=failure.cause)
             out.append(fail)
             return fail.name, []
+        if tid in self._fail_states:
+            if not plan.caught:
+                out.extend(fragment.states)  # its Fail states end the run, as the task's failure would
+                return fragment.entry, exits
+            fragment = self._as_attempt(tid, fragment)
+            exits = list(fragment.exits)
         out.extend(fragment.states)
         for failure in fragment.failures:
             if failure.state is not None:
