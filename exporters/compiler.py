@@ -48,6 +48,8 @@ RUN_STATE = "Run state"
 RUN_FAILED = "Run failed"
 DONE = "Done"
 ALL_OUTCOMES = trigger_rules.OUTCOMES
+# How many later tasks the analysis simulates to prove that a failure can only end the run (keeps exports linear).
+SIMULATION_LIMIT = 64
 
 
 @dataclass
@@ -131,6 +133,8 @@ class Compiler:
         self.inspected: set[str] = set()  # tasks whose outcome some state reads
         self.skip_marks: dict[tuple[str, str], dict[str, str]] = {}  # (branch, taken target) -> {task: outcome}
         self._chain_memo: dict[tuple[str, str], bool] = {}
+        self._after: dict[str, Later | None] = {}
+        self._name_counters: dict[str, int] = {}
         self._entries: dict[str, str] = {}
         self._run_failed_name: str | None = None
         self._fail_states: set[str] = set()  # tasks whose fragment holds Fail states of its own
@@ -149,7 +153,7 @@ class Compiler:
         self.graph.branch_targets = {tid: sorted(f.branches) for tid, f in self.fragments.items() if f.branches}
         try:
             tree = self.graph.tree()
-            self._analyse(tree, [], in_parallel=False)
+            self._analyse(tree, None, in_parallel=False)
         except StructureProblem as err:
             raise ExportError(dag.dag_id, [Problem(err.task_id, err.reason, err.fix)]) from None
         if self.problems:
@@ -318,24 +322,23 @@ class Compiler:
         return Fragment.single(attempt, fragment.layout)
 
     # -- analysis: what can happen where ------------------------------------
-    def _analyse(self, node: Any, after: list[str], in_parallel: bool) -> None:
-        """Plan each task in control order; ``after`` = tasks that run later on the same path."""
+    def _analyse(self, node: Any, after: Later | None, in_parallel: bool) -> None:
+        """Plan each task in control order; ``after`` = what runs later on the same path (lazily, O(1) to pass)."""
         if isinstance(node, Seq):
-            rest = [tasks_in(item) for item in node.items]
+            chunks = [tasks_in(item) for item in node.items]
             for i, item in enumerate(node.items):
-                later = [t for chunk in rest[i + 1 :] for t in chunk]
-                self._analyse(item, later + after, in_parallel)
+                self._analyse(item, Later(chunks, i + 1, after), in_parallel)
         elif isinstance(node, Par):
             for branch in node.branches:
-                self._analyse(branch, [], True)
+                self._analyse(branch, None, True)
         elif isinstance(node, Step):
             self._plan(node.task_id, after, in_parallel)
         else:
             self._analyse_branch(node, after, in_parallel)
 
-    def _analyse_branch(self, node: Branch, after: list[str], in_parallel: bool) -> None:
+    def _analyse_branch(self, node: Branch, after: Later | None, in_parallel: bool) -> None:
         region_tasks = [t for region in node.regions.values() for t in tasks_in(region)]
-        self._plan(node.task_id, region_tasks + after, in_parallel)
+        self._plan(node.task_id, Later([region_tasks], 0, after), in_parallel)
         if self.plans[node.task_id].possible != {SUCCESS}:
             raise StructureProblem(
                 node.task_id,
@@ -364,9 +367,10 @@ class Compiler:
                     marks[tid] = next(iter(outcomes)) if len(outcomes) == 1 else ""
             self.skip_marks[(node.task_id, taken)] = marks
 
-    def _plan(self, tid: str, after: list[str], in_parallel: bool) -> None:
+    def _plan(self, tid: str, after: Later | None, in_parallel: bool) -> None:
         task = self.tasks[tid]
         fragment = self.fragments[tid]
+        self._after[tid] = after
         upstream = [(u, self.plans[u].possible) for u in sorted(self.graph.upstream[tid])]
         gate = trigger_rules.gate(
             trigger_rules.rule_name(task), upstream, self._is_in_noted, self._any_of, self._all_of
@@ -374,7 +378,7 @@ class Compiler:
         decisions = {d for _, d in gate.branches} | {gate.default}
         runs = RUN in decisions
         can_fail = runs and bool(fragment.failures)
-        caught = can_fail and (in_parallel or not self._certain_failure(tid, FAILED, after))
+        caught = can_fail and (in_parallel or not self._certain_failure(tid, FAILED))
         possible = {d for d in decisions if d != RUN}
         if runs and not fragment.always_fails:
             possible.add(SUCCESS)
@@ -382,40 +386,63 @@ class Compiler:
             possible.add(FAILED)
         aborts = set()
         if not in_parallel:
-            aborts = {d for d in decisions - {RUN} if self._certain_failure(tid, d, after)}
+            aborts = {d for d in decisions - {RUN} if self._certain_failure(tid, d)}
         self.plans[tid] = TaskPlan(gate, frozenset(possible), caught, aborts, in_parallel)
 
-    def _certain_failure(self, tid: str, outcome: str, after: list[str]) -> bool:
-        """Whether, once ``tid`` ends in ``outcome``, Airflow runs nothing else on this path and the run fails."""
-        chain = self._chain_successor(tid, after)
-        if chain is not None:
-            key = (tid, outcome)
-            if key not in self._chain_memo:
-                decisions = trigger_rules.possible_decisions(
-                    trigger_rules.rule_name(self.tasks[chain]), [frozenset({outcome})]
-                )
-                if RUN in decisions or len(decisions) != 1:
-                    self._chain_memo[key] = False
-                else:
-                    self._chain_memo[key] = self._certain_failure(chain, decisions.pop(), after[1:])
-            return self._chain_memo[key]
-        forced = self._forced({tid: frozenset({outcome})}, after)
+    def _certain_failure(self, tid: str, outcome: str) -> bool:
+        """Whether, once ``tid`` ends in ``outcome``, Airflow runs nothing else on this path and the run fails.
+
+        Along a plain chain the answer is the next task's (memoised, walked iteratively: long chains are
+        linear); elsewhere the later tasks are simulated until one could run.
+        """
+        walked: list[tuple[str, str]] = []
+        current, current_outcome = tid, outcome
+        while True:
+            key = (current, current_outcome)
+            if key in self._chain_memo:
+                answer = self._chain_memo[key]
+                break
+            walked.append(key)
+            successor = self._chain_successor(current)
+            if successor is None:
+                answer = self._simulated_failure(current, current_outcome)
+                break
+            decisions = trigger_rules.possible_decisions(
+                trigger_rules.rule_name(self.tasks[successor]), [frozenset({current_outcome})]
+            )
+            if RUN in decisions or len(decisions) != 1:
+                answer = False
+                break
+            current, current_outcome = successor, decisions.pop()
+        for key in walked:
+            self._chain_memo[key] = answer
+        return answer
+
+    def _simulated_failure(self, tid: str, outcome: str) -> bool:
+        forced = self._forced({tid: frozenset({outcome})}, self._after.get(tid) or ())
         if forced is None:
             return False
         forced[tid] = frozenset({outcome})
         return any(leaf in forced and forced[leaf] <= FAILING for leaf in self.graph.leaves)
 
-    def _chain_successor(self, tid: str, after: list[str]) -> str | None:
+    def _chain_successor(self, tid: str) -> str | None:
         """The next task when ``tid`` and it form a plain link of a chain (its only upstream is ``tid``)."""
-        if not after or self.graph.downstream[tid] != {after[0]} or self.graph.upstream[after[0]] != {tid}:
+        after = self._after.get(tid)
+        following = after.first() if after is not None else None
+        if following is None or self.graph.downstream[tid] != {following} or self.graph.upstream[following] != {tid}:
             return None
-        return after[0]
+        if following not in self._after:
+            # Not planned yet: its own "later" is this one's minus itself.
+            self._after[following] = after.without_first()
+        return following
 
-    def _forced(self, start: dict[str, frozenset[str]], later: list[str]) -> dict[str, frozenset[str]] | None:
-        """Outcomes of ``later`` tasks given ``start``, if none of them can run (None when one might)."""
+    def _forced(self, start: dict[str, frozenset[str]], later: Any) -> dict[str, frozenset[str]] | None:
+        """Outcomes of ``later`` tasks (in control order) given ``start``, if none can run (None when one might)."""
         known = dict(start)
         out: dict[str, frozenset[str]] = {}
-        for tid in sorted(later, key=self.graph.rank.__getitem__):
+        for n, tid in enumerate(later):
+            if n >= SIMULATION_LIMIT:
+                return None  # not known cheaply: treat as "might run" (the failure is then caught: still faithful)
             ups = self.graph.upstream[tid]
             if not ups & known.keys():
                 return None  # not affected: it may well run
@@ -736,12 +763,42 @@ class Compiler:
 
     def _unique_name(self, base: str) -> str:
         """A state name no other state uses (names are unique across the whole machine, branches included)."""
-        name, n = base, 1
+        name, n = base, self._name_counters.get(base, 1)
+        if n > 1:
+            name = state_name(f"{base} {n}")
         while name in self._names:
             n += 1
             name = state_name(f"{base} {n}")
+        self._name_counters[base] = n  # the next call for this base starts here: linear, not quadratic
         self._names.add(name)
         return name
+
+
+class Later:
+    """The tasks after a point of the control flow: the rest of a sequence, then what follows it (lazy)."""
+
+    __slots__ = ("chunks", "start", "parent")
+
+    def __init__(self, chunks: list[list[str]], start: int, parent: Later | None):
+        self.chunks, self.start, self.parent = chunks, start, parent
+
+    def __iter__(self):
+        for i in range(self.start, len(self.chunks)):  # no slice: a copy per call would make chains quadratic
+            yield from self.chunks[i]
+        if self.parent is not None:
+            yield from self.parent
+
+    def first(self) -> str | None:
+        return next(iter(self), None)
+
+    def without_first(self) -> Later | None:
+        """What follows the first task, when the first chunk is that single task (a chain link)."""
+        for i in range(self.start, len(self.chunks)):
+            if self.chunks[i]:
+                if len(self.chunks[i]) == 1:
+                    return Later(self.chunks, i + 1, self.parent)
+                return Later([self.chunks[i][1:], *self.chunks[i + 1 :]], 0, self.parent)
+        return self.parent.without_first() if self.parent is not None else None
 
 
 def _integrations(machine: asl.StateMachine) -> list[str]:
