@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporters.asl import MAX_STATE_NAME
+from exporters.asl import MAX_STATE_NAME, transitions
 
 STATE_TYPES = {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
 CHAINING = {"Task", "Pass", "Wait", "Parallel", "Map"}
@@ -64,23 +64,8 @@ def _reachable(start: Any, states: dict[str, Any]) -> set[str]:
         if name in seen or name not in states or not isinstance(states[name], dict):
             continue
         seen.add(name)
-        stack.extend(_targets(states[name]))
+        stack.extend(transitions(states[name]))
     return seen
-
-
-def _targets(state: dict[str, Any]) -> list[str]:
-    out = []
-    if "Next" in state:
-        out.append(state["Next"])
-    if "Default" in state:
-        out.append(state["Default"])
-    for rule in state.get("Choices", []) or []:
-        if isinstance(rule, dict) and "Next" in rule:
-            out.append(rule["Next"])
-    for catcher in state.get("Catch", []) or []:
-        if isinstance(catcher, dict) and "Next" in catcher:
-            out.append(catcher["Next"])
-    return out
 
 
 def _state(name: str, state: Any, states: dict[str, Any], where: str, problems: list[str]) -> None:
@@ -93,7 +78,7 @@ def _state(name: str, state: Any, states: dict[str, Any], where: str, problems: 
     if kind not in STATE_TYPES:
         problems.append(f"{where}.Type: {kind!r} is not a state type")
         return
-    for target in _targets(state):
+    for target in transitions(state):
         if target not in states:
             problems.append(f"{where}: transition to {target!r}, which is not a state here")
     if kind in CHAINING:
