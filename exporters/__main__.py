@@ -20,7 +20,7 @@ from exporters.loader import load_dag, prepare_environment
 # import, and the CLI's output must not carry its parsing chatter.
 prepare_environment()
 
-from exporters import cli_deploy, local_run  # noqa: E402
+from exporters import cli_deploy, local_run, serialized  # noqa: E402
 from exporters.api import (  # noqa: E402
     DEFINITION_FILE,
     export_dag_object,
@@ -116,7 +116,8 @@ def _export(args: argparse.Namespace) -> int:
     for flag, path in (("--with-lambda", args.with_lambda), ("--with-glue", args.with_glue)):
         if path is not None and not path.is_file():
             raise ExporterError(f"{flag} {path}: no such file", f"give the path of the Python file {flag} packages")
-    dag = load_dag(args.dag_id, args.dags_folder)
+    # Through Airflow's serialization, as the UI view reads it: the same files from both.
+    dag = serialized.as_view(load_dag(args.dag_id, args.dags_folder))
     result = export_dag_object(dag)
     problems = validate_definition(result.definition)
     if problems:  # our own bug if it happens; never write an invalid definition

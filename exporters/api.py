@@ -8,16 +8,32 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from exporters import serialized
 from exporters.loader import load_dag
 
 DEFINITION_FILE = "state_machine.asl.json"
 
 
 def export_dag_object(dag: Any):
-    """Compile an already loaded DAG; returns an ``ExportResult`` (raises ``ExportError``)."""
+    """Compile a DAG through Airflow's serialization; returns an ``ExportResult`` (raises ``ExportError``).
+
+    ``dag``: a parsed DAG (serialized and read back first, as the DAG processor stores it) or a
+    ``SerializedDagView`` (``exporters.serialized``).
+    """
+    return _compile(serialized.as_view(dag))
+
+
+def export_serialized(data: dict[str, Any]):
+    """Compile Airflow's serialized DAG JSON (what the DAG processor stored); returns an ``ExportResult``."""
+    return _compile(serialized.from_serialized(data))
+
+
+def _compile(view: serialized.SerializedDagView):
     from exporters.compiler import compile_dag
 
-    return compile_dag(dag)
+    result = compile_dag(view)
+    result.warnings.extend(view.assumed_defaults())
+    return result
 
 
 def export_result(dag_id: str, dags_folder: str | Path | None = None):

@@ -69,6 +69,10 @@ def _resolve_lazy() -> None:
 
 def converter_for(task: Any) -> ConverterFn | None:
     _resolve_lazy()
+    paths = getattr(task, "operator_class_paths", None)
+    if paths is not None:  # a task of a serialized DAG: its classes by import path, nothing imported
+        by_path = {f"{cls.__module__}.{cls.__qualname__}": fn for cls, fn in _REGISTRY.items()}
+        return next((by_path[p] for p in paths if p in by_path), None)
     for cls in type(task).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]

@@ -18,6 +18,7 @@ from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 
 from retraining.refs import Ref, ResultRef, find_jinja, iter_refs
+from retraining.serialized import ExportSerialized
 from retraining.settings import BACKEND_SETTING, backend_choice, local_conn_id
 
 
@@ -39,7 +40,7 @@ class HookClass:
         return self._class
 
 
-class AwsStageOperator(BaseOperator):
+class AwsStageOperator(ExportSerialized, BaseOperator):
     """A stage whose whole AWS request is plain data held on the operator.
 
     ``request`` is the API request (e.g. ``CreateTrainingJob``) with literals and
@@ -55,6 +56,8 @@ class AwsStageOperator(BaseOperator):
     # value has exactly these, so Airflow and Step Functions pass the same data.
     result_fields: tuple[str, ...] = ()
     ui_color = "#f7e8d0"
+    # Kept in Airflow's serialized DAG for the exporter (see retraining.serialized).
+    export_attributes = ("request", "result_fields", "api_action", "aws_conn_id", "region_name", "poll_interval")
 
     def __init__(
         self,

@@ -10,7 +10,8 @@ from typing import Any
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from retraining.refs import Ref, iter_refs, resolve_value
+from retraining.refs import TAG, Ref, TaggedValueError, from_tagged, iter_refs, resolve_value, tagged, to_tagged
+from retraining.serialized import ExportSerialized
 
 COMPARISONS = {
     "<": operator.lt,
@@ -25,6 +26,7 @@ class RuleError(ValueError):
     """The rule cannot be evaluated for this run (missing metric, non-numeric value)."""
 
 
+@tagged
 @dataclass(frozen=True)
 class MetricRule:
     """``<metric> <comparison> <threshold>`` → ``if_true`` task, otherwise ``if_false`` task.
@@ -51,6 +53,28 @@ class MetricRule:
     def __str__(self) -> str:
         return f"{self.metric} {self.comparison} {self.threshold}"
 
+    def serialize(self) -> dict[str, Any]:
+        return {
+            TAG: "MetricRule",
+            "metrics": to_tagged(self.metrics),
+            "metric": self.metric,
+            "comparison": self.comparison,
+            "threshold": to_tagged(self.threshold),
+            "if_true": self.if_true,
+            "if_false": self.if_false,
+        }
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> MetricRule:
+        texts = {}
+        for key in ("metric", "comparison", "if_true", "if_false"):
+            if not isinstance(data.get(key), str):
+                raise TaggedValueError(f"MetricRule: {key!r} must be a string, not {data.get(key)!r}")
+            texts[key] = data[key]
+        if "metrics" not in data or "threshold" not in data:
+            raise TaggedValueError("MetricRule: 'metrics' and 'threshold' are required")
+        return cls(metrics=from_tagged(data["metrics"]), threshold=from_tagged(data["threshold"]), **texts)
+
     def evaluate(self, metrics: Any, threshold: Any) -> tuple[bool, float]:
         """(passed, metric value) for resolved metrics and threshold."""
         value = metric_value(metrics, self.metric)
@@ -76,10 +100,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class MetricChoiceOperator(BaseBranchOperator):
+class MetricChoiceOperator(ExportSerialized, BaseBranchOperator):
     """Follow ``rule.if_true`` when the rule holds, else ``rule.if_false``; the other branch is skipped."""
 
     ui_color = "#fff3b0"
+    export_attributes = ("rule",)
 
     def __init__(self, *, rule: MetricRule, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -38,6 +38,22 @@ class UnresolvedReferenceError(LookupError):
     """A reference could not be resolved for this run (bad param or upstream field)."""
 
 
+# The key that marks a tagged value (a reference, a rule, a tuple) in the JSON form our operators
+# keep in Airflow's serialized DAG; ``to_tagged`` / ``from_tagged`` round-trip it exactly.
+TAG = "__retraining__"
+_TAGGED: dict[str, type] = {}
+
+
+class TaggedValueError(ValueError):
+    """A tagged value in a serialized DAG is not one this version knows, or is malformed."""
+
+
+def tagged(cls: type) -> type:
+    """Class decorator: ``from_tagged`` rebuilds instances of ``cls`` from ``cls.serialize()``."""
+    _TAGGED[cls.__name__] = cls
+    return cls
+
+
 class Ref:
     """Base class of every reference."""
 
@@ -47,12 +63,23 @@ class Ref:
     def iter_refs(self) -> Iterator[Ref]:
         yield self
 
+    def serialize(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
+
+@tagged
 @dataclass(frozen=True)
 class ParamRef(Ref):
     """The value of a DAG param for this run (its default unless the trigger overrides it)."""
 
     name: str
+
+    def serialize(self) -> dict[str, Any]:
+        return {TAG: "ParamRef", "name": self.name}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> ParamRef:
+        return cls(_text(data, "name"))
 
     def resolve(self, context: Any) -> Any:
         params = context["params"]
@@ -66,6 +93,7 @@ class ParamRef(Ref):
         return f"ParamRef({self.name!r})"
 
 
+@tagged
 @dataclass(frozen=True)
 class ResultRef(Ref):
     """A named field of an upstream task's result, e.g. ``ResultRef("train_model", "TrainingJobName")``.
@@ -82,6 +110,16 @@ class ResultRef(Ref):
             raise ValueError(f"ResultRef({task_id!r}) needs the name of the field to read")
         object.__setattr__(self, "task_id", task_id)
         object.__setattr__(self, "path", tuple(path))
+
+    def serialize(self) -> dict[str, Any]:
+        return {TAG: "ResultRef", "task_id": self.task_id, "path": list(self.path)}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> ResultRef:
+        path = data.get("path")
+        if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
+            raise TaggedValueError(f"ResultRef: 'path' must be a list of strings, not {path!r}")
+        return cls(_text(data, "task_id"), *path)
 
     def resolve(self, context: Any) -> Any:
         value = context["ti"].xcom_pull(task_ids=self.task_id)
@@ -103,6 +141,7 @@ class ResultRef(Ref):
         return f"ResultRef({', '.join(repr(p) for p in (self.task_id, *self.path))})"
 
 
+@tagged
 @dataclass(frozen=True)
 class Format(Ref):
     """String built from a template with ``{}`` placeholders, like ASL's ``States.Format``."""
@@ -119,6 +158,16 @@ class Format(Ref):
             raise ValueError(f"Format({template!r}): Jinja is not allowed in stage requests")
         object.__setattr__(self, "template", template)
         object.__setattr__(self, "args", tuple(args))
+
+    def serialize(self) -> dict[str, Any]:
+        return {TAG: "Format", "template": self.template, "args": [to_tagged(a) for a in self.args]}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Format:
+        args = data.get("args")
+        if not isinstance(args, list):
+            raise TaggedValueError(f"Format: 'args' must be a list, not {args!r}")
+        return cls(_text(data, "template"), *(from_tagged(a) for a in args))
 
     def resolve(self, context: Any) -> str:
         values = [resolve_value(arg, context) for arg in self.args]
@@ -137,6 +186,7 @@ class Format(Ref):
         return f"Format({', '.join([repr(self.template), *map(str, self.args)])})"
 
 
+@tagged
 @dataclass(frozen=True)
 class RunUniqueName(Ref):
     """A SageMaker-valid name unique to this run: ``<prefix>-<YYYYmmddHHMMSS>-<6 hex>``.
@@ -147,6 +197,15 @@ class RunUniqueName(Ref):
     """
 
     prefix: Any  # str or Ref resolving to str
+
+    def serialize(self) -> dict[str, Any]:
+        return {TAG: "RunUniqueName", "prefix": to_tagged(self.prefix)}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> RunUniqueName:
+        if "prefix" not in data:
+            raise TaggedValueError("RunUniqueName: no 'prefix'")
+        return cls(from_tagged(data["prefix"]))
 
     def resolve(self, context: Any) -> str:
         prefix = resolve_value(self.prefix, context)
@@ -222,3 +281,77 @@ def find_jinja(value: Any, path: str = "") -> list[str]:
         for i, v in enumerate(value):
             found.extend(find_jinja(v, f"{path}[{i}]"))
     return found
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A request value with no JSON form (e.g. a datetime): kept as its text; the exporter refuses it by name."""
+
+    text: str
+    type_name: str
+
+    def __str__(self) -> str:
+        return f"<{self.type_name}: {self.text}>"
+
+
+def to_tagged(value: Any) -> Any:
+    """``value`` as JSON-safe data: references and rules tagged, tuples kept apart from lists, order kept."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if type(value).__name__ in _TAGGED and isinstance(value, _TAGGED[type(value).__name__]):
+        return value.serialize()
+    if isinstance(value, dict):
+        if TAG in value or not all(isinstance(k, str) for k in value):
+            # A key that is ours, or not a string: keep the pairs as they are.
+            return {TAG: "dict", "items": [[to_tagged(k), to_tagged(v)] for k, v in value.items()]}
+        return {k: to_tagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_tagged(v) for v in value]
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "items": [to_tagged(v) for v in value]}
+    if isinstance(value, Opaque):
+        return {TAG: "opaque", "text": value.text, "type": value.type_name}
+    return {TAG: "opaque", "text": str(value)[:1000], "type": type(value).__name__}
+
+
+def from_tagged(value: Any) -> Any:
+    """The inverse of ``to_tagged``: only our own classes are ever built (never an import, never a call by name)."""
+    if isinstance(value, list):
+        return [from_tagged(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if TAG not in value:
+        return {k: from_tagged(v) for k, v in value.items()}
+    kind = value[TAG]
+    if kind == "tuple":
+        return tuple(from_tagged(v) for v in _items(value))
+    if kind == "dict":
+        pairs = _items(value)
+        if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise TaggedValueError("dict: 'items' must be [key, value] pairs")
+        return {from_tagged(k): from_tagged(v) for k, v in pairs}
+    if kind == "opaque":
+        return Opaque(str(value.get("text", "")), str(value.get("type", "object")))
+    cls = _TAGGED.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise TaggedValueError(f"unknown tagged value {str(kind)[:60]!r} (known: {', '.join(sorted(_TAGGED))})")
+    try:
+        return cls.deserialize(value)
+    except TaggedValueError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise TaggedValueError(f"{kind}: {err}") from None
+
+
+def _items(value: dict[str, Any]) -> list[Any]:
+    items = value.get("items")
+    if not isinstance(items, list):
+        raise TaggedValueError(f"{value[TAG]}: 'items' must be a list")
+    return items
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise TaggedValueError(f"{data.get(TAG)}: {key!r} must be a string, not {value!r}")
+    return value

@@ -12,6 +12,9 @@ from retraining import ParamRef
 class PublishEventOperator(BaseOperator):
     """Put one event on an EventBridge bus (the request is plain data, like our stage operators)."""
 
+    # Template fields are what Airflow's serialized DAG keeps of an operator: the exporter reads them there.
+    template_fields = ("bus", "detail_type", "detail")
+
     def __init__(self, *, bus: Any, detail_type: str, detail: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bus = bus
