@@ -10,8 +10,11 @@ Airflow's REST API uses (``airflow.api_fastapi.core_api.security``):
   says no); the overview lists only ``get_authorized_dag_ids(user)``.
 
 DAG ids in URLs must match Airflow's id rule (letters, digits, ``_``, ``-``, ``.``; not ``.``
-or ``..``): anything else is a 400; an id unknown to Airflow's DB is a 404 with a message. The
-DAG file read is the one Airflow's DB names for that id: nothing from the URL reaches a path.
+or ``..``): anything else is a 400; an id unknown to Airflow's DB is a 404 with a message. No
+DAG file is ever read: the export is compiled from the serialized DAG the DAG processor stored
+(``service``). Routes are async: a request waiting for a build or for AWS holds no worker thread
+and no database session (each DB look-up opens and closes its own short session); a build still
+running after ``service.WAIT_SECONDS`` answers 503 with ``Retry-After``.
 
 Routes (relative to the mount):
 
@@ -25,17 +28,20 @@ Routes (relative to the mount):
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stepfunctions_ui import aws, local_executions, service
@@ -44,7 +50,13 @@ log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FRAGMENTS = {"dag_deployed"}  # HTML pieces the view fetches
-STATUS_LABELS = {"exportable": "Exportable", "not-exportable": "Not exportable", "load-error": "Cannot load"}
+STATUS_LABELS = {
+    "exportable": "Exportable",
+    "not-exportable": "Not exportable",
+    "load-error": "Cannot load",
+    "building": "Building…",
+}
+RETRY_AFTER_SECONDS = 5
 DEPLOYED_LABELS = {
     "in-sync": "In sync",
     "drift": "Drift",
@@ -62,9 +74,7 @@ ICON = (
 )
 
 
-def _templates():
-    import jinja2
-
+def _templates() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=True,
@@ -103,15 +113,19 @@ def _login_url(request: Request) -> str | None:
         return None
 
 
-def readable_dag(request: Request, dag_id: str, user: GetUserDep, session: SessionDep) -> service.DagRecord:
-    """Authenticated (``user``), a well-formed id, authorised to read that DAG, and known to Airflow."""
+def readable_dag(request: Request, dag_id: str, user: GetUserDep) -> service.DagRecord:
+    """Authenticated (``user``), a well-formed id, authorised to read that DAG, and known to Airflow.
+
+    A sync dependency (FastAPI runs it on its thread pool); its DB session lives only for the look-up.
+    """
     if not service.valid_dag_id(dag_id):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
             f"{dag_id[:100]!r} is not a DAG id: DAG ids are letters, digits, '_', '-' and '.'.",
         )
     requires_access_dag("GET")(request, user)
-    record = service.find_dag(dag_id, session)
+    with create_session(scoped=False) as session:
+        record = service.find_dag(dag_id, session)
     if record is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -154,49 +168,70 @@ def create_app() -> FastAPI:
         return HTMLResponse(body, status_code=exc.status_code, headers=headers)
 
     # -- overview --------------------------------------------------------------
-    def overview_rows(request: Request, user: Any, session: Any) -> list[dict[str, Any]]:
-        allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET", session=session)
+    def readable_records(user: Any) -> list[service.DagRecord]:
+        with create_session(scoped=False) as session:
+            allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET", session=session)
+            return service.list_dags(session, allowed)
+
+    async def overview_rows(request: Request, user: Any) -> list[dict[str, Any]]:
+        records = await run_in_threadpool(readable_records, user)
+        builds = {r.key: service.CACHE.start(r) for r in records if service.CACHE.cached(r) is None}
+        if builds:  # every build under way at once, one shared bound (no thread held while waiting)
+            await asyncio.wait([asyncio.wrap_future(f) for f in builds.values()], timeout=service.WAIT_SECONDS)
         rows = []
-        for record in service.list_dags(session, allowed):
-            view = service.CACHE.get(record)
+        for record in records:
+            view = service.CACHE.cached(record)
+            status_ = view.status if view is not None else "building"
             rows.append(
                 {
                     "dag_id": record.dag_id,
-                    "status": view.status,
-                    "label": STATUS_LABELS[view.status],
-                    "exportable": view.exportable,
-                    "states": view.state_count,
-                    "problems": len(view.problems) + len(view.invalid) + (1 if view.load_error else 0),
-                    "warnings": len(view.warnings),
-                    "integrations": len(view.integrations),
+                    "version": record.version_number,
+                    "status": status_,
+                    "label": STATUS_LABELS[status_],
+                    "exportable": bool(view and view.exportable),
+                    "states": view.state_count if view else 0,
+                    "problems": (len(view.problems) + len(view.invalid) + (1 if view.load_error else 0)) if view else 0,
+                    "warnings": len(view.warnings) if view else 0,
+                    "integrations": len(view.integrations) if view else 0,
                     "url": mount_path(request, "dag_view", dag_id=record.dag_id),
                 }
             )
         return rows
 
     @app.get("/", response_class=HTMLResponse, name="overview")
-    def overview(request: Request, user: GetUserDep, session: SessionDep) -> HTMLResponse:
-        rows = overview_rows(request, user, session)
+    async def overview(request: Request, user: GetUserDep) -> HTMLResponse:
+        rows = await overview_rows(request, user)
         body = pages.render("overview.html", rows=rows, exportable=sum(1 for r in rows if r["exportable"]))
-        return HTMLResponse(body)
+        return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/dags", name="api_dags")
-    def api_dags(request: Request, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
-        rows = overview_rows(request, user, session)
+    async def api_dags(request: Request, user: GetUserDep) -> dict[str, Any]:
+        rows = await overview_rows(request, user)
         for row in rows:
             row.pop("label")
         return {"dags": rows, "total_entries": len(rows)}
 
     # -- one DAG ---------------------------------------------------------------
-    def load(record: service.DagRecord) -> tuple[service.ExportView, float]:
+    async def load(record: service.DagRecord) -> tuple[service.ExportView, float]:
         started = time.perf_counter()
-        view = service.CACHE.get(record)
+        try:
+            view = await service.CACHE.get(record)
+        except service.StillBuilding as err:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, str(err), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            ) from None
         return view, (time.perf_counter() - started) * 1000
 
+    async def graph_of(view: service.ExportView, record: service.DagRecord) -> tuple[str | None, str | None]:
+        try:
+            return await service.CACHE.svg(view, record)
+        except service.StillBuilding:
+            return None, "the graph is still being rendered: reload the page in a few seconds"
+
     @app.get("/dags/{dag_id}", response_class=HTMLResponse, name="dag_view")
-    def dag_view(request: Request, record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
-        view, took = load(record)
-        svg, svg_note = view.svg()
+    async def dag_view(request: Request, record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
+        view, took = await load(record)
+        svg, svg_note = await graph_of(view, record)
         template_json, template_note = view.template()
         urls = {
             name: mount_path(request, f"dag_{name}", dag_id=view.dag_id)
@@ -220,11 +255,14 @@ def create_app() -> FastAPI:
         return HTMLResponse(body, headers={"Server-Timing": f"export;dur={took:.1f}", "Cache-Control": "no-store"})
 
     @app.get("/api/dags/{dag_id}", name="api_dag")
-    def api_dag(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
-        view, _ = load(record)
+    async def api_dag(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
+        view, _ = await load(record)
         template_json, template_note = view.template()
         return {
             "dag_id": view.dag_id,
+            "version": record.version_number,
+            "version_label": view.version,
+            "dag_hash": record.dag_hash,
             "status": view.status,
             "exportable": view.exportable,
             "load_error": view.load_error,
@@ -240,8 +278,8 @@ def create_app() -> FastAPI:
         }
 
     @app.get("/dags/{dag_id}/definition.json", name="dag_definition")
-    def dag_definition(record: service.DagRecord = Depends(readable_dag)) -> Response:
-        view, _ = load(record)
+    async def dag_definition(record: service.DagRecord = Depends(readable_dag)) -> Response:
+        view, _ = await load(record)
         if not view.exportable:
             raise HTTPException(status.HTTP_409_CONFLICT, _not_exportable(view))
         return Response(
@@ -254,8 +292,8 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/dags/{dag_id}/template.json", name="dag_template")
-    def dag_template(record: service.DagRecord = Depends(readable_dag)) -> Response:
-        view, _ = load(record)
+    async def dag_template(record: service.DagRecord = Depends(readable_dag)) -> Response:
+        view, _ = await load(record)
         if not view.exportable:
             raise HTTPException(status.HTTP_409_CONFLICT, _not_exportable(view))
         template_json, note = view.template()
@@ -271,9 +309,9 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/dags/{dag_id}/graph.svg", name="dag_graph")
-    def dag_graph(record: service.DagRecord = Depends(readable_dag)) -> Response:
-        view, _ = load(record)
-        svg, note = view.svg()
+    async def dag_graph(record: service.DagRecord = Depends(readable_dag)) -> Response:
+        view, _ = await load(record)
+        svg, note = await graph_of(view, record)
         if svg is None:
             raise HTTPException(
                 status.HTTP_409_CONFLICT if view.definition is None else status.HTTP_503_SERVICE_UNAVAILABLE, note
@@ -281,21 +319,21 @@ def create_app() -> FastAPI:
         return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     @app.get("/dags/{dag_id}/deployed", response_class=HTMLResponse, name="dag_deployed")
-    def dag_deployed(record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
-        view, _ = load(record)
-        outcome = aws.compare(view)
+    async def dag_deployed(record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
+        view, _ = await load(record)
+        outcome = await aws.compare_async(view)
         body = pages.render("deployed.html", d=outcome, label=DEPLOYED_LABELS.get(outcome.state, outcome.state))
         return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/dags/{dag_id}/deployed", name="api_deployed")
-    def api_deployed(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
-        view, _ = load(record)
-        return aws.compare(view).to_dict()
+    async def api_deployed(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
+        view, _ = await load(record)
+        return (await aws.compare_async(view)).to_dict()
 
     local_executions.add_routes(app, readable_dag)  # runs of the machine by `exporters run --local`
 
     @app.get("/static/icon.svg", name="icon")
-    def icon(user: GetUserDep) -> Response:
+    async def icon(user: GetUserDep) -> Response:
         return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
     return app

@@ -5,19 +5,21 @@ Uses ``exporters.deploy.diff`` (the ``python -m exporters diff`` logic: the defi
 from the Airflow connection by the Amazon provider's hooks (``StepFunctionHook`` and STS), so
 the region, credentials and endpoint are the connection's.
 
-Never a hang: 3 s to connect, 3 s to read, a single attempt per call, and the whole comparison
-bounded by ``DEADLINE_SECONDS``; the answer is kept ``CACHE_SECONDS`` so reloading the page does
+Never a hang: 2 s to connect, 2 s to read, a single attempt per call, and the whole comparison
+bounded by ``DEADLINE_SECONDS`` (3 s; the async routes wait without holding a thread, and one
+comparison per DAG version runs at a time); the answer is kept ``CACHE_SECONDS`` so reloading the page does
 not call AWS again. Never a secret: messages are built here, and anything taken from an AWS
 error has the connection's login, password and extra values replaced by ``***``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from exporters import deploy
@@ -25,14 +27,15 @@ from exporters.aws_clients import AwsClients
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 3
-READ_TIMEOUT = 3
-DEADLINE_SECONDS = 10
+CONNECT_TIMEOUT = 2  # per call, inside the 3 s deadline so the answer can name the region
+READ_TIMEOUT = 2
+DEADLINE_SECONDS = 3  # the whole comparison; a slower AWS is reported unreachable, never waited for
 CACHE_SECONDS = 30
 DEFAULT_CONN_ID = "aws_default"
 
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="sfn-compare")
 _cache: dict[tuple[Any, ...], tuple[float, Deployed]] = {}
+_running: dict[tuple[Any, ...], concurrent.futures.Future] = {}
 _cache_lock = threading.Lock()
 
 
@@ -65,28 +68,73 @@ def aws_conn_id_of(dag: Any) -> str:
 
 
 def compare(view: Any) -> Deployed:
-    """The deployed state machine against ``view``'s export (an ``ExportView``)."""
+    """The deployed state machine against ``view``'s export (an ``ExportView``); blocks up to ``DEADLINE_SECONDS``."""
+    cached, key, conn_id = _cached(view)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    try:
+        outcome = _start(view, key, conn_id).result(timeout=DEADLINE_SECONDS)
+    except concurrent.futures.TimeoutError:
+        outcome = _too_slow(conn_id)
+    return _keep(key, outcome, started)
+
+
+async def compare_async(view: Any) -> Deployed:
+    """``compare`` for the async routes: waits without holding a thread, at most ``DEADLINE_SECONDS``."""
+    cached, key, conn_id = _cached(view)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    future = _start(view, key, conn_id)
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), DEADLINE_SECONDS)
+    except TimeoutError:
+        outcome = _too_slow(conn_id)
+    return _keep(key, outcome, started)
+
+
+def _cached(view: Any) -> tuple[Deployed | None, tuple[Any, ...], str | None]:
     if not view.exportable:
-        return Deployed("not-exportable", "Nothing to compare: the DAG cannot be exported.")
+        return Deployed("not-exportable", "Nothing to compare: the DAG cannot be exported."), (), None
     conn_id = aws_conn_id_of(view.dag)
     key = (view.dag_id, view.key, conn_id)
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
         if hit and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
-    started = time.perf_counter()
-    future = _pool.submit(_compare, view, conn_id)
-    try:
-        outcome = future.result(timeout=DEADLINE_SECONDS)
-    except concurrent.futures.TimeoutError:
-        outcome = Deployed(
-            "unreachable",
-            f"AWS did not answer within {DEADLINE_SECONDS} s: nothing was compared. "
-            "Check the API server's network access to AWS.",
-            conn_id=conn_id,
-        )
-    outcome.elapsed_ms = (time.perf_counter() - started) * 1000
+            return hit[1], key, conn_id
+    return None, key, conn_id
+
+
+def _start(view: Any, key: tuple[Any, ...], conn_id: str) -> concurrent.futures.Future:
+    """The comparison for ``key`` under way, or a new one (one call to AWS per DAG version at a time)."""
+    with _cache_lock:
+        future = _running.get(key)
+        if future is None or future.done():
+            future = _pool.submit(_compare, view, conn_id)
+            _running[key] = future
+            future.add_done_callback(lambda done: _forget(key, done))
+        return future
+
+
+def _forget(key: tuple[Any, ...], done: concurrent.futures.Future) -> None:
+    with _cache_lock:
+        if _running.get(key) is done:
+            del _running[key]
+
+
+def _too_slow(conn_id: str | None) -> Deployed:
+    return Deployed(
+        "unreachable",
+        f"AWS is unreachable from the API server (connection {conn_id!r}): no answer within "
+        f"{DEADLINE_SECONDS} s. Nothing was compared; check the API server's network access to AWS.",
+        conn_id=conn_id,
+    )
+
+
+def _keep(key: tuple[Any, ...], outcome: Deployed, started: float) -> Deployed:
+    outcome = replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
     with _cache_lock:
         _cache[key] = (time.monotonic(), outcome)
     return outcome

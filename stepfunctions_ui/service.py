@@ -1,31 +1,42 @@
 """What the Step Functions view shows for a DAG: its export, validation, graph and template, cached.
 
-The DAG comes from Airflow's own metadata (``DagModel``: which file defines it; the latest
-``SerializedDagModel.dag_hash``: its serialized version). The exporter needs the real operator
-objects (their requests and rules), not the serialized DAG, so the file is parsed here, the way
-the DAG processor and ``python -m exporters`` parse it (``DagBag``).
+Airflow 3 keeps DAG authors' code out of the API server, and so does this view: it never reads,
+imports or parses a DAG file. It compiles the DAG Airflow's DAG processor stored in the metadata
+database (the latest ``SerializedDagModel`` row: the DAG version the API server and the DAG
+header show), with the exporter's one front end (``exporters.api.export_serialized``), the same
+code ``python -m exporters export`` runs after serializing the parsed DAG.
 
-Cache: one entry per DAG, keyed by (file path, SHA-256 of the file, serialized ``dag_hash``).
-A request re-reads and hashes the file (microseconds for a DAG file) and reuses the entry while
-neither changed; the graph and the CloudFormation template are rendered on first use and kept
-with the entry. A change to the file or a re-serialization by the DAG processor rebuilds it.
-Imported modules (our operators, the exporter) are Python modules: as for any plugin code,
-changes to them need an API server restart.
+Cache and concurrency:
+
+- one entry per (DAG id, serialized DAG hash): a new DAG version (the DAG processor re-parsed a
+  changed file) builds a new entry; an unchanged DAG is never rebuilt;
+- single flight per key: one build per DAG version at a time, on a small pool of build threads;
+  other requests for it wait for that build, others DAGs' requests do not wait at all;
+- requests wait asynchronously (no worker thread and no database session held while waiting)
+  and at most ``WAIT_SECONDS``: then they answer "still building" (503, Retry-After) and the
+  build goes on to fill the cache;
+- a build opens its own short database session to read the stored JSON, then closes it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import concurrent.futures
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
+
+from airflow.models.dag import DagModel
+from airflow.models.dag_version import DagVersion
+from airflow.models.serialized_dag import SerializedDagModel
+from airflow.utils.session import create_session
+from sqlalchemy import func, select
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +44,8 @@ log = logging.getLogger(__name__)
 DAG_ID_RE = re.compile(r"^[\w.-]{1,250}$", re.ASCII)
 TEMPLATE_UNAVAILABLE = "CloudFormation template: not available in this version"
 EXPORTER_ADDED = "added by the exporter"
+WAIT_SECONDS = 15.0  # the longest a request waits for a build before answering "still building"
+BUILD_THREADS = 2
 
 
 def valid_dag_id(dag_id: str) -> bool:
@@ -41,21 +54,28 @@ def valid_dag_id(dag_id: str) -> bool:
 
 @dataclass(frozen=True)
 class DagRecord:
-    """A DAG as Airflow's metadata DB knows it."""
+    """A DAG as Airflow's metadata DB knows it: its latest serialized version (no DAG data loaded)."""
 
     dag_id: str
-    fileloc: str | None
-    relative_fileloc: str | None
-    bundle_name: str | None
+    serialized_id: Any  # SerializedDagModel.id (a UUID) of the latest version; None: never serialized
     dag_hash: str | None
+    version_number: int | None
+    created_at: datetime | None = None
     is_stale: bool = False
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return (self.dag_id, self.dag_hash)
+
+    @property
+    def version_label(self) -> str:
+        if self.version_number is None:
+            return "no stored version"
+        when = f", stored {self.created_at:%Y-%m-%d %H:%M:%S} UTC" if self.created_at else ""
+        return f"version {self.version_number}{when}"
 
 
 def _records(session: Any, dag_ids: set[str] | None = None, one: str | None = None) -> list[DagRecord]:
-    from airflow.models.dag import DagModel
-    from airflow.models.serialized_dag import SerializedDagModel
-    from sqlalchemy import func, select
-
     latest = (
         select(SerializedDagModel.dag_id, func.max(SerializedDagModel.created_at).label("created_at"))
         .group_by(SerializedDagModel.dag_id)
@@ -64,18 +84,19 @@ def _records(session: Any, dag_ids: set[str] | None = None, one: str | None = No
     stmt = (
         select(
             DagModel.dag_id,
-            DagModel.fileloc,
-            DagModel.relative_fileloc,
-            DagModel.bundle_name,
             DagModel.is_stale,
+            SerializedDagModel.id,
             SerializedDagModel.dag_hash,
+            SerializedDagModel.created_at,
+            DagVersion.version_number,
         )
         .outerjoin(latest, latest.c.dag_id == DagModel.dag_id)
         .outerjoin(
             SerializedDagModel,
             (SerializedDagModel.dag_id == latest.c.dag_id) & (SerializedDagModel.created_at == latest.c.created_at),
         )
-        .order_by(DagModel.dag_id)
+        .outerjoin(DagVersion, DagVersion.id == SerializedDagModel.dag_version_id)
+        .order_by(DagModel.dag_id, DagVersion.version_number.desc())
     )
     if one is not None:
         stmt = stmt.where(DagModel.dag_id == one)
@@ -85,7 +106,14 @@ def _records(session: Any, dag_ids: set[str] | None = None, one: str | None = No
     for row in session.execute(stmt):
         seen.setdefault(
             row.dag_id,
-            DagRecord(row.dag_id, row.fileloc, row.relative_fileloc, row.bundle_name, row.dag_hash, bool(row.is_stale)),
+            DagRecord(
+                row.dag_id,
+                row.id,
+                row.dag_hash,
+                row.version_number,
+                row.created_at,
+                bool(row.is_stale),
+            ),
         )
     return list(seen.values())
 
@@ -100,21 +128,13 @@ def list_dags(session: Any, dag_ids: set[str]) -> list[DagRecord]:
     return [r for r in _records(session, dag_ids=dag_ids) if not r.is_stale]
 
 
-def dag_file(record: DagRecord) -> Path | None:
-    """The DAG file on this machine: ``fileloc``, else the bundle's path + ``relative_fileloc`` (kept inside it)."""
-    if record.fileloc and Path(record.fileloc).is_file():
-        return Path(record.fileloc)
-    if record.bundle_name and record.relative_fileloc:
-        try:
-            from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-            root = Path(DagBundlesManager().get_bundle(record.bundle_name).path).resolve()
-            candidate = (root / record.relative_fileloc).resolve()
-        except Exception:  # noqa: BLE001 - an unknown or unavailable bundle: no file
-            return None
-        if candidate.is_relative_to(root) and candidate.is_file():
-            return candidate
-    return None
+def stored_dag(record: DagRecord) -> dict[str, Any] | None:
+    """The serialized DAG JSON of ``record``'s version, read in a short session of its own."""
+    if record.serialized_id is None:
+        return None
+    with create_session(scoped=False) as session:
+        row = session.get(SerializedDagModel, record.serialized_id)
+        return None if row is None else row.data
 
 
 @dataclass
@@ -123,7 +143,7 @@ class ExportView:
 
     dag_id: str
     key: tuple[Any, ...]
-    file: str | None
+    version: str  # the Airflow DAG version exported ("version 3, stored ...")
     load_error: str | None = None
     headline: str | None = None  # the CLI's "cannot export DAG ..." line
     problems: list[str] = field(default_factory=list)  # str(Problem): exactly what the CLI prints
@@ -137,6 +157,7 @@ class ExportView:
     result: Any = None
     template_warnings: list[str] = field(default_factory=list)
     build_ms: float = 0.0
+    transient: bool = False  # a failure worth retrying (not cached)
     _svg: tuple[str | None, str | None] | None = None
     _template: tuple[str | None, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -207,10 +228,8 @@ class ExportView:
         except ImportError:
             return None, TEMPLATE_UNAVAILABLE
         try:
-            import dataclasses
-
             # build_template appends its warnings (schedule caveats) to the result: give it a copy.
-            result = dataclasses.replace(self.result, warnings=list(self.result.warnings))
+            result = replace(self.result, warnings=list(self.result.warnings))
             template = cloudformation.build_template(result, self.dag)
             self.template_warnings = result.warnings[len(self.result.warnings) :]
             return cloudformation.template_json(
@@ -240,65 +259,32 @@ def inline_svg(document: str) -> str:
     return document[start:].strip() if start >= 0 else ""
 
 
-@contextmanager
-def _quiet_parsing() -> Iterator[None]:
-    """DagBag in a server thread warns that it cannot install its signal handlers; that is expected here."""
-    names = (
-        "airflow.dag_processing.importers.python_importer",
-        "airflow.dag_processing.dagbag",
-        "airflow.models.dagbag",
-    )
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=False):
-            lg.setLevel(level)
-
-
-def parse_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """(DAGs by id, import errors) of one DAG file, parsed as the DAG processor parses it."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    with _quiet_parsing():
-        bag = DagBag(dag_folder=str(path))
-    return dict(bag.dags), dict(bag.import_errors)
-
-
-def build_view(
-    dag_id: str, key: tuple[Any, ...], path: Path | None, parsed: tuple[dict[str, Any], dict[str, str]] | None
-) -> ExportView:
+def build_view(record: DagRecord, load: Callable[[DagRecord], dict[str, Any] | None] = stored_dag) -> ExportView:
     started = time.perf_counter()
-    view = ExportView(dag_id=dag_id, key=key, file=str(path) if path else None)
+    view = ExportView(dag_id=record.dag_id, key=record.key, version=record.version_label)
     try:
-        _fill(view, path, parsed)
+        _fill(view, record, load)
     finally:
         view.build_ms = (time.perf_counter() - started) * 1000
     return view
 
 
-def _fill(view: ExportView, path: Path | None, parsed: tuple[dict[str, Any], dict[str, str]] | None) -> None:
+def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[str, Any] | None]) -> None:
     dag_id = view.dag_id
-    if path is None or parsed is None:
-        view.load_error = f"DAG {dag_id!r}: its DAG file is not readable on the API server"
-        return
-    dags, import_errors = parsed
-    dag = dags.get(dag_id)
-    if dag is None:
-        if import_errors:
-            details = "\n".join(f"  {p}: {str(e).strip().splitlines()[-1]}" for p, e in sorted(import_errors.items()))
-            view.load_error = f"DAG {dag_id!r} not found in {path}; the file failed to import:\n{details}"
-        else:
-            view.load_error = f"DAG {dag_id!r} not found in {path} (DAGs there: {', '.join(sorted(dags)) or 'none'})"
-        return
-    view.dag = dag
-    view.task_ids = [t.task_id for t in dag.tasks]
     try:
-        from exporters.api import export_dag_object
-        from exporters.errors import ExportError
+        data = load(record)
+    except Exception as err:  # noqa: BLE001 - the metadata DB failed us: say so, and build again next time
+        log.exception("Reading the serialized DAG %s failed", dag_id)
+        view.load_error = f"DAG {dag_id!r}: its stored version could not be read ({type(err).__name__})"
+        view.transient = True
+        return
+    if data is None:
+        view.load_error = f"DAG {dag_id!r}: Airflow has no serialized version of it yet (the DAG processor stores it)"
+        return
+    try:
+        from exporters.api import export_serialized
+        from exporters.errors import DagLoadError, ExportError
+        from exporters.serialized import from_serialized
         from exporters.validate import validate_definition
     except ImportError as err:
         view.load_error = (
@@ -306,7 +292,12 @@ def _fill(view: ExportView, path: Path | None, parsed: tuple[dict[str, Any], dic
         )
         return
     try:
-        result = export_dag_object(dag)
+        view.dag = from_serialized(data)
+        view.task_ids = list(view.dag.task_ids)
+        result = export_serialized(data)
+    except DagLoadError as err:
+        view.load_error = str(err)
+        return
     except ExportError as err:
         view.headline = str(err).splitlines()[0]
         view.problems = [str(p) for p in err.problems]
@@ -322,75 +313,107 @@ def _fill(view: ExportView, path: Path | None, parsed: tuple[dict[str, Any], dic
     view.integrations = list(result.integrations)
     if not view.invalid:
         view.definition_json = result.to_json()
+        view.template()  # built here, on the build thread, not by a request
 
 
-def file_digest(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+class StillBuilding(Exception):
+    """The build of a DAG version did not finish within the wait bound; it goes on in the background."""
+
+    def __init__(self, record: DagRecord, waited: float):
+        super().__init__(
+            f"The export of DAG {record.dag_id!r} ({record.version_label}) is still being built "
+            f"after {waited:.0f} s; reload the page in a few seconds."
+        )
 
 
 class ExportCache:
-    """DAG id → ExportView, rebuilt when the DAG file's hash or the serialized DAG's hash changes."""
+    """(DAG id, serialized hash) → ExportView; single flight per key; waits are async and bounded."""
 
-    def __init__(self, max_entries: int = 256, max_files: int = 32):
-        self._entries: OrderedDict[str, ExportView] = OrderedDict()
-        self._files: OrderedDict[tuple[str, str], tuple[dict[str, Any], dict[str, str]]] = OrderedDict()
+    def __init__(self, max_entries: int = 256, threads: int = BUILD_THREADS):
+        self._entries: OrderedDict[tuple[str, str | None], ExportView] = OrderedDict()
+        self._building: dict[tuple[Any, ...], concurrent.futures.Future] = {}
         self._max_entries = max_entries
-        self._max_files = max_files
         self._lock = threading.Lock()
-        self._build_lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sfn-export")
         self.builds = 0
 
-    def key_for(self, record: DagRecord) -> tuple[tuple[Any, ...], Path | None]:
-        path = dag_file(record)
-        return (str(path) if path else None, file_digest(path), record.dag_hash), path
+    def cached(self, record: DagRecord) -> ExportView | None:
+        with self._lock:
+            view = self._entries.get(record.key)
+            if view is not None:
+                self._entries.move_to_end(record.key)
+            return view
 
-    def get(self, record: DagRecord) -> ExportView:
-        key, path = self.key_for(record)
-        cached = self._lookup(record.dag_id, key)
-        if cached is not None:
-            return cached
-        with self._build_lock:  # one parse/export at a time; the others wait and reuse it
-            cached = self._lookup(record.dag_id, key)
-            if cached is not None:
-                return cached
-            parsed = self._parsed(path, key[1])
-            view = build_view(record.dag_id, key, path, parsed)
-            self.builds += 1
+    def start(self, record: DagRecord) -> concurrent.futures.Future:
+        """The build of ``record``'s version: the one under way, or a new one (single flight)."""
+        with self._lock:
+            view = self._entries.get(record.key)
+            if view is not None:
+                done: concurrent.futures.Future = concurrent.futures.Future()
+                done.set_result(view)
+                return done
+            future = self._building.get(record.key)
+            if future is None:
+                future = self._pool.submit(self._build, record)
+                self._building[record.key] = future
+            return future
+
+    def _build(self, record: DagRecord) -> ExportView:
+        try:
+            view = build_view(record)
             with self._lock:
-                self._entries[record.dag_id] = view
-                self._entries.move_to_end(record.dag_id)
+                self.builds += 1
+                if view.transient:
+                    return view
+                self._entries[record.key] = view
+                self._entries.move_to_end(record.key)
                 while len(self._entries) > self._max_entries:
                     self._entries.popitem(last=False)
             return view
+        finally:
+            with self._lock:
+                self._building.pop(record.key, None)
 
-    def _lookup(self, dag_id: str, key: tuple[Any, ...]) -> ExportView | None:
+    async def get(self, record: DagRecord, timeout: float | None = None) -> ExportView:
+        """The view of ``record``'s version; raises ``StillBuilding`` after ``timeout`` s (no thread held)."""
+        view = self.cached(record)
+        if view is not None:
+            return view
+        return await self.wait(self.start(record), record, timeout)
+
+    async def wait(self, future: concurrent.futures.Future, record: DagRecord, timeout: float | None = None) -> Any:
+        limit = WAIT_SECONDS if timeout is None else timeout
+        started = time.monotonic()
+        try:
+            # shield: a request that stops waiting never cancels the build others wait for.
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), limit)
+        except TimeoutError:
+            raise StillBuilding(record, time.monotonic() - started) from None
+
+    async def svg(
+        self, view: ExportView, record: DagRecord, timeout: float | None = None
+    ) -> tuple[str | None, str | None]:
+        """The view's graph, rendered once on a build thread (single flight per view)."""
+        if view._svg is not None:
+            return view._svg
         with self._lock:
-            view = self._entries.get(dag_id)
-            if view is not None and view.key == key:
-                self._entries.move_to_end(dag_id)
-                return view
-        return None
+            key = ("svg", *record.key)
+            future = self._building.get(key)
+            if future is None:
+                future = self._pool.submit(self._render, view, key)
+                self._building[key] = future
+        return await self.wait(future, record, timeout)
 
-    def _parsed(self, path: Path | None, digest: str | None) -> tuple[dict[str, Any], dict[str, str]] | None:
-        if path is None or digest is None:
-            return None
-        file_key = (str(path), digest)
-        if file_key not in self._files:
-            self._files[file_key] = parse_file(path)
-            while len(self._files) > self._max_files:
-                self._files.popitem(last=False)
-        self._files.move_to_end(file_key)
-        return self._files[file_key]
+    def _render(self, view: ExportView, key: tuple[Any, ...]) -> tuple[str | None, str | None]:
+        try:
+            return view.svg()
+        finally:
+            with self._lock:
+                self._building.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._files.clear()
 
 
 CACHE = ExportCache()
