@@ -46,6 +46,7 @@ class AwsSdkCallOperator(AwsStageOperator):
     """
 
     ui_color = "#eef2d7"
+    export_attributes = (*AwsStageOperator.export_attributes, "service", "action")
 
     def __init__(
         self,
