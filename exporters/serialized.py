@@ -121,25 +121,9 @@ def _wrap_task(op: Any, dag_id: str) -> SerializedTask:
     name = str(getattr(op, "task_type", None) or type(op).__name__)
     attributes: dict[str, Any] = {}
     problems: list[Problem] = []
-    for field in getattr(op, "template_fields", ()) or ():
-        value = getattr(op, field, None)
-        if isinstance(value, str) and value.startswith(TRUNCATED_PREFIX):
-            problems.append(
-                Problem(
-                    op.task_id,
-                    f"field {field!r} is longer than [core] max_templated_field_length: Airflow stored it truncated, "
-                    "so it cannot be exported",
-                    "raise [core] max_templated_field_length (where the DAG processor runs) or shorten the value",
-                )
-            )
-            continue
-        try:
-            attributes[field] = from_tagged(value)
-        except TaggedValueError as err:
-            problems.append(Problem(op.task_id, f"field {field!r}: {err}"))
     class_paths = [f"{module}.{name}"]
     stored = getattr(op, EXPORT_FIELD, None)
-    if stored is not None:
+    if stored is not None:  # one of our operators: what it keeps for the exporter, whole and in order
         try:
             document = json.loads(stored) if isinstance(stored, str) else stored
             if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
@@ -159,6 +143,24 @@ def _wrap_task(op: Any, dag_id: str) -> SerializedTask:
                     "re-parse the DAG file with this version of the retraining package",
                 )
             )
+    for field in getattr(op, "template_fields", ()) or ():
+        if field in attributes:
+            continue  # kept whole in retraining_export; the template field copy may be truncated
+        value = getattr(op, field, None)
+        if isinstance(value, str) and value.startswith(TRUNCATED_PREFIX):
+            problems.append(
+                Problem(
+                    op.task_id,
+                    f"field {field!r} is longer than [core] max_templated_field_length: Airflow stored it truncated, "
+                    "so it cannot be exported",
+                    "raise [core] max_templated_field_length (where the DAG processor runs) or shorten the value",
+                )
+            )
+            continue
+        try:
+            attributes[field] = from_tagged(value)
+        except TaggedValueError as err:
+            problems.append(Problem(op.task_id, f"field {field!r}: {err}"))
     if problems:
         raise ExportError(dag_id, problems)
     return _task_class(module, name)(op, attributes, class_paths)

@@ -65,6 +65,7 @@ DEPLOYED_LABELS = {
     "unreachable": "Unreachable",
     "error": "Error",
     "not-exportable": "Not exportable",
+    "pending": "Comparing…",
 }
 ICON = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#c2185b" stroke-width="2" '

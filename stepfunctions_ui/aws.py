@@ -5,10 +5,11 @@ Uses ``exporters.deploy.diff`` (the ``python -m exporters diff`` logic: the defi
 from the Airflow connection by the Amazon provider's hooks (``StepFunctionHook`` and STS), so
 the region, credentials and endpoint are the connection's.
 
-Never a hang: 2 s to connect, 2 s to read, a single attempt per call, and the whole comparison
-bounded by ``DEADLINE_SECONDS`` (3 s; the async routes wait without holding a thread, and one
-comparison per DAG version runs at a time); the answer is kept ``CACHE_SECONDS`` so reloading the page does
-not call AWS again. Never a secret: messages are built here, and anything taken from an AWS
+Never a hang: 2 s to connect, 2 s to read, a single attempt per call; a request gets its answer
+within ``DEADLINE_SECONDS`` (3 s): the comparison, or "pending" when AWS is slower, while the
+comparison goes on in the background and fills the cache. The async routes wait without holding
+a thread, one comparison per DAG version runs at a time, and the answer is kept ``CACHE_SECONDS``
+so reloading the page does not call AWS again. Never a secret: messages are built here, and anything taken from an AWS
 error has the connection's login, password and extra values replaced by ``***``.
 """
 
@@ -19,7 +20,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from exporters import deploy
@@ -29,13 +30,16 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2  # per call, inside the 3 s deadline so the answer can name the region
 READ_TIMEOUT = 2
-DEADLINE_SECONDS = 3  # the whole comparison; a slower AWS is reported unreachable, never waited for
+DEADLINE_SECONDS = 3  # a request gets the comparison, or "pending", within this
+WAIT_SECONDS = DEADLINE_SECONDS - 0.5  # what a request waits for AWS (the rest: auth, DB look-up, rendering)
 CACHE_SECONDS = 30
 DEFAULT_CONN_ID = "aws_default"
 
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="sfn-compare")
 _cache: dict[tuple[Any, ...], tuple[float, Deployed]] = {}
 _running: dict[tuple[Any, ...], concurrent.futures.Future] = {}
+_regions: dict[tuple[Any, ...], str] = {}  # the region a comparison under way talks to
+_generation = 0
 _cache_lock = threading.Lock()
 
 
@@ -43,7 +47,8 @@ _cache_lock = threading.Lock()
 class Deployed:
     """The comparison's outcome.
 
-    ``state``: not-exportable, not-connected, not-deployed, in-sync, drift, unreachable, error.
+    ``state``: not-exportable, not-connected, not-deployed, in-sync, drift, unreachable, error, or
+    pending (AWS had not answered within ``DEADLINE_SECONDS``; the comparison goes on).
     """
 
     state: str
@@ -68,30 +73,26 @@ def aws_conn_id_of(dag: Any) -> str:
 
 
 def compare(view: Any) -> Deployed:
-    """The deployed state machine against ``view``'s export (an ``ExportView``); blocks up to ``DEADLINE_SECONDS``."""
+    """The deployed state machine against ``view``'s export (an ``ExportView``); blocks at most ``WAIT_SECONDS``."""
     cached, key, conn_id = _cached(view)
     if cached is not None:
         return cached
-    started = time.perf_counter()
     try:
-        outcome = _start(view, key, conn_id).result(timeout=DEADLINE_SECONDS)
+        return _start(view, key, conn_id).result(timeout=WAIT_SECONDS)
     except concurrent.futures.TimeoutError:
-        outcome = _too_slow(conn_id)
-    return _keep(key, outcome, started)
+        return _pending(conn_id, key)
 
 
 async def compare_async(view: Any) -> Deployed:
-    """``compare`` for the async routes: waits without holding a thread, at most ``DEADLINE_SECONDS``."""
+    """``compare`` for the async routes: waits without holding a thread, at most ``WAIT_SECONDS``."""
     cached, key, conn_id = _cached(view)
     if cached is not None:
         return cached
-    started = time.perf_counter()
     future = _start(view, key, conn_id)
     try:
-        outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), DEADLINE_SECONDS)
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), WAIT_SECONDS)
     except TimeoutError:
-        outcome = _too_slow(conn_id)
-    return _keep(key, outcome, started)
+        return _pending(conn_id, key)
 
 
 def _cached(view: Any) -> tuple[Deployed | None, tuple[Any, ...], str | None]:
@@ -108,41 +109,49 @@ def _cached(view: Any) -> tuple[Deployed | None, tuple[Any, ...], str | None]:
 
 
 def _start(view: Any, key: tuple[Any, ...], conn_id: str) -> concurrent.futures.Future:
-    """The comparison for ``key`` under way, or a new one (one call to AWS per DAG version at a time)."""
+    """The comparison for ``key`` under way, or a new one (one call to AWS per DAG version at a time).
+
+    Its outcome is cached when it ends, also when no request waited for it any more.
+    """
+    global _generation
     with _cache_lock:
         future = _running.get(key)
-        if future is None or future.done():
-            future = _pool.submit(_compare, view, conn_id)
+        if future is None:
+            started, generation = time.perf_counter(), _generation
+            future = _pool.submit(_compare, view, conn_id, key)
             _running[key] = future
-            future.add_done_callback(lambda done: _forget(key, done))
+            future.add_done_callback(lambda done: _settle(key, done, started, generation))
         return future
 
 
-def _forget(key: tuple[Any, ...], done: concurrent.futures.Future) -> None:
+def _settle(key: tuple[Any, ...], done: concurrent.futures.Future, started: float, generation: int) -> None:
     with _cache_lock:
         if _running.get(key) is done:
             del _running[key]
+        _regions.pop(key, None)
+        if done.cancelled() or done.exception() is not None or generation != _generation:
+            return
+        done.result().elapsed_ms = (time.perf_counter() - started) * 1000
+        _cache[key] = (time.monotonic(), done.result())
 
 
-def _too_slow(conn_id: str | None) -> Deployed:
+def _pending(conn_id: str | None, key: tuple[Any, ...]) -> Deployed:
+    region = _regions.get(key)
+    where = f" in {region}" if region else ""
     return Deployed(
-        "unreachable",
-        f"AWS is unreachable from the API server (connection {conn_id!r}): no answer within "
-        f"{DEADLINE_SECONDS} s. Nothing was compared; check the API server's network access to AWS.",
+        "pending",
+        f"AWS (connection {conn_id!r}{where}) has not answered within {DEADLINE_SECONDS} s; the comparison "
+        "goes on in the background: reload in a few seconds.",
         conn_id=conn_id,
+        region=region,
     )
 
 
-def _keep(key: tuple[Any, ...], outcome: Deployed, started: float) -> Deployed:
-    outcome = replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
-    with _cache_lock:
-        _cache[key] = (time.monotonic(), outcome)
-    return outcome
-
-
 def clear_cache() -> None:
+    global _generation
     with _cache_lock:
         _cache.clear()
+        _generation += 1  # comparisons still under way no longer fill the cache
 
 
 def _connection(conn_id: str) -> Any | None:
@@ -182,7 +191,7 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _compare(view: Any, conn_id: str) -> Deployed:
+def _compare(view: Any, conn_id: str, key: tuple[Any, ...] = ()) -> Deployed:
     conn = _connection(conn_id)
     if conn is None:
         return Deployed(
@@ -212,6 +221,7 @@ def _compare(view: Any, conn_id: str) -> Deployed:
         sfn_hook = StepFunctionHook(aws_conn_id=conn_id, config=config)
         sfn = sfn_hook.conn
         region = sfn.meta.region_name
+        _regions[key] = region  # so an answer past the deadline can still name the region
         sts = AwsBaseHook(aws_conn_id=conn_id, client_type="sts", config=config).conn
         return _diff(view, sfn, sts, region, conn_id)
     except Exception as err:  # noqa: BLE001 - every failure becomes a message

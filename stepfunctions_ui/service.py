@@ -128,13 +128,21 @@ def list_dags(session: Any, dag_ids: set[str]) -> list[DagRecord]:
     return [r for r in _records(session, dag_ids=dag_ids) if not r.is_stale]
 
 
+class ChangedMeanwhile(Exception):
+    """The stored DAG changed between the look-up and the read (the DAG processor stored a new one)."""
+
+
 def stored_dag(record: DagRecord) -> dict[str, Any] | None:
     """The serialized DAG JSON of ``record``'s version, read in a short session of its own."""
     if record.serialized_id is None:
         return None
     with create_session(scoped=False) as session:
         row = session.get(SerializedDagModel, record.serialized_id)
-        return None if row is None else row.data
+        if row is None:
+            return None
+        if row.dag_hash != record.dag_hash:  # updated in place since the look-up: never cache it under the old hash
+            raise ChangedMeanwhile(record.dag_id)
+        return row.data
 
 
 @dataclass
@@ -273,6 +281,10 @@ def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[
     dag_id = view.dag_id
     try:
         data = load(record)
+    except ChangedMeanwhile:
+        view.load_error = f"DAG {dag_id!r} was stored again while it was being read: reload the page"
+        view.transient = True
+        return
     except Exception as err:  # noqa: BLE001 - the metadata DB failed us: say so, and build again next time
         log.exception("Reading the serialized DAG %s failed", dag_id)
         view.load_error = f"DAG {dag_id!r}: its stored version could not be read ({type(err).__name__})"
