@@ -32,7 +32,7 @@ def _compile(view: serialized.SerializedDagView):
     from exporters.compiler import compile_dag
 
     result = compile_dag(view)
-    result.warnings.extend(view.assumed_defaults())
+    result.warnings.extend(view.serialization_notes())
     return result
 
 

@@ -24,25 +24,18 @@ export reads from Airflow's serialized DAG").
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from exporters.errors import DagLoadError, ExportError, Problem
 from retraining.refs import TaggedValueError, from_tagged
 from retraining.serialized import EXPORT_FIELD, EXPORT_FORMAT
 
-# Settings of stock operators that the converters read but Airflow's serialization does not keep
-# (they are not template fields): the export can only assume their defaults, and says so.
-NOT_SERIALIZED_SETTINGS: dict[str, dict[str, Any]] = {
-    "airflow.providers.amazon.aws.operators.glue.GlueJobOperator": {"wait_for_completion": True},
-    "airflow.providers.amazon.aws.operators.sagemaker.SageMakerTrainingOperator": {"wait_for_completion": True},
-    "airflow.providers.amazon.aws.operators.sagemaker.SageMakerEndpointOperator": {
-        "check_interval": 30,
-        "operation": "create",
-        "wait_for_completion": True,
-    },
-}
 TRUNCATED_PREFIX = "Truncated. You can change this behaviour in [core]max_templated_field_length."
 
 
@@ -61,8 +54,11 @@ def serialized_hash(data: dict[str, Any]) -> str:
     return SerializedDagModel.hash(data)
 
 
-def from_serialized(data: dict[str, Any]) -> SerializedDagView:
-    """Airflow's serialized DAG (as stored) → the DAG object the compiler and converters read."""
+def from_serialized(data: dict[str, Any], live: Any = None) -> SerializedDagView:
+    """Airflow's serialized DAG (as stored) → the DAG object the compiler and converters read.
+
+    ``live``: the parsed DAG it was serialized from, when at hand (see ``SerializedTask``).
+    """
     from airflow.serialization.serialized_objects import DagSerialization  # Airflow's deserializer: slow import
 
     dag_id = _dag_id_of(data)
@@ -70,7 +66,7 @@ def from_serialized(data: dict[str, Any]) -> SerializedDagView:
         dag = DagSerialization.from_dict(data)
     except Exception as err:  # noqa: BLE001 - stored data we cannot read: say so, never a traceback
         raise DagLoadError(f"DAG {dag_id!r}: Airflow's serialized form cannot be read ({type(err).__name__}: {err})")
-    return SerializedDagView(dag)
+    return SerializedDagView(dag, live)
 
 
 def _dag_id_of(data: Any) -> str:
@@ -83,23 +79,115 @@ def _dag_id_of(data: Any) -> str:
 class SerializedTask:
     """One task of a serialized DAG, with the attributes the converters read.
 
-    Anything not set here is read from Airflow's deserialized operator (retries, trigger_rule,
-    upstream and downstream ids, ...). ``type(task).__name__`` is the task's own class name, as
-    the compiler's messages name it.
+    Looked up in order: what Airflow stored for the exporter (our operators' ``retraining_export``,
+    every operator's template fields), then Airflow's deserialized operator (retries,
+    trigger_rule, upstream and downstream ids, ...). Past that, a setting Airflow does not store
+    (a stock operator's ``wait_for_completion``, a sensor's ``timeout``):
+
+    - the default: the value an operator of the task's class built from the stored fields alone
+      has (``default_operator``; Airflow's own and its providers' classes only, never a DAG's own
+      class: that would run DAG code);
+    - with the parsed task at hand (the CLI and the Python API), its value; when that is not the
+      default it is noted in ``not_kept``: the UI view cannot know it;
+    - without (the UI view), the default, noted in ``assumed``.
+
+    ``type(task).__name__`` is the task's own class name, as the compiler's messages name it.
     """
 
-    def __init__(self, operator: Any, attributes: dict[str, Any], class_paths: list[str]) -> None:
+    def __init__(self, operator: Any, attributes: dict[str, Any], class_paths: list[str], live: Any = None) -> None:
         self._operator = operator
+        self._live = live
         self.operator_class_paths = class_paths
+        self.not_kept: dict[str, Any] = {}
+        self.assumed: dict[str, Any] = {}
         self.__dict__.update(attributes)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "_operator":
+        if name.startswith("__") or name in ("_operator", "_live", "_probe"):
             raise AttributeError(name)
-        return getattr(self._operator, name)
+        try:
+            return getattr(self._operator, name)
+        except AttributeError:
+            pass
+        default = getattr(self.default_operator(), name, _MISSING)
+        if self._live is not None:
+            value = getattr(self._live, name)
+            if default is _MISSING or value != default:
+                self.not_kept[name] = value
+            return value
+        if default is _MISSING:
+            raise AttributeError(name)
+        self.assumed[name] = default
+        return default
+
+    def default_operator(self) -> Any:
+        """The task's class built from what Airflow stored (its template fields), every other setting left default.
+
+        Only Airflow's and its providers' installed classes are built (their constructors run no
+        DAG code); ``None`` for any other class, or when the stored fields do not build one.
+        """
+        if "_probe" not in self.__dict__:
+            self.__dict__["_probe"] = _default_operator(self)
+        return self.__dict__["_probe"]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.task_id!r} (serialized)>"
+
+
+def _default_operator(task: SerializedTask) -> Any:
+    cls = _airflow_class(task.operator_class_paths[0])
+    if cls is None:
+        return None
+    accepted = constructor_parameters(cls)
+    stored = {f: getattr(task._operator, f, None) for f in getattr(task._operator, "template_fields", ()) or ()}
+    kwargs = {k: v for k, v in stored.items() if k in accepted and v is not None}
+    try:
+        return cls(task_id=task.task_id, **kwargs)
+    except Exception:  # noqa: BLE001 - the stored fields do not build one: no defaults to offer
+        return None
+
+
+def constructor_parameters(cls: type) -> set[str]:
+    """Every named parameter of the constructors of ``cls`` and its bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            names.update(inspect.signature(init).parameters)
+        except (TypeError, ValueError):
+            continue
+    return names
+
+
+_MISSING = object()
+
+
+def _is_airflows(module: str) -> bool:
+    return module == "airflow" or module.startswith("airflow.")
+
+
+_AIRFLOW_CLASSES: dict[str, type | None] = {}
+
+
+def _airflow_class(path: str) -> type | None:
+    """The class at ``path`` when it is Airflow's or a provider's, installed (never from a dags folder)."""
+    if path in _AIRFLOW_CLASSES:
+        return _AIRFLOW_CLASSES[path]
+    found = None
+    module_name, _, name = path.rpartition(".")
+    if _is_airflows(module_name):
+        installed = Path(importlib.util.find_spec("airflow").origin).parents[1]  # site-packages
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and Path(spec.origin).resolve().is_relative_to(installed.resolve()):
+            candidate = getattr(importlib.import_module(module_name), name, None)
+            found = candidate if isinstance(candidate, type) else None
+    _AIRFLOW_CLASSES[path] = found
+    return found
 
 
 _TASK_CLASSES: dict[tuple[str, str], type] = {}
@@ -116,7 +204,7 @@ def _task_class(module: str, name: str) -> type:
     return cls
 
 
-def _wrap_task(op: Any, dag_id: str) -> SerializedTask:
+def _wrap_task(op: Any, dag_id: str, live: Any = None) -> SerializedTask:
     module = str(getattr(op, "_task_module", None) or "")
     name = str(getattr(op, "task_type", None) or type(op).__name__)
     attributes: dict[str, Any] = {}
@@ -163,19 +251,20 @@ def _wrap_task(op: Any, dag_id: str) -> SerializedTask:
             problems.append(Problem(op.task_id, f"field {field!r}: {err}"))
     if problems:
         raise ExportError(dag_id, problems)
-    return _task_class(module, name)(op, attributes, class_paths)
+    return _task_class(module, name)(op, attributes, class_paths, live)
 
 
 class SerializedDagView:
     """Airflow's deserialized DAG with its tasks as ``SerializedTask`` objects (everything else delegated)."""
 
-    def __init__(self, dag: Any) -> None:
+    def __init__(self, dag: Any, live: Any = None) -> None:
         self._dag = dag
         problems: list[Problem] = []
         self.task_dict: dict[str, SerializedTask] = {}
+        live_tasks = getattr(live, "task_dict", {}) if live is not None else {}
         for op in dag.task_dict.values():
             try:
-                self.task_dict[op.task_id] = _wrap_task(op, dag.dag_id)
+                self.task_dict[op.task_id] = _wrap_task(op, dag.dag_id, live_tasks.get(op.task_id))
             except ExportError as err:
                 problems.extend(err.problems)
         if problems:
@@ -186,16 +275,23 @@ class SerializedDagView:
             raise AttributeError(name)
         return getattr(self._dag, name)
 
-    def assumed_defaults(self) -> list[str]:
-        """One line per stock task whose settings Airflow's serialized DAG does not keep (defaults assumed)."""
+    def serialization_notes(self) -> list[str]:
+        """What the export read that Airflow's serialized DAG does not keep, one line per task (after a compile)."""
         notes = []
         for task in self.task_dict.values():
-            lost = NOT_SERIALIZED_SETTINGS.get(task.operator_class_paths[0])
-            if lost:
-                settings = ", ".join(f"{name}={value!r}" for name, value in lost.items())
+            kind = f"task {task.task_id!r} ({type(task).__name__})"
+            if task.not_kept:
+                settings = ", ".join(f"{name}={value!r}" for name, value in sorted(task.not_kept.items()))
                 notes.append(
-                    f"task {task.task_id!r} ({type(task).__name__}): Airflow's serialized DAG does not keep "
-                    f"{', '.join(lost)}; exported as if {settings} (the operator's defaults)"
+                    f"{kind}: {settings} not kept in Airflow's serialized DAG: this export uses them, "
+                    "the Airflow UI view cannot (it shows the operator's defaults)"
+                )
+            if task.assumed:
+                settings = ", ".join(f"{name}={value!r}" for name, value in sorted(task.assumed.items()))
+                notes.append(
+                    f"{kind}: Airflow's serialized DAG does not keep {', '.join(sorted(task.assumed))}: "
+                    f"exported with the operator's defaults ({settings}); "
+                    "`python -m exporters export` reads them from the DAG file"
                 )
         return notes
 
@@ -228,7 +324,7 @@ def _nested_topo(group: Any) -> Iterator[Any]:
 
 def load(dag: Any) -> SerializedDagView:
     """A parsed DAG through Airflow's serialization: what the DAG processor would store, read back."""
-    return from_serialized(serialize(dag))
+    return from_serialized(serialize(dag), live=dag)
 
 
 def as_view(dag: Any) -> SerializedDagView:

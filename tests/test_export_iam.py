@@ -228,21 +228,18 @@ def test_states_inside_parallel_branches_are_covered(cfn_dags):
     assert statements["LambdaInvoke"]["Resource"] == [{"Fn::Sub": f"{HEAD}:lambda:{REGIONAL}:function:${{Function}}"}]
 
 
-def test_training_tags_and_literal_names(cfn_dags):
-    _, result = cfn_dags["cfn_unscheduled"]
+def test_request_response_training_tags_and_literal_names(cfn_dags):
     statements = by_sid(role_policy(template_for(cfn_dags["cfn_unscheduled"], logging_level="OFF")))
-    # wait_for_completion=False is not in Airflow's serialized DAG (not a template field), which is
-    # what the exporter compiles: the export waits (.sync), as the operator's default, and says so.
-    assert any("does not keep wait_for_completion" in w for w in result.warnings)
     assert set(statements) == {
-        "SageMakerTrainingJobSync",
-        "SageMakerTrainingJobEvents",
+        "SageMakerCreateTrainingJob",
         "SageMakerTrainingJobTags",
         "SageMakerCreateModel",
         "PassRoleToSageMaker",
         # check_if_job_exists=True (the stock default) describes the name first (tests/test_export_14_stock.py)
         "SageMakerDescribeTrainingJob",
     }
+    # Without .sync: CreateTrainingJob only (no Describe/Stop, no EventBridge rule)...
+    assert statements["SageMakerCreateTrainingJob"]["Action"] == ["sagemaker:CreateTrainingJob"]
     # ... and AddTags because the request carries Tags.
     assert statements["SageMakerTrainingJobTags"]["Action"] == ["sagemaker:AddTags"]
     assert statements["SageMakerTrainingJobTags"]["Resource"] == [

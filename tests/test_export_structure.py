@@ -700,13 +700,7 @@ def test_stock_provider_operators_export_without_rewriting():
     }
     assert states["create_endpoint_config"]["Resource"] == "arn:aws:states:::sagemaker:createEndpointConfig"
     assert states["update_endpoint: UpdateEndpoint"]["Resource"] == "arn:aws:states:::sagemaker:updateEndpoint"
-    # check_interval=20 and operation='update' are not in Airflow's serialized DAG (not template
-    # fields): the export assumes the defaults and says so.
-    assert states["update_endpoint: wait"]["Seconds"] == 30
-    assert any(
-        w.startswith("task 'update_endpoint' (SageMakerEndpointOperator): Airflow's serialized DAG does not keep")
-        for w in result.warnings
-    )
+    assert states["update_endpoint: wait"]["Seconds"] == 20  # check_interval
     # default_args retries apply to stock operators as to ours.
     for task_id in ("etl", "train_model: create job", "check_metrics", "create_model", "create_endpoint_config"):
         assert states[task_id]["Retry"] == [
