@@ -113,15 +113,16 @@ def _start(view: Any, key: tuple[Any, ...], conn_id: str) -> concurrent.futures.
 
     Its outcome is cached when it ends, also when no request waited for it any more.
     """
-    global _generation
     with _cache_lock:
         future = _running.get(key)
-        if future is None:
-            started, generation = time.perf_counter(), _generation
-            future = _pool.submit(_compare, view, conn_id, key)
-            _running[key] = future
-            future.add_done_callback(lambda done: _settle(key, done, started, generation))
-        return future
+        if future is not None:
+            return future
+        started, generation = time.perf_counter(), _generation
+        future = _pool.submit(_compare, view, conn_id, key)
+        _running[key] = future
+    # Outside the lock: a comparison already done runs the callback here, and it takes the lock.
+    future.add_done_callback(lambda done: _settle(key, done, started, generation))
+    return future
 
 
 def _settle(key: tuple[Any, ...], done: concurrent.futures.Future, started: float, generation: int) -> None:
