@@ -105,7 +105,9 @@ def server(tmp_path_factory):
     for i in range(SMALL_DAGS):
         (dags / f"ui_small_{i}.py").write_text(dag_file(record, f"ui_small_{i}", job=f"job-{i}"))
     (dags / "model_retraining.py").write_text(
-        RECORDER.format(record=str(record)) + (ROOT / "dags" / "model_retraining.py").read_text()
+        "from __future__ import annotations\n"
+        + RECORDER.format(record=str(record))
+        + (ROOT / "dags" / "model_retraining.py").read_text().replace("from __future__ import annotations\n", "")
     )
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({name: f"{name}-pw" for name in USERS}))
@@ -148,7 +150,8 @@ def server(tmp_path_factory):
     running = Server(base, env, process, dags, record)
     try:
         running.reserialize()
-        assert {r["file"].rsplit("/", 1)[-1] for r in records(record)} >= {"ui_recorder.py", "ui_slow.py"}
+        parsed = {r["file"].rsplit("/", 1)[-1] for r in records(record)}
+        assert parsed >= {"ui_recorder.py", "ui_slow.py", "model_retraining.py"}, parsed
         deadline = time.monotonic() + SERVER_START_SECONDS
         while not _http_ok(f"{base}/api/v2/monitor/health"):
             assert process.poll() is None, log_path.read_text()[-3000:]
