@@ -182,6 +182,7 @@ def routes(dag_id: str) -> list[str]:
         f"{VIEW}/dags/{dag_id}/graph.svg",
         f"{VIEW}/dags/{dag_id}/deployed",
         f"{VIEW}/api/dags/{dag_id}/deployed",
+        f"{VIEW}/api/dags/{dag_id}/executions",
     ]
 
 
