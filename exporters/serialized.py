@@ -32,10 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk.definitions._internal.types import NOTSET
+
 from exporters.errors import DagLoadError, ExportError, Problem
 from retraining.refs import TaggedValueError, from_tagged
 from retraining.serialized import EXPORT_FIELD, EXPORT_FORMAT
 
+NOT_SET_TEXT = str(NOTSET)
 TRUNCATED_PREFIX = "Truncated. You can change this behaviour in [core]max_templated_field_length."
 
 
@@ -244,6 +247,9 @@ def _wrap_task(op: Any, dag_id: str, live: Any = None) -> SerializedTask:
                     "raise [core] max_templated_field_length (where the DAG processor runs) or shorten the value",
                 )
             )
+            continue
+        if value == NOT_SET_TEXT:  # Airflow stores an unset template field (NOTSET) as its text
+            attributes[field] = NOTSET
             continue
         try:
             attributes[field] = from_tagged(value)
