@@ -29,11 +29,20 @@ def export_serialized(data: dict[str, Any]):
 
 
 def _compile(view: serialized.SerializedDagView):
+    """The export of ``view``; settings the parsed DAG gave that Airflow does not store are a warning.
+
+    Defaults assumed for settings Airflow does not store (the UI view) are not: ``view.assumed_notes()``.
+    """
     from exporters.compiler import compile_dag
 
     result = compile_dag(view)
-    result.warnings.extend(view.serialization_notes())
+    result.warnings.extend(view.not_kept_notes())
     return result
+
+
+def export_view(view: serialized.SerializedDagView):
+    """Compile a ``SerializedDagView`` (``exporters.serialized.from_serialized``); returns an ``ExportResult``."""
+    return _compile(view)
 
 
 def export_result(dag_id: str, dags_folder: str | Path | None = None):

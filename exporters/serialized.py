@@ -281,22 +281,27 @@ class SerializedDagView:
             raise AttributeError(name)
         return getattr(self._dag, name)
 
-    def serialization_notes(self) -> list[str]:
-        """What the export read that Airflow's serialized DAG does not keep, one line per task (after a compile)."""
+    def not_kept_notes(self) -> list[str]:
+        """Settings read from the parsed DAG that Airflow's serialized DAG does not keep (after a compile)."""
         notes = []
         for task in self.task_dict.values():
-            kind = f"task {task.task_id!r} ({type(task).__name__})"
             if task.not_kept:
                 settings = ", ".join(f"{name}={value!r}" for name, value in sorted(task.not_kept.items()))
                 notes.append(
-                    f"{kind}: {settings} not kept in Airflow's serialized DAG: this export uses them, "
-                    "the Airflow UI view cannot (it shows the operator's defaults)"
+                    f"task {task.task_id!r} ({type(task).__name__}): {settings} not kept in Airflow's serialized DAG: "
+                    "this export uses them, the Airflow UI view cannot (it shows the operator's defaults)"
                 )
+        return notes
+
+    def assumed_notes(self) -> list[str]:
+        """Settings Airflow's serialized DAG does not keep, read as the operator's defaults (after a compile)."""
+        notes = []
+        for task in self.task_dict.values():
             if task.assumed:
                 settings = ", ".join(f"{name}={value!r}" for name, value in sorted(task.assumed.items()))
                 notes.append(
-                    f"{kind}: Airflow's serialized DAG does not keep {', '.join(sorted(task.assumed))}: "
-                    f"exported with the operator's defaults ({settings}); "
+                    f"task {task.task_id!r} ({type(task).__name__}): Airflow's serialized DAG does not keep "
+                    f"{', '.join(sorted(task.assumed))}: exported with the operator's defaults ({settings}); "
                     "`python -m exporters export` reads them from the DAG file"
                 )
         return notes

@@ -3,7 +3,7 @@
 Airflow 3 keeps DAG authors' code out of the API server, and so does this view: it never reads,
 imports or parses a DAG file. It compiles the DAG Airflow's DAG processor stored in the metadata
 database (the latest ``SerializedDagModel`` row: the DAG version the API server and the DAG
-header show), with the exporter's one front end (``exporters.api.export_serialized``), the same
+header show), with the exporter's one front end (``exporters.serialized`` + ``exporters.api.export_view``), the same
 code ``python -m exporters export`` runs after serializing the parsed DAG.
 
 Cache and concurrency:
@@ -294,7 +294,7 @@ def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[
         view.load_error = f"DAG {dag_id!r}: Airflow has no serialized version of it yet (the DAG processor stores it)"
         return
     try:
-        from exporters.api import export_serialized
+        from exporters.api import export_view
         from exporters.errors import DagLoadError, ExportError
         from exporters.serialized import from_serialized
         from exporters.validate import validate_definition
@@ -306,7 +306,7 @@ def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[
     try:
         view.dag = from_serialized(data)
         view.task_ids = list(view.dag.task_ids)
-        result = export_serialized(data)
+        result = export_view(view.dag)
     except DagLoadError as err:
         view.load_error = str(err)
         return
@@ -321,7 +321,7 @@ def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[
     view.result = result
     view.definition = result.definition
     view.invalid = validate_definition(view.definition)
-    view.warnings = list(result.warnings)
+    view.warnings = [*result.warnings, *view.dag.assumed_notes()]
     view.integrations = list(result.integrations)
     if not view.invalid:
         view.definition_json = result.to_json()

@@ -657,8 +657,9 @@ def test_every_corpus_dag_exports_from_airflows_stored_form_as_the_cli_exports_i
     """
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
+    from exporters import serialized
     from exporters.__main__ import main as cli_main
-    from exporters.api import export_dag_object
+    from exporters.api import export_view
     from tests import golden_corpus
 
     sources = [*golden_corpus.SOURCES, *sorted((ROOT / "tests" / "export_dags" / "cfn_dags").glob("*.py"))]
@@ -669,7 +670,10 @@ def test_every_corpus_dag_exports_from_airflows_stored_form_as_the_cli_exports_i
         sync_bag_to_db(bag, "dags-folder", None)
         for dag_id, dag in sorted(bag.dags.items()):
             with golden_corpus.team_converters(dag):
-                not_kept = [w for w in export_dag_object(dag).warnings if "not kept in Airflow's serialized DAG" in w]
+                parsed = serialized.load(dag)
+                not_kept = parsed.not_kept_notes() if export_view(parsed) else []
+                # Only stock operators (Airflow's or a provider's) have settings Airflow does not store.
+                assert all(t.operator_class_paths[0].startswith("airflow.") for t in parsed.tasks if t.not_kept)
                 view = get(ui, f"{VIEW}/dags/{dag_id}/definition.json", "viewer")
                 template = get(ui, f"{VIEW}/dags/{dag_id}/template.json", "viewer")
                 assert view.status_code == 200, (dag_id, view.text[:500])
@@ -693,8 +697,7 @@ def test_every_corpus_dag_exports_from_airflows_stored_form_as_the_cli_exports_i
                     assert template.status_code == 404 and "could not be built" in template.json()["detail"]
             identical.append(dag_id)
     assert {"model_retraining", "long_request", "custom_operator", "aws_sdk_calls"} <= set(identical), identical
-    stock = {"stock_operators", "cfn_unscheduled", "s3_operators", "s3_teardown", "job_sensors", "s3_key_sensor"}
-    assert set(lossy) <= stock, lossy
+    assert "stock_operators" in lossy, lossy  # check_interval=20, operation='update'
 
 
 def test_a_request_longer_than_airflows_template_field_limit_is_exported_whole(ui):
