@@ -897,11 +897,12 @@ def _glue_requests(dag: Any) -> list[tuple[str, dict[str, Any]]]:
     """(task id, StartJobRun request as the author typed it) for every Glue task: references, not strings."""
     # Lazy: retraining imports Airflow, which the CLI configures (quiet logging) before loading DAGs.
     from exporters.jinja import JinjaTranslationError, jinja_to_ref
+    from exporters.serialized import is_a
     from retraining import GlueJobRunOperator
 
     found = []
     for task in dag.tasks:
-        if isinstance(task, GlueJobRunOperator):
+        if is_a(task, GlueJobRunOperator):  # also a task of a serialized DAG (exporters.serialized)
             found.append((task.task_id, task.request))
         elif type(task).__name__ == "GlueJobOperator":  # the Amazon provider's: its Jinja read as references
             try:

@@ -167,6 +167,11 @@ def constructor_parameters(cls: type) -> set[str]:
 _MISSING = object()
 
 
+def is_a(task: Any, cls: type) -> bool:
+    """``isinstance`` for parsed tasks and for ``SerializedTask`` (by the stored class import paths)."""
+    return isinstance(task, cls) or f"{cls.__module__}.{cls.__qualname__}" in getattr(task, "operator_class_paths", ())
+
+
 def _is_airflows(module: str) -> bool:
     return module == "airflow" or module.startswith("airflow.")
 

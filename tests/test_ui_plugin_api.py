@@ -112,6 +112,8 @@ def ui(airflow_db, tmp_path_factory):
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
         env.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
+        # Store a re-parsed DAG at once (Airflow's default skips writes within 30 s of the last one).
+        env.setenv("AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", "0")
 
         from airflow.api_fastapi.app import create_app, purge_cached_app
         from airflow.dag_processing.bundles.manager import DagBundlesManager
