@@ -708,11 +708,12 @@ def test_a_request_longer_than_airflows_template_field_limit_is_exported_whole(u
 
     from tests.export_dags.good.long_request import ARGUMENTS
 
-    assert get(ui, f"{VIEW}/dags/long_request", "admin").status_code == 200  # stored by the test above, or now
+    _reparse(ui, ROOT / "tests" / "export_dags" / "good" / "long_request.py")
+    assert get(ui, f"{VIEW}/dags/long_request", "admin").status_code == 200
     stored = SerializedDagModel.get_dag("long_request")
     (etl,) = stored.tasks
     assert str(etl.request).startswith("Truncated. You can change this behaviour in [core]max_templated_field_length")
     arguments = get(ui, f"{VIEW}/api/dags/long_request", "admin").json()["definition"]["States"]["etl"]["Parameters"]
     assert {k: v for k, v in arguments["Arguments"].items() if k in ARGUMENTS} == ARGUMENTS
-    assert arguments["Arguments"]["--S3_DEST.$"] == "$.params.s3_dest"
-    assert arguments["Arguments"]["--TRAIN.$"] == "States.Format('{}train/', $.params.s3_dest)"
+    assert arguments["Arguments"]["--RUN_LABEL.$"] == "$.params.run_label"
+    assert arguments["Arguments"]["--TRAIN.$"] == "States.Format('{}-train', $.params.run_label)"

@@ -12,19 +12,19 @@ from airflow.sdk import DAG, Param
 from retraining import Format, GlueJobRunOperator, ParamRef
 
 # 120 arguments of ~60 characters: about 9 KB of request.
-ARGUMENTS = {f"--feature_{i:03d}": f"s3://feature-store/churn/v2/features/feature_{i:03d}.parquet" for i in range(120)}
+ARGUMENTS = {f"--feature_{i:03d}": f"feature-store/churn/v2/features/feature_{i:03d}.parquet" for i in range(120)}
 
 with DAG(
     dag_id="long_request",
     schedule=None,
-    params={"s3_dest": Param("s3://bucket/processed/", type="string")},
+    params={"run_label": Param("nightly", type="string")},
 ) as long_request:
     GlueJobRunOperator(
         task_id="etl",
         job_name="churn-etl",
         script_arguments={
             **ARGUMENTS,
-            "--S3_DEST": ParamRef("s3_dest"),
-            "--TRAIN": Format("{}train/", ParamRef("s3_dest")),
+            "--RUN_LABEL": ParamRef("run_label"),
+            "--TRAIN": Format("{}-train", ParamRef("run_label")),
         },
     )
