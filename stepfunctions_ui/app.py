@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import time
 from pathlib import Path
@@ -202,7 +203,8 @@ def create_app() -> FastAPI:
     @app.get("/", response_class=HTMLResponse, name="overview")
     async def overview(request: Request, user: GetUserDep) -> HTMLResponse:
         rows = await overview_rows(request, user)
-        body = pages.render("overview.html", rows=rows, exportable=sum(1 for r in rows if r["exportable"]))
+        exportable = sum(1 for r in rows if r["exportable"])
+        body = await run_in_threadpool(pages.render, "overview.html", rows=rows, exportable=exportable)
         return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/dags", name="api_dags")
@@ -238,7 +240,9 @@ def create_app() -> FastAPI:
             name: mount_path(request, f"dag_{name}", dag_id=view.dag_id)
             for name in ("definition", "template", "deployed", "graph")
         }
-        body = pages.render(
+        # Rendered off the event loop: a big DAG's page takes a while, and other requests must not wait.
+        body = await run_in_threadpool(
+            pages.render,
             "view.html",
             view=view,
             status_label=STATUS_LABELS[view.status],
@@ -256,27 +260,11 @@ def create_app() -> FastAPI:
         return HTMLResponse(body, headers={"Server-Timing": f"export;dur={took:.1f}", "Cache-Control": "no-store"})
 
     @app.get("/api/dags/{dag_id}", name="api_dag")
-    async def api_dag(record: service.DagRecord = Depends(readable_dag)) -> dict[str, Any]:
+    async def api_dag(record: service.DagRecord = Depends(readable_dag)) -> Response:
         view, _ = await load(record)
-        template_json, template_note = view.template()
-        return {
-            "dag_id": view.dag_id,
-            "version": record.version_number,
-            "version_label": view.version,
-            "dag_hash": record.dag_hash,
-            "status": view.status,
-            "exportable": view.exportable,
-            "load_error": view.load_error,
-            "headline": view.headline,
-            "problems": view.problems,
-            "invalid": view.invalid,
-            "warnings": view.warnings,
-            "integrations": view.integrations,
-            "stages": [{"task_id": t, "states": s} for t, s in view.stages()],
-            "definition": view.definition if view.exportable else None,
-            "template_available": template_json is not None,
-            "template_note": template_note,
-        }
+        if view.api_json is None:  # encoded once per DAG version, off the event loop (a big DAG's is large)
+            view.api_json = await run_in_threadpool(_api_json, view, record)
+        return Response(view.api_json, media_type="application/json")
 
     @app.get("/dags/{dag_id}/definition.json", name="dag_definition")
     async def dag_definition(record: service.DagRecord = Depends(readable_dag)) -> Response:
@@ -338,6 +326,29 @@ def create_app() -> FastAPI:
         return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
     return app
+
+
+def _api_json(view: service.ExportView, record: service.DagRecord) -> bytes:
+    template_json, template_note = view.template()
+    payload = {
+        "dag_id": view.dag_id,
+        "version": record.version_number,
+        "version_label": view.version,
+        "dag_hash": record.dag_hash,
+        "status": view.status,
+        "exportable": view.exportable,
+        "load_error": view.load_error,
+        "headline": view.headline,
+        "problems": view.problems,
+        "invalid": view.invalid,
+        "warnings": view.warnings,
+        "integrations": view.integrations,
+        "stages": [{"task_id": t, "states": s} for t, s in view.stages()],
+        "definition": view.definition if view.exportable else None,
+        "template_available": template_json is not None,
+        "template_note": template_note,
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def _overview_path(request: Request) -> str:

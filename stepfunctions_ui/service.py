@@ -166,6 +166,7 @@ class ExportView:
     template_warnings: list[str] = field(default_factory=list)
     build_ms: float = 0.0
     transient: bool = False  # a failure worth retrying (not cached)
+    api_json: bytes | None = None  # the JSON route's body, encoded once
     _svg: tuple[str | None, str | None] | None = None
     _template: tuple[str | None, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
