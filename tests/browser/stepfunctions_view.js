@@ -61,7 +61,10 @@ async function main() {
     await frame.locator("#status").waitFor();
     seen.status = await frame.locator("#status").getAttribute("data-status");
     seen.dagIdShown = (await frame.locator("#dag-id").textContent()).trim();
-    seen.nodes = (await frame.locator("#svg svg g.node text").allTextContents()).map((t) => t.trim());
+    // States are nodes; a Parallel state is a cluster titled with its name.
+    seen.nodes = (await frame.locator("#svg svg g.node text, #svg svg g.cluster > text").allTextContents()).map((t) =>
+      t.trim(),
+    );
     seen.edgeLabels = (await frame.locator("#svg svg g.edge text").allTextContents()).map((t) => t.trim());
     seen.warnings = (await frame.locator("#warnings li").allTextContents()).map((t) => t.trim());
     seen.tabs = (await page.locator('a[href*="/plugin/stepfunctions"]').allTextContents()).map((t) => t.trim());
