@@ -382,6 +382,8 @@ class Compiler:
         possible = {d for d in decisions if d != RUN}
         if runs and not fragment.always_fails:
             possible.add(SUCCESS)
+        if runs and fragment.skips:
+            possible.add(SKIPPED)
         if caught:
             possible.add(FAILED)
         aborts = set()
@@ -624,6 +626,8 @@ class Compiler:
     def _emit_body(self, tid: str, fragment: Fragment, out: list[asl.State]) -> tuple[str, list[Port]]:
         """The task's own states, its failures caught and recorded or left to end the run."""
         plan = self.plans[tid]
+        if fragment.skips:
+            fragment = self._with_skip_mark(tid, fragment)
         exits = list(fragment.exits)
         if fragment.always_fails:
             failure = fragment.failures[0]
@@ -671,6 +675,17 @@ class Compiler:
             for port in failure.ports:
                 port.link(record.name)
         return fragment.entry, exits
+
+    def _with_skip_mark(self, tid: str, fragment: Fragment) -> Fragment:
+        """The fragment with its skip ports leading to a mark of the task as skipped, then on like a success."""
+        mark = asl.Pass(
+            self._unique_name(state_name(tid, SKIPPED)),
+            result=SKIPPED,
+            result_path=outcome_path(tid),
+            comment=f"{tid!r} ends skipped (AirflowSkipException)",
+        )
+        self._link(fragment.skips, mark.name)
+        return replace(fragment, states=[*fragment.states, mark], exits=[*fragment.exits, Port(mark)], skips=[])
 
     def _emit_branch(self, node: Branch, out: list[asl.State]) -> tuple[str | None, list[Port]]:
         tid = node.task_id

@@ -119,6 +119,8 @@ class Fragment:
     branches: dict[str, Port] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     always_fails: bool = False  # e.g. FailRunOperator: no states of its own, one failure
+    # Where the task ends skipped (Airflow's AirflowSkipException, e.g. a soft_fail sensor timing out).
+    skips: list[Port] = field(default_factory=list)
 
     @classmethod
     def single(cls, state: asl.State, layout: ResultLayout | None = None) -> Fragment:

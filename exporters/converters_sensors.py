@@ -8,8 +8,10 @@ again. Elapsed time is the sum of the waits. A poke that finds the watched resou
 Airflow, so the task's retries apply: the loop restarts after ``retry_delay`` up to ``retries`` times,
 then fails. ``mode="reschedule"`` waits the same way (Step Functions holds no worker while it waits).
 
-``soft_fail`` (skipped instead of failed) needs the compiler to record a skipped outcome: refused
-until it does. ``ExternalTaskSensor`` has no Step Functions meaning and is refused with the reason.
+``soft_fail=True``: a timeout ends the task skipped (Airflow raises ``AirflowSkipException``), recorded as the
+task's outcome so its downstream tasks are decided by their trigger rules as in Airflow; a resource found
+failed still fails the task (its poke raises ``AirflowException``, which ``soft_fail`` does not turn into a
+skip). ``ExternalTaskSensor`` has no Step Functions meaning and is refused with the reason.
 """
 
 from __future__ import annotations
@@ -48,12 +50,6 @@ class Check:
 
 
 def _refuse_unsupported_modes(task: Any) -> None:
-    if getattr(task, "soft_fail", False):
-        raise Unsupported(
-            "soft_fail=True: a timed-out sensor is skipped in Airflow, and the exported machine cannot "
-            "record a skipped task yet",
-            "leave soft_fail unset (a timeout then fails the task in both)",
-        )
     for flag in ("never_fail", "silent_fail"):
         if getattr(task, flag, False):
             raise Unsupported(f"{flag}=True has no Step Functions translation yet", f"leave {flag} unset")
@@ -83,27 +79,29 @@ def sensor_fragment(task: Any, ctx: ConvertContext, build_check: Callable[[str],
     )
     check = build_check(here)
     init.next = check.entry
-    timed_out = asl.Fail(
-        state_name(tid, "timed out"),
-        error="SensorTimeout",
-        cause=f"Sensor {tid} has timed out: the condition did not hold within {timeout} s (timeout)",
-    )
     wait_states, wait_entry = _waits(tid, sensor, check.entry, interval, backoff, getattr(task, "max_wait", None))
-    time_left = asl.Choice(
-        state_name(tid, "time left?"),
-        choices=[
-            asl.ChoiceRule(
-                variable=f"{sensor}.Remaining", operator="NumericLessThanEquals", value=0, next=timed_out.name
-            )
-        ],
-        default=wait_entry,
-    )
+    out_of_time = asl.ChoiceRule(variable=f"{sensor}.Remaining", operator="NumericLessThanEquals", value=0)
+    time_left = asl.Choice(state_name(tid, "time left?"), choices=[out_of_time], default=wait_entry)
     for port in check.pending:
         port.link(time_left.name)
-    states: list[asl.State] = [init, *check.states, time_left, *wait_states, timed_out]
+    states: list[asl.State] = [init, *check.states, time_left, *wait_states]
+    skips: list[Port] = []
+    if getattr(task, "soft_fail", False):
+        # Airflow raises AirflowSkipException instead of AirflowSensorTimeout: the task ends skipped.
+        skips.append(Port(out_of_time))
+    else:
+        timed_out = asl.Fail(
+            state_name(tid, "timed out"),
+            error="SensorTimeout",
+            cause=f"Sensor {tid} has timed out: the condition did not hold within {timeout} s (timeout)",
+        )
+        out_of_time.next = timed_out.name
+        states.append(timed_out)
     if check.failed:
+        # A failed resource raises AirflowException in poke(): a failure even with soft_fail (only a timeout,
+        # AirflowSensorTimeout/AirflowFailException, becomes a skip).
         states += _retry_loop(task, ctx, sensor, check, fresh)
-    return Fragment(entry=init.name, states=states, exits=check.done)
+    return Fragment(entry=init.name, states=states, exits=check.done, skips=skips)
 
 
 def _sensor_fields(sensor: str, **changes: Any) -> dict[str, Any]:

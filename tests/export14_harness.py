@@ -218,8 +218,9 @@ def run_of(described: dict[str, Any], events: list[dict[str, Any]], tasks: list[
     status = {t: "not run" for t in tasks}
     for name in entered:
         task = owner(name, tasks)
-        if task is not None:
-            status[task] = "success"
+        if task is not None and status[task] != "skipped":
+            # "<task>: skipped" marks the task skipped (by its trigger rule, or by itself: a soft_fail sensor).
+            status[task] = "skipped" if name == f"{task}: skipped" else "success"
     failed = described["status"] != "SUCCEEDED"
     if failed and entered:
         last = owner(entered[-1], tasks)
@@ -227,7 +228,7 @@ def run_of(described: dict[str, Any], events: list[dict[str, Any]], tasks: list[
             status[last] = "failed"
     # Attempts of a task: the TaskScheduled events within the first entry of its first Task state (Retry
     # repeats them there), plus the restarts through its own "<task>: retry" state (sensors' retries).
-    attempts = {t: 1 if status[t] != "not run" else 0 for t in tasks}
+    attempts = {t: 1 if status[t] in ("success", "failed") else 0 for t in tasks}
     first_entry: dict[str, int] = {}
     entry_index, current = -1, None
     scheduled: dict[int, int] = {}

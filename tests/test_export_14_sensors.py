@@ -134,7 +134,7 @@ def test_sensor_modes_without_a_faithful_translation_are_refused():
     from exporters.errors import ExportError
 
     with DAG("sensor_refusals", schedule=None) as dag:
-        S3KeySensor(task_id="soft", bucket_key="s3://b/k", soft_fail=True)
+        S3KeySensor(task_id="never", bucket_key="s3://b/k", never_fail=True)
         S3KeySensor(task_id="glob", bucket_key="s3://b/data/*.csv", wildcard_match=True)
         S3KeySensor(task_id="fn", bucket_key="s3://b/k", check_fn=lambda files: True)
         S3KeySensor(task_id="regex", bucket_key="s3://b/k.*", use_regex=True)
@@ -142,7 +142,7 @@ def test_sensor_modes_without_a_faithful_translation_are_refused():
     with pytest.raises(ExportError) as raised:
         compile_dag(dag)
     problems = {p.task_id: p for p in raised.value.problems}
-    assert "soft_fail" in problems["soft"].reason
+    assert "never_fail" in problems["never"].reason
     assert "'<prefix>*'" in problems["glob"].reason
     assert "check_fn" in problems["fn"].reason
     assert "use_regex" in problems["regex"].reason
