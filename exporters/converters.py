@@ -14,6 +14,9 @@ Converters never run the task; they read its declarative attributes.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
 import json
 import re
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters import asl
+from exporters.jinja import JinjaTranslationError, jinja_to_ref
 from exporters.translate import Dynamic, ResultLayout, TranslationError, Translator
 
 ConverterFn = Callable[[Any, "ConvertContext"], "Fragment"]
@@ -56,8 +60,6 @@ def register_lazy(module: str, class_name: str) -> Callable[[ConverterFn], Conve
 
 
 def _resolve_lazy() -> None:
-    import importlib
-
     while _LAZY:
         module, class_name, fn = _LAZY.pop()
         try:
@@ -204,6 +206,7 @@ class ConvertContext:
         result_selector: dict[str, Any] | None = None,
         result_path: Any = ...,
         comment: str | None = None,
+        retry_errors: tuple[str, ...] = ("States.ALL",),
     ) -> asl.Task:
         return asl.Task(
             name or state_name(task.task_id),
@@ -212,7 +215,7 @@ class ConvertContext:
             result_selector=result_selector,
             result_path=path_for_key(result_key(task.task_id)) if result_path is ... else result_path,
             timeout_seconds=self.timeout(task),
-            retry=self.retries(task),
+            retry=self.retries(task, retry_errors),
             comment=comment,
         )
 
@@ -232,8 +235,6 @@ def path_for_key(key: str) -> str:
 def state_name(task_id: str, suffix: str | None = None) -> str:
     name = task_id if suffix is None else f"{task_id}: {suffix}"
     if len(name) > asl.MAX_STATE_NAME:
-        import hashlib
-
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = name[: asl.MAX_STATE_NAME - 9] + "~" + digest
     return name
@@ -254,6 +255,65 @@ def selector_from_fields(fields: tuple[str, ...], renames: dict[str, str] | None
 
 
 # ---------------------------------------------------------------------------
+# The table: operators whose task is one Task state calling one service integration
+# ---------------------------------------------------------------------------
+RowValue = Any  # a value, or a function of the task giving it
+
+
+def operator_request(task: Any) -> dict[str, Any]:
+    """Our operators keep their whole API request, references included, in ``request``."""
+    return task.request
+
+
+@dataclass(frozen=True)
+class IntegrationRow:
+    """One operator → one Task state: the integration it calls, its request, the fields its result keeps.
+
+    ``result_selector`` and ``layout`` (keyword arguments of ``ResultLayout`` besides its key) are values or
+    functions of the task. ``waits``: the operator attribute (default True) saying whether the task waits for
+    the work to finish; when it does not, the state calls ``resource`` without ``.sync`` and keeps
+    ``result_selector_no_wait``.
+    """
+
+    operator: type | str  # the class, or "module.ClassName" resolved when a DAG is exported
+    resource: str
+    result_selector: RowValue
+    request: Callable[[Any], dict[str, Any]] = operator_request
+    layout: RowValue = field(default_factory=dict)
+    waits: str | None = None
+    result_selector_no_wait: dict[str, Any] | None = None
+    retry_errors: tuple[str, ...] = ("States.ALL",)
+
+
+def _row_value(value: RowValue, task: Any) -> Any:
+    return value(task) if callable(value) else value
+
+
+def convert_integration(row: IntegrationRow, task: Any, ctx: ConvertContext) -> Fragment:
+    """The generic converter of a table row."""
+    parameters = ctx.parameters(task, row.request(task))
+    waits = row.waits is None or bool(getattr(task, row.waits, True))
+    state = ctx.task_state(
+        task,
+        row.resource if waits else row.resource.removesuffix(".sync"),
+        parameters,
+        result_selector=_row_value(row.result_selector, task) if waits else row.result_selector_no_wait,
+        retry_errors=row.retry_errors,
+    )
+    return Fragment.single(state, ctx.layout(task, **_row_value(row.layout, task)))
+
+
+def register_rows(rows: tuple[IntegrationRow, ...]) -> None:
+    for row in rows:
+        converter = functools.partial(convert_integration, row)
+        if isinstance(row.operator, str):
+            module, _, class_name = row.operator.rpartition(".")
+            register_lazy(module, class_name)(converter)
+        else:
+            register(row.operator)(converter)
+
+
+# ---------------------------------------------------------------------------
 # Our operators
 # ---------------------------------------------------------------------------
 from retraining import (  # noqa: E402  (operators import only Airflow: cheap)
@@ -267,7 +327,11 @@ from retraining import (  # noqa: E402  (operators import only Airflow: cheap)
     SageMakerTrainingJobOperator,
 )
 from retraining.refs import ResultRef  # noqa: E402
+from retraining.sagemaker import ENDPOINT_PENDING_STATES as ENDPOINT_WAIT_STATES  # noqa: E402  (the operator's copy)
 
+# Retry what the SageMaker API answers (throttling, limits, outages), not a job that ran and
+# failed (States.TaskFailed): its name belongs to the run, so a retry could only collide, and the
+# Airflow task also fails at once. (States.TaskFailed in a retrier would match every error.)
 TRAINING_API_ERRORS = (
     "SageMaker.AmazonSageMakerException",
     "SageMaker.ResourceLimitExceededException",
@@ -282,78 +346,47 @@ CHOICE_OPERATORS = {
     "==": "NumericEquals",
 }
 
-
-@register(GlueJobRunOperator)
-def convert_glue_job_run(task: GlueJobRunOperator, ctx: ConvertContext) -> Fragment:
-    state = ctx.task_state(
-        task,
+OWN_OPERATOR_ROWS = (
+    IntegrationRow(
+        GlueJobRunOperator,
         "arn:aws:states:::glue:startJobRun.sync",
-        ctx.parameters(task, task.request),
         # GetJobRun's answer names the run id "Id"; keep Airflow's field names.
-        result_selector=selector_from_fields(task.result_fields, {"JobRunId": "Id"}),
-    )
-    return Fragment.single(state, ctx.layout(task, fields=frozenset(task.result_fields)))
-
-
-@register(SageMakerTrainingJobOperator)
-def convert_training_job(task: SageMakerTrainingJobOperator, ctx: ConvertContext) -> Fragment:
-    # Keep only what downstream states use: a DescribeTrainingJob answer can
-    # exceed Step Functions' 256 KiB state-data limit.
-    state = ctx.task_state(
-        task,
+        result_selector=lambda task: selector_from_fields(task.result_fields, {"JobRunId": "Id"}),
+        layout=lambda task: {"fields": frozenset(task.result_fields)},
+    ),
+    IntegrationRow(
+        SageMakerTrainingJobOperator,
         "arn:aws:states:::sagemaker:createTrainingJob.sync",
-        ctx.parameters(task, task.request),
-        result_selector=selector_from_fields(task.result_fields),
-    )
-    # Retry what the SageMaker API answers (throttling, limits, outages), not a job that ran and
-    # failed (States.TaskFailed): its name belongs to the run, so a retry could only collide, and the
-    # Airflow task also fails at once. (States.TaskFailed in a retrier would match every error.)
-    state.retry = ctx.retries(task, TRAINING_API_ERRORS)
-    top = frozenset(f.split(".")[0] for f in task.result_fields)
-    return Fragment.single(state, ctx.layout(task, fields=top))
-
-
-@register(LambdaInvokeOperator)
-def convert_lambda_invoke(task: LambdaInvokeOperator, ctx: ConvertContext) -> Fragment:
-    state = ctx.task_state(
-        task,
+        # Keep only what downstream states use: a DescribeTrainingJob answer can
+        # exceed Step Functions' 256 KiB state-data limit.
+        result_selector=lambda task: selector_from_fields(task.result_fields),
+        layout=lambda task: {"fields": frozenset(f.split(".")[0] for f in task.result_fields)},
+        retry_errors=TRAINING_API_ERRORS,
+    ),
+    IntegrationRow(
+        LambdaInvokeOperator,
         "arn:aws:states:::lambda:invoke",
-        ctx.parameters(task, task.request),
         result_selector={"Payload.$": "$.Payload"},
-    )
-    # Airflow keeps the function's answer; Step Functions keeps it under Payload.
-    return Fragment.single(state, ctx.layout(task, prefix=("Payload",)))
-
-
-@register(SageMakerCreateModelOperator)
-def convert_create_model(task: SageMakerCreateModelOperator, ctx: ConvertContext) -> Fragment:
-    state = ctx.task_state(
-        task,
+        # Airflow keeps the function's answer; Step Functions keeps it under Payload.
+        layout={"prefix": ("Payload",)},
+    ),
+    IntegrationRow(
+        SageMakerCreateModelOperator,
         "arn:aws:states:::sagemaker:createModel",
-        ctx.parameters(task, task.request),
         result_selector={"ModelArn.$": "$.ModelArn"},
-    )
-    layout = ctx.layout(task, fields=frozenset({"ModelArn"}), aliases={"ModelName": task.request["ModelName"]})
-    return Fragment.single(state, layout)
-
-
-@register(SageMakerCreateEndpointConfigOperator)
-def convert_create_endpoint_config(task: SageMakerCreateEndpointConfigOperator, ctx: ConvertContext) -> Fragment:
-    state = ctx.task_state(
-        task,
+        layout=lambda task: {"fields": frozenset({"ModelArn"}), "aliases": {"ModelName": task.request["ModelName"]}},
+    ),
+    IntegrationRow(
+        SageMakerCreateEndpointConfigOperator,
         "arn:aws:states:::sagemaker:createEndpointConfig",
-        ctx.parameters(task, task.request),
         result_selector={"EndpointConfigArn.$": "$.EndpointConfigArn"},
-    )
-    layout = ctx.layout(
-        task,
-        fields=frozenset({"EndpointConfigArn"}),
-        aliases={"EndpointConfigName": task.request["EndpointConfigName"]},
-    )
-    return Fragment.single(state, layout)
-
-
-from retraining.sagemaker import ENDPOINT_PENDING_STATES as ENDPOINT_WAIT_STATES  # noqa: E402  (the operator's copy)
+        layout=lambda task: {
+            "fields": frozenset({"EndpointConfigArn"}),
+            "aliases": {"EndpointConfigName": task.request["EndpointConfigName"]},
+        },
+    ),
+)
+register_rows(OWN_OPERATOR_ROWS)
 
 
 def endpoint_deploy_fragment(
@@ -373,143 +406,28 @@ def endpoint_deploy_fragment(
     so the task's retries re-run the whole attempt as Airflow re-runs the operator,
     and ``execution_timeout`` bounds each attempt's wait by counting polls.
     """
-    key = result_key(task.task_id)
-    here = f"$.{key}"
+    here = path_for_key(result_key(task.task_id))
     record = asl.Pass(
         state_name(task.task_id, "request"),
         parameters={**ctx.parameters(task, request), "Polls": {"value": 0}},
         result_path=here,
         comment="The endpoint, the config it must serve, and a poll counter",
     )
-    names = {"EndpointName.$": f"{here}.EndpointName", "EndpointConfigName.$": f"{here}.EndpointConfigName"}
-    update_state = asl.Task(
-        state_name(task.task_id, "UpdateEndpoint"),
-        resource="arn:aws:states:::sagemaker:updateEndpoint",
-        parameters=dict(names),
-        result_path=None,
-    )
-    create_state = asl.Task(
-        state_name(task.task_id, "CreateEndpoint"),
-        resource="arn:aws:states:::sagemaker:createEndpoint",
-        parameters=dict(names),
-        result_path=None,
-    )
-    states: list[asl.State] = [record]
-    if update and create_if_missing:
-        missing = asl.Choice(state_name(task.task_id, "endpoint missing?"))
-        probe = asl.Task(
-            state_name(task.task_id, "endpoint exists?"),
-            resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
-            parameters={"EndpointName.$": f"{here}.EndpointName"},
-            result_path=None,
-            catch=[asl.Catch(["States.ALL"], missing.name, result_path=f"{here}.Error")],
-            comment="Update the endpoint if it exists, create it otherwise (decided at run time)",
-        )
-        describe_failed = asl.Fail(
-            state_name(task.task_id, "DescribeEndpoint failed"),
-            error="EndpointDescribeFailed",
-            cause_path=f"{here}.Error.Cause",
-        )
-        missing.choices = [
-            # SageMaker answers a missing endpoint with "Could not find endpoint ...".
-            asl.ChoiceRule(
-                variable=f"{here}.Error.Cause",
-                operator="StringMatches",
-                value="*Could not find endpoint*",
-                next=create_state.name,
-            ),
-        ]
-        missing.default = describe_failed.name
-        record.next = probe.name
-        probe.next = update_state.name
-        states += [probe, update_state, missing, create_state, describe_failed]
-        finishing = [update_state, create_state]
-    elif update:
-        record.next = update_state.name
-        states.append(update_state)
-        finishing = [update_state]
-    else:
-        record.next = create_state.name
-        states.append(create_state)
-        finishing = [create_state]
-
+    calls, finishing = _endpoint_calls(task.task_id, here, create_if_missing=create_if_missing, update=update)
+    record.next = calls[0].name
+    states: list[asl.State] = [record, *calls]
     layout = ctx.layout(task, fields=frozenset({"EndpointName", "EndpointConfigName"}))
     if wait:
-        wait_state = asl.Wait(state_name(task.task_id, "wait"), seconds=poll_seconds)
-        describe = asl.Task(
-            state_name(task.task_id, "DescribeEndpoint"),
-            resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
-            parameters={"EndpointName.$": f"{here}.EndpointName"},
-            result_selector={
-                "EndpointStatus.$": "$.EndpointStatus",
-                "EndpointConfigName.$": "$.EndpointConfigName",
-                "EndpointArn.$": "$.EndpointArn",
-            },
-            result_path=f"{here}.Endpoint",
-        )
-        failed = asl.Fail(
-            state_name(task.task_id, "failed"),
-            error="EndpointDeployFailed",
-            cause="The endpoint did not reach InService on the new config; the previous config keeps serving. "
-            "See FailureReason in DescribeEndpoint.",
-        )
-        status = f"{here}.Endpoint.EndpointStatus"
-        in_service = asl.ChoiceRule(
-            and_=[
-                asl.ChoiceRule(variable=status, operator="StringEquals", value="InService"),
-                asl.ChoiceRule(
-                    variable=f"{here}.Endpoint.EndpointConfigName",
-                    operator="StringEqualsPath",
-                    value=f"{here}.EndpointConfigName",
-                ),
-            ]
-        )
-        count_poll = asl.Pass(
-            state_name(task.task_id, "count poll"),
-            parameters={"value.$": f"States.MathAdd({here}.Polls.value, 1)"},
-            result_path=f"{here}.Polls",
-            next=wait_state.name,
-        )
-        still_working = asl.ChoiceRule(
-            or_=[asl.ChoiceRule(variable=status, operator="StringEquals", value=s) for s in ENDPOINT_WAIT_STATES],
-            next=count_poll.name,
-        )
-        choices = [in_service]
-        extra: list[asl.State] = []
-        timeout = ctx.timeout(task)
-        if timeout is not None:
-            # execution_timeout bounds each attempt's wait, as it bounds each Airflow try.
-            max_polls = max(1, -(-timeout // poll_seconds))
-            timed_out = asl.Fail(
-                state_name(task.task_id, "timed out"),
-                error="EndpointDeployTimeout",
-                cause=f"The endpoint was not InService on the new config within {timeout} s (execution_timeout)",
-            )
-            choices.append(
-                asl.ChoiceRule(
-                    variable=f"{here}.Polls.value",
-                    operator="NumericGreaterThanEquals",
-                    value=max_polls,
-                    next=timed_out.name,
-                )
-            )
-            extra.append(timed_out)
-        choices.append(still_working)
-        check = asl.Choice(state_name(task.task_id, "InService?"), choices=choices, default=failed.name)
-        for s in finishing:
-            s.next = wait_state.name
-        wait_state.next = describe.name
-        describe.next = check.name
-        states += [wait_state, describe, check, count_poll, failed, *extra]
+        loop = _endpoint_wait_loop(task, ctx, here, poll_seconds)
+        for call in finishing:
+            call.next = loop[0].name
+        states += loop
         layout.paths.update(
             {"EndpointStatus": ("Endpoint", "EndpointStatus"), "EndpointArn": ("Endpoint", "EndpointArn")}
         )
-        done = asl.Succeed(state_name(task.task_id, "deployed"))
-        in_service.next = done.name
-        states.append(done)
     else:
-        for s in finishing:
-            s.next = None
+        for call in finishing:
+            call.next = None
     attempt = asl.Parallel(
         state_name(task.task_id),
         branches=[asl.StateMachine(states=states, start_at=record.name)],
@@ -520,6 +438,136 @@ def endpoint_deploy_fragment(
         comment="One attempt of the task: its retries re-run the whole deploy, as Airflow retries the operator",
     )
     return Fragment.single(attempt, layout)
+
+
+DESCRIBE_ENDPOINT = "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
+
+
+def _endpoint_call(task_id: str, here: str, operation: str, resource: str) -> asl.Task:
+    """UpdateEndpoint or CreateEndpoint with the names the request record holds."""
+    return asl.Task(
+        state_name(task_id, operation),
+        resource=resource,
+        parameters={"EndpointName.$": f"{here}.EndpointName", "EndpointConfigName.$": f"{here}.EndpointConfigName"},
+        result_path=None,
+    )
+
+
+def _endpoint_calls(
+    task_id: str, here: str, *, create_if_missing: bool, update: bool
+) -> tuple[list[asl.State], list[asl.Task]]:
+    """The states that update or create the endpoint (the first is their entry), and the calls that end them."""
+    update_state = _endpoint_call(task_id, here, "UpdateEndpoint", "arn:aws:states:::sagemaker:updateEndpoint")
+    create_state = _endpoint_call(task_id, here, "CreateEndpoint", "arn:aws:states:::sagemaker:createEndpoint")
+    if not update:
+        return [create_state], [create_state]
+    if not create_if_missing:
+        return [update_state], [update_state]
+    return _update_or_create(task_id, here, update_state, create_state), [update_state, create_state]
+
+
+def _update_or_create(task_id: str, here: str, update_state: asl.Task, create_state: asl.Task) -> list[asl.State]:
+    """DescribeEndpoint decides at run time: found → update; "not found" → create; any other error → fail."""
+    missing = asl.Choice(state_name(task_id, "endpoint missing?"))
+    probe = asl.Task(
+        state_name(task_id, "endpoint exists?"),
+        resource=DESCRIBE_ENDPOINT,
+        parameters={"EndpointName.$": f"{here}.EndpointName"},
+        result_path=None,
+        catch=[asl.Catch(["States.ALL"], missing.name, result_path=f"{here}.Error")],
+        comment="Update the endpoint if it exists, create it otherwise (decided at run time)",
+    )
+    describe_failed = asl.Fail(
+        state_name(task_id, "DescribeEndpoint failed"),
+        error="EndpointDescribeFailed",
+        cause_path=f"{here}.Error.Cause",
+    )
+    missing.choices = [
+        # SageMaker answers a missing endpoint with "Could not find endpoint ...".
+        asl.ChoiceRule(
+            variable=f"{here}.Error.Cause",
+            operator="StringMatches",
+            value="*Could not find endpoint*",
+            next=create_state.name,
+        ),
+    ]
+    missing.default = describe_failed.name
+    probe.next = update_state.name
+    return [probe, update_state, missing, create_state, describe_failed]
+
+
+def _endpoint_wait_loop(task: Any, ctx: ConvertContext, here: str, poll_seconds: int) -> list[asl.State]:
+    """Wait → DescribeEndpoint → Choice until InService on the new config (the Wait is the entry)."""
+    task_id = task.task_id
+    wait_state = asl.Wait(state_name(task_id, "wait"), seconds=poll_seconds)
+    describe = asl.Task(
+        state_name(task_id, "DescribeEndpoint"),
+        resource=DESCRIBE_ENDPOINT,
+        parameters={"EndpointName.$": f"{here}.EndpointName"},
+        result_selector={
+            "EndpointStatus.$": "$.EndpointStatus",
+            "EndpointConfigName.$": "$.EndpointConfigName",
+            "EndpointArn.$": "$.EndpointArn",
+        },
+        result_path=f"{here}.Endpoint",
+    )
+    failed = asl.Fail(
+        state_name(task_id, "failed"),
+        error="EndpointDeployFailed",
+        cause="The endpoint did not reach InService on the new config; the previous config keeps serving. "
+        "See FailureReason in DescribeEndpoint.",
+    )
+    status = f"{here}.Endpoint.EndpointStatus"
+    done = asl.Succeed(state_name(task_id, "deployed"))
+    in_service = asl.ChoiceRule(
+        and_=[
+            asl.ChoiceRule(variable=status, operator="StringEquals", value="InService"),
+            asl.ChoiceRule(
+                variable=f"{here}.Endpoint.EndpointConfigName",
+                operator="StringEqualsPath",
+                value=f"{here}.EndpointConfigName",
+            ),
+        ],
+        next=done.name,
+    )
+    count_poll = asl.Pass(
+        state_name(task_id, "count poll"),
+        parameters={"value.$": f"States.MathAdd({here}.Polls.value, 1)"},
+        result_path=f"{here}.Polls",
+        next=wait_state.name,
+    )
+    still_working = asl.ChoiceRule(
+        or_=[asl.ChoiceRule(variable=status, operator="StringEquals", value=s) for s in ENDPOINT_WAIT_STATES],
+        next=count_poll.name,
+    )
+    limit_rules, limit_states = _endpoint_poll_limit(task, ctx, here, poll_seconds)
+    check = asl.Choice(
+        state_name(task_id, "InService?"), choices=[in_service, *limit_rules, still_working], default=failed.name
+    )
+    wait_state.next = describe.name
+    describe.next = check.name
+    return [wait_state, describe, check, count_poll, failed, *limit_states, done]
+
+
+def _endpoint_poll_limit(
+    task: Any, ctx: ConvertContext, here: str, poll_seconds: int
+) -> tuple[list[asl.ChoiceRule], list[asl.State]]:
+    """execution_timeout bounds each attempt's wait, as it bounds each Airflow try: a rule counting polls, its Fail."""
+    timeout = ctx.timeout(task)
+    if timeout is None:
+        return [], []
+    timed_out = asl.Fail(
+        state_name(task.task_id, "timed out"),
+        error="EndpointDeployTimeout",
+        cause=f"The endpoint was not InService on the new config within {timeout} s (execution_timeout)",
+    )
+    too_many_polls = asl.ChoiceRule(
+        variable=f"{here}.Polls.value",
+        operator="NumericGreaterThanEquals",
+        value=max(1, -(-timeout // poll_seconds)),
+        next=timed_out.name,
+    )
+    return [too_many_polls], [timed_out]
 
 
 @register(SageMakerDeployEndpointOperator)
@@ -598,6 +646,7 @@ def convert_fail(task: FailRunOperator, ctx: ConvertContext) -> Fragment:
 # ---------------------------------------------------------------------------
 # Stock operators (so existing DAGs export without rewriting)
 # ---------------------------------------------------------------------------
+AMAZON_OPERATORS = "airflow.providers.amazon.aws.operators"
 
 
 @register_lazy("airflow.providers.standard.operators.empty", "EmptyOperator")
@@ -607,8 +656,6 @@ def convert_empty(task: Any, ctx: ConvertContext) -> Fragment:
 
 def _stock_value(task: Any, value: Any, field_name: str) -> Any:
     """A stock operator's templated value → a reference, when it is a plain param/XCom lookup."""
-    from exporters.jinja import JinjaTranslationError, jinja_to_ref
-
     try:
         return jinja_to_ref(value)
     except JinjaTranslationError as err:
@@ -619,25 +666,6 @@ def _stock_value(task: Any, value: Any, field_name: str) -> Any:
         ) from None
 
 
-@register_lazy("airflow.providers.amazon.aws.operators.glue", "GlueJobOperator")
-def convert_stock_glue(task: Any, ctx: ConvertContext) -> Fragment:
-    request: dict[str, Any] = {"JobName": _stock_value(task, task.job_name, "job_name")}
-    if task.script_args:
-        request["Arguments"] = _stock_value(task, dict(task.script_args), "script_args")
-    for key, value in sorted((getattr(task, "run_job_kwargs", None) or {}).items()):
-        request[key] = _stock_value(task, value, f"run_job_kwargs.{key}")  # StartJobRun fields
-    sync = getattr(task, "wait_for_completion", True)
-    state = ctx.task_state(
-        task,
-        "arn:aws:states:::glue:startJobRun" + (".sync" if sync else ""),
-        ctx.parameters(task, request),
-        result_selector={"JobName.$": "$.JobName", "JobRunId.$": "$.Id", "JobRunState.$": "$.JobRunState"}
-        if sync
-        else {"JobRunId.$": "$.JobRunId"},
-    )
-    return Fragment.single(state, ctx.layout(task))
-
-
 def _stock_config(task: Any) -> dict[str, Any]:
     config = task.config
     if isinstance(config, str):
@@ -645,45 +673,69 @@ def _stock_config(task: Any) -> dict[str, Any]:
     return _stock_value(task, dict(config), "config")
 
 
-@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerTrainingOperator")
-def convert_stock_training(task: Any, ctx: ConvertContext) -> Fragment:
-    sync = getattr(task, "wait_for_completion", True)
-    fields = SageMakerTrainingJobOperator.result_fields
-    state = ctx.task_state(
-        task,
-        "arn:aws:states:::sagemaker:createTrainingJob" + (".sync" if sync else ""),
-        ctx.parameters(task, _stock_config(task)),
-        result_selector=selector_from_fields(fields) if sync else None,
-    )
-    # The stock operator's XCom is {"Training": DescribeTrainingJob}.
-    return Fragment.single(state, ctx.layout(task, paths={"Training": ()}))
+def _stock_glue_request(task: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {"JobName": _stock_value(task, task.job_name, "job_name")}
+    if task.script_args:
+        request["Arguments"] = _stock_value(task, dict(task.script_args), "script_args")
+    for key, value in sorted((getattr(task, "run_job_kwargs", None) or {}).items()):
+        request[key] = _stock_value(task, value, f"run_job_kwargs.{key}")  # StartJobRun fields
+    return request
 
 
-@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerModelOperator")
-def convert_stock_model(task: Any, ctx: ConvertContext) -> Fragment:
-    config = _stock_config(task)
-    state = ctx.task_state(
-        task,
+def _stock_lambda_request(task: Any) -> dict[str, Any]:
+    if getattr(task, "invocation_type", None) not in (None, "RequestResponse"):
+        raise Unsupported(f"invocation_type {task.invocation_type!r}", "use RequestResponse (synchronous)")
+    payload = task.payload
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = json.loads(payload) if payload else {}
+        except ValueError:
+            raise Unsupported("payload is not JSON", "give the payload as a JSON object") from None
+    request = {
+        "FunctionName": _stock_value(task, task.function_name, "function_name"),
+        "Payload": _stock_value(task, payload, "payload"),
+    }
+    if getattr(task, "qualifier", None):
+        request["Qualifier"] = _stock_value(task, task.qualifier, "qualifier")
+    return request
+
+
+STOCK_OPERATOR_ROWS = (
+    IntegrationRow(
+        f"{AMAZON_OPERATORS}.sagemaker.SageMakerModelOperator",
         "arn:aws:states:::sagemaker:createModel",
-        ctx.parameters(task, config),
+        request=_stock_config,
         result_selector={"ModelArn.$": "$.ModelArn"},
-    )
-    return Fragment.single(state, ctx.layout(task))
-
-
-@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerEndpointConfigOperator")
-def convert_stock_endpoint_config(task: Any, ctx: ConvertContext) -> Fragment:
-    config = _stock_config(task)
-    state = ctx.task_state(
-        task,
+    ),
+    IntegrationRow(
+        f"{AMAZON_OPERATORS}.sagemaker.SageMakerEndpointConfigOperator",
         "arn:aws:states:::sagemaker:createEndpointConfig",
-        ctx.parameters(task, config),
+        request=_stock_config,
         result_selector={"EndpointConfigArn.$": "$.EndpointConfigArn"},
-    )
-    return Fragment.single(state, ctx.layout(task))
+    ),
+    IntegrationRow(
+        f"{AMAZON_OPERATORS}.lambda_function.LambdaInvokeFunctionOperator",
+        "arn:aws:states:::lambda:invoke",
+        request=_stock_lambda_request,
+        result_selector={"Payload.$": "$.Payload"},
+        # The stock operator's XCom is the decoded payload string; keep it under Payload.
+        layout={"prefix": ("Payload",)},
+    ),
+)
+register_rows(STOCK_OPERATOR_ROWS)
+
+# GlueJobOperator's job run; its converter (converters_stock) may get or create the job definition first.
+STOCK_GLUE_JOB_RUN = IntegrationRow(
+    f"{AMAZON_OPERATORS}.glue.GlueJobOperator",
+    "arn:aws:states:::glue:startJobRun.sync",
+    request=_stock_glue_request,
+    waits="wait_for_completion",
+    result_selector={"JobName.$": "$.JobName", "JobRunId.$": "$.Id", "JobRunState.$": "$.JobRunState"},
+    result_selector_no_wait={"JobRunId.$": "$.JobRunId"},
+)
 
 
-@register_lazy("airflow.providers.amazon.aws.operators.sagemaker", "SageMakerEndpointOperator")
+@register_lazy(f"{AMAZON_OPERATORS}.sagemaker", "SageMakerEndpointOperator")
 def convert_stock_endpoint(task: Any, ctx: ConvertContext) -> Fragment:
     config = _stock_config(task)
     if "Model" in config or "EndpointConfig" in config:
@@ -704,32 +756,6 @@ def convert_stock_endpoint(task: Any, ctx: ConvertContext) -> Fragment:
         wait=getattr(task, "wait_for_completion", True),
         poll_seconds=max(1, int(getattr(task, "check_interval", 30))),
     )
-
-
-@register_lazy("airflow.providers.amazon.aws.operators.lambda_function", "LambdaInvokeFunctionOperator")
-def convert_stock_lambda(task: Any, ctx: ConvertContext) -> Fragment:
-    if getattr(task, "invocation_type", None) not in (None, "RequestResponse"):
-        raise Unsupported(f"invocation_type {task.invocation_type!r}", "use RequestResponse (synchronous)")
-    payload = task.payload
-    if isinstance(payload, (str, bytes)):
-        try:
-            payload = json.loads(payload) if payload else {}
-        except ValueError:
-            raise Unsupported("payload is not JSON", "give the payload as a JSON object") from None
-    request = {
-        "FunctionName": _stock_value(task, task.function_name, "function_name"),
-        "Payload": _stock_value(task, payload, "payload"),
-    }
-    if getattr(task, "qualifier", None):
-        request["Qualifier"] = _stock_value(task, task.qualifier, "qualifier")
-    state = ctx.task_state(
-        task,
-        "arn:aws:states:::lambda:invoke",
-        ctx.parameters(task, request),
-        result_selector={"Payload.$": "$.Payload"},
-    )
-    # The stock operator's XCom is the decoded payload string; keep it under Payload.
-    return Fragment.single(state, ctx.layout(task, prefix=("Payload",)))
 
 
 # Converter modules that register themselves on import (AWS SDK calls, S3, sensors, nested pipelines).

@@ -9,8 +9,8 @@ seconds; the MD5 is unique per execution as the timestamp is per run), or fail. 
 characters before the suffix so the result stays within SageMaker's 63 (Airflow cuts to 52 for its
 10 digits). The result keeps the stock shape, ``{"Training": <DescribeTrainingJob>}``.
 
-This converter replaces the one in ``exporters.converters`` for that class (registered later, it is
-resolved first).
+``GlueJobOperator``: its job run is the table row ``STOCK_GLUE_JOB_RUN`` of ``exporters.converters``; when the
+operator also manages the job definition, GetJob → CreateJob (or UpdateJob) runs first, as ``GlueJobHook`` does.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from typing import Any
 
 from exporters import asl
 from exporters.converters import (
+    STOCK_GLUE_JOB_RUN,
     ConvertContext,
     Fragment,
     Port,
     Unsupported,
+    convert_integration,
     register_lazy,
     result_key,
     selector_from_fields,
@@ -186,12 +188,10 @@ def _glue_job_config(task: Any) -> dict[str, Any]:
 
 @register_lazy(GLUE_OPERATORS, "GlueJobOperator")
 def convert_stock_glue_job(task: Any, ctx: ConvertContext) -> Fragment:
-    from exporters.converters import convert_stock_glue  # the start itself: one converter for it
-
     manages_job = any(
         getattr(task, name, None) for name in ("script_location", "create_job_kwargs", "iam_role_name", "iam_role_arn")
     ) or getattr(task, "update_config", False)
-    start = convert_stock_glue(task, ctx)
+    start = convert_integration(STOCK_GLUE_JOB_RUN, task, ctx)
     if not manages_job:
         return start
     if getattr(task, "deferrable", False):
