@@ -11,10 +11,6 @@ DAG files never import this package (it depends on the authoring package, not th
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
 from exporters.api import export, export_dag_object, export_result, graph, validate
 from exporters.errors import DagLoadError, ExporterError, ExportError
 
@@ -28,21 +24,3 @@ __all__ = [
     "graph",
     "validate",
 ]
-# Names shared by an API function and a submodule (exporters/validate.py, exporters/graph.py).
-_SHADOWED = ("graph", "validate")
-
-
-class _Package(types.ModuleType):
-    """Keeps ``exporters.validate`` / ``exporters.graph`` the API functions.
-
-    Importing the submodules of the same names would otherwise replace the package attributes
-    with the modules (the import system sets them); the modules stay reachable through ``sys.modules``.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

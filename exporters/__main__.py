@@ -31,8 +31,8 @@ from exporters.api import (  # noqa: E402
 from exporters.aws_clients import AwsClients  # noqa: E402
 from exporters.cloudformation import TEMPLATE_FILE, build_template, template_json  # noqa: E402
 from exporters.errors import ExporterError  # noqa: E402
-from exporters.graph import render  # noqa: E402
-from exporters.validate import validate_definition  # noqa: E402
+from exporters.rendering import render  # noqa: E402
+from exporters.validation import validate_definition  # noqa: E402
 
 DEFAULT_OUT = Path("build/stepfunctions")
 

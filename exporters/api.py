@@ -59,7 +59,7 @@ def export(dag_id: str, dags_folder: str | Path | None = None, out: str | Path |
 
 def validate(definition: dict[str, Any] | str | Path) -> list[str]:
     """Problems in a definition (a dict, or a path to a JSON file); empty when valid."""
-    from exporters.validate import validate_definition
+    from exporters.validation import validate_definition
 
     if not isinstance(definition, dict):
         path = Path(definition)
@@ -74,7 +74,7 @@ def validate(definition: dict[str, Any] | str | Path) -> list[str]:
 
 def graph(dag_id_or_definition: str | dict[str, Any], fmt: str = "svg", dags_folder: str | Path | None = None) -> bytes:
     """The rendered state machine graph (svg or png bytes)."""
-    from exporters.graph import render
+    from exporters.rendering import render
 
     if isinstance(dag_id_or_definition, dict):
         return render(dag_id_or_definition, fmt)

@@ -42,7 +42,7 @@ from exporters.api import export_dag_object
 from exporters.aws_clients import IAM_ROLE_ARN_RE, AwsClients, AwsCommandError, error_code
 from exporters.loader import load_dag
 from exporters.schedule import ScheduleError, ScheduleSpec, translate_schedule
-from exporters.validate import validate_definition
+from exporters.validation import validate_definition
 
 ALIAS = "live"
 DAG_ID_TAG = "airflow-dag-id"

@@ -33,7 +33,7 @@ from typing import Any
 from exporters.api import DEFINITION_FILE, export_dag_object, write_atomically
 from exporters.errors import ExporterError
 from exporters.loader import load_dag
-from exporters.validate import validate_definition
+from exporters.validation import validate_definition
 from retraining import SageMakerDeployEndpointOperator
 from retraining.refs import ParamRef
 

@@ -210,7 +210,7 @@ class ExportView:
     def _render_svg(self) -> tuple[str | None, str | None]:
         if self.definition is None:
             return None, "no graph: the DAG cannot be exported"
-        from exporters.graph import render
+        from exporters.rendering import render
 
         try:
             data = render(self.definition, "svg", title=self.dag_id).decode("utf-8")
@@ -298,7 +298,7 @@ def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[
         from exporters.api import export_view
         from exporters.errors import DagLoadError, ExportError
         from exporters.serialized import from_serialized
-        from exporters.validate import validate_definition
+        from exporters.validation import validate_definition
     except ImportError as err:
         view.load_error = (
             f"the exporter is not importable on the API server ({err}): put the project root on PYTHONPATH"

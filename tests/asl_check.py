@@ -12,7 +12,7 @@ id (``E3601: ...``, ``W...: ...``) so tests can decide what to tolerate.
 several definitions in one Node process.
 
 ``assert_valid(definition)`` is what the export tests use: our own validator
-(``exporters.validate``), cfn-lint and AWS's ASL validator must all find nothing.
+(``exporters.validation``), cfn-lint and AWS's ASL validator must all find nothing.
 """
 
 from __future__ import annotations
@@ -99,10 +99,10 @@ def aws_asl_problems(definitions: dict[str, dict[str, Any]]) -> dict[str, list[s
 
 def assert_valid(definition: dict[str, Any]) -> None:
     """Every validator accepts ``definition``: ours, cfn-lint (errors and warnings) and AWS's ASL validator."""
-    from exporters.validate import validate_definition
+    from exporters.validation import validate_definition
 
     ours = validate_definition(definition)
-    assert ours == [], "exporters.validate found problems:\n" + "\n".join(ours)
+    assert ours == [], "exporters.validation found problems:\n" + "\n".join(ours)
     lint_problems = cfn_lint_state_machine(definition)
     assert lint_problems == [], "cfn-lint found problems:\n" + "\n".join(lint_problems)
     aws = aws_asl_problems({"definition": definition})["definition"]

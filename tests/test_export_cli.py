@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -322,19 +323,11 @@ def test_api_graph_rejects_an_unknown_format():
         graph(export("model_retraining"), fmt="gif")
 
 
-def test_gap_package_validate_stays_the_function_after_its_submodule_is_imported():
-    import importlib
-
-    importlib.import_module("exporters.validate")
-    from exporters import validate
-
-    assert callable(validate) and validate({"StartAt": "a", "States": {"a": {"Type": "Succeed"}}}) == []
-
-
-def test_gap_package_graph_stays_the_function_after_its_submodule_is_imported():
-    import importlib
-
-    importlib.import_module("exporters.graph")
-    from exporters import graph
+def test_package_api_functions_are_not_shadowed_by_submodules():
+    """``exporters.validate`` / ``exporters.graph`` stay the API functions once every submodule is imported."""
+    importlib.import_module("exporters.validation")
+    importlib.import_module("exporters.rendering")
+    from exporters import graph, validate
 
     assert callable(graph)
+    assert callable(validate) and validate({"StartAt": "a", "States": {"a": {"Type": "Succeed"}}}) == []

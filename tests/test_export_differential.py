@@ -401,7 +401,7 @@ def test_exported_machine_follows_airflow_under_every_scenario(dag_id, dags, exp
 
 
 def test_every_exported_definition_passes_aws_asl_validator_cfn_lint_and_ours(exported):
-    from exporters.validate import validate_definition
+    from exporters.validation import validate_definition
     from tests.asl_check import aws_asl_problems, cfn_lint_state_machine
 
     definitions = {dag_id: result.definition for dag_id, result in exported.items()}

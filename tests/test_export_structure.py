@@ -419,7 +419,7 @@ def test_export_is_byte_identical_across_fresh_processes(tmp_path):
 
 def test_validators_reject_a_broken_copy(retraining):
     """The two validators are not vacuous: a dangling StartAt is caught by both."""
-    from exporters.validate import validate_definition
+    from exporters.validation import validate_definition
     from tests.asl_check import cfn_lint_state_machine
 
     broken = json.loads(retraining.to_json())

@@ -10,7 +10,7 @@ import boto3
 from moto import mock_aws
 
 from exporters import asl
-from exporters.validate import validate_definition
+from exporters.validation import validate_definition
 
 ROLE = "arn:aws:iam::123456789012:role/StepFunctionsRole"
 
