@@ -24,8 +24,9 @@ $(STAMP): requirements.txt constraints.txt
 	touch $(STAMP)
 
 # SFN=1: the same pipeline as the exported Step Functions state machine (python -m exporters run --local).
+# DAG=model_retraining_candidates: train one candidate per hyperparameter set and deploy the best.
 run: venv
-	$(PY) -m localaws.run $(if $(ONCE),--once,) $(if $(SFN),--state-machine,)
+	$(PY) -m localaws.run --dag $(DAG) $(if $(ONCE),--once,) $(if $(SFN),--state-machine,)
 
 test: venv system-deps browser-deps asl-validator lint
 	$(PY) -m pytest tests -q

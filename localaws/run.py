@@ -3,7 +3,8 @@
 Starts the local backend (AWS APIs + endpoints on 127.0.0.1) and Airflow's
 components (SQLite; the API server on 127.0.0.1, no log servers: everything is
 on this machine), seeds the raw data on first use, triggers one
-``model_retraining`` run through Airflow's REST API (the call the UI's Trigger
+``model_retraining`` run (``--dag model_retraining_candidates``: the DAG that trains
+one candidate per hyperparameter set and deploys the best) through Airflow's REST API (the call the UI's Trigger
 button makes), prints each stage as it finishes, the validation error, the
 decision and a sample prediction, then keeps everything up (hourly schedule
 active) until Ctrl-C. ``--once``: exit after the run, 0 if it succeeded.
@@ -31,12 +32,18 @@ from typing import Any
 from localaws.paths import DEFAULT_PORT, LOCAL_CONN_ID, REPO, data_dir, endpoint_url, s3_to_local
 
 DAG_ID = "model_retraining"
+CANDIDATES_DAG_ID = "model_retraining_candidates"
+DAG_IDS = (DAG_ID, CANDIDATES_DAG_ID)  # the DAGs in dags/ this runner knows how to report on
 LOCALHOST = "127.0.0.1"
 ADMIN_USER = "admin"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # Airflow's default name in AIRFLOW_HOME
 PRIVATE_UMASK = 0o077  # files and folders created from here on: owner only
 RAW_DATA = "s3://retraining-demo/raw/churn.csv"
-VALIDATION_DATA = "s3://retraining-demo/processed/validation/"
+# Each DAG's default validation split and endpoint: where the sample prediction comes from and goes to.
+SERVING = {
+    DAG_ID: ("s3://retraining-demo/processed/validation/", "churn-endpoint"),
+    CANDIDATES_DAG_ID: ("s3://retraining-demo/candidates/processed/validation/", "churn-candidates"),
+}
 FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 SYMBOL = {"success": "ok", "failed": "FAILED", "skipped": "skipped", "upstream_failed": "not run (upstream failed)"}
 
@@ -225,8 +232,9 @@ class Processes:
 
 
 class Airflow:
-    def __init__(self, base: str):
+    def __init__(self, base: str, dag_id: str = DAG_ID):
         self.base = base
+        self.dag_id = dag_id
         self.token: str | None = None
 
     def login(self, passwords: Path) -> str:
@@ -245,7 +253,7 @@ class Airflow:
         return _http(method, f"{self.base}/api/v2{path}", body, self.token)
 
     def active_run(self) -> dict[str, Any] | None:
-        runs = self.api("GET", f"/dags/{DAG_ID}/dagRuns?state=running&state=queued&order_by=-start_date&limit=1")
+        runs = self.api("GET", f"/dags/{self.dag_id}/dagRuns?state=running&state=queued&order_by=-start_date&limit=1")
         return runs["dag_runs"][0] if runs["dag_runs"] else None
 
 
@@ -267,17 +275,18 @@ def trigger_or_reuse(airflow: Airflow) -> str:
         print(f"Following run {active['dag_run_id']} that is already in progress")
         return active["dag_run_id"]
     logical_date = current_schedule_point()
+    dag_id = airflow.dag_id
     try:
-        run_id = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": logical_date, "conf": {}})[
+        run_id = airflow.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": {}})[
             "dag_run_id"
         ]
-        print(f"Triggered {DAG_ID} run {run_id}")
+        print(f"Triggered {dag_id} run {run_id}")
         return run_id
     except urllib.error.HTTPError as err:
         if err.code != 409:
             raise
     runs = airflow.api(
-        "GET", f"/dags/{DAG_ID}/dagRuns?logical_date_gte={logical_date}&logical_date_lte={logical_date}"
+        "GET", f"/dags/{dag_id}/dagRuns?logical_date_gte={logical_date}&logical_date_lte={logical_date}"
     )["dag_runs"]
     if not runs:
         raise RunError(f"Airflow refused a run for {logical_date} but shows none")
@@ -289,23 +298,30 @@ def trigger_or_reuse(airflow: Airflow) -> str:
 
 
 def follow(airflow: Airflow, run_id: str, timeout: float) -> tuple[str, dict[str, str]]:
-    """Print each stage as it finishes; return the run's final state and each task's state."""
-    printed: dict[str, str] = {}
+    """Print each stage as it finishes; return the run's final state and each task's state.
+
+    A mapped task's instances are printed one by one (``train_candidate[1]``); its state in the
+    returned map is that of its last instance printed.
+    """
+    printed: dict[tuple[str, int], str] = {}
     started = time.monotonic()
+    runs = f"/dags/{airflow.dag_id}/dagRuns/{run_id}"
     while time.monotonic() - started < timeout:
         try:
-            instances = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
-            run = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
+            instances = airflow.api("GET", f"{runs}/taskInstances")["task_instances"]
+            run = airflow.api("GET", runs)
         except (TimeoutError, ConnectionError) as err:  # a busy SQLite-backed API server: ask again
             print(f"  (Airflow API slow: {err}; retrying)", flush=True)
             time.sleep(2)
             continue
-        for ti in sorted(instances, key=lambda t: (t.get("start_date") or "~", t["task_id"])):
+        for ti in sorted(instances, key=lambda t: (t.get("start_date") or "~", t["task_id"], t.get("map_index", -1))):
             state = ti.get("state")
-            if state in FINISHED and printed.get(ti["task_id"]) != state:
-                printed[ti["task_id"]] = state
+            index = ti.get("map_index", -1)
+            if state in FINISHED and printed.get((ti["task_id"], index)) != state:
+                printed[(ti["task_id"], index)] = state
                 took = f" in {ti['duration']:.1f} s" if ti.get("duration") else ""
-                print(f"  {ti['task_id']:<24} {SYMBOL.get(state, state)}{took}", flush=True)
+                label = ti["task_id"] if index < 0 else f"{ti['task_id']}[{index}]"
+                print(f"  {label:<24} {SYMBOL.get(state, state)}{took}", flush=True)
         if run["state"] in ("success", "failed"):
             return run["state"], {ti["task_id"]: ti.get("state") for ti in instances}
         time.sleep(2)
@@ -316,13 +332,20 @@ def report(airflow: Airflow, run_id: str, task_states: dict[str, str], backend_p
     def xcom(task_id: str) -> Any:
         try:
             entry = airflow.api(
-                "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+                "GET", f"/dags/{airflow.dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
             )
         except urllib.error.HTTPError:
             return None
         value = entry.get("value")
         return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
 
+    if airflow.dag_id == CANDIDATES_DAG_ID:
+        best = xcom("select_best") or {}
+        for index, candidate in enumerate(best.get("Candidates", [])):
+            picked = "  <- best" if index == best.get("BestIndex") else ""
+            print(
+                f"Candidate {index} {candidate['TrainingJobName']}: validation error {candidate['Value']:.4f}{picked}"
+            )
     metrics = xcom("check_metrics") or {}
     for metric in metrics.get("trainingMetrics", []):
         if metric["MetricName"] == "validation:error":
@@ -334,27 +357,13 @@ def report(airflow: Airflow, run_id: str, task_states: dict[str, str], backend_p
     endpoint = xcom("update_endpoint")
     if endpoint:
         print(f"Endpoint {endpoint['EndpointName']} {endpoint['Action']}: now serving {endpoint['EndpointConfigName']}")
-    sample = _sample_row()
+    sample = _sample_row(airflow.dag_id)
     if sample:
-        label, features = sample
-        try:
-            request = urllib.request.Request(
-                f"{endpoint_url(backend_port)}/endpoints/churn-endpoint/invocations",
-                data=features.encode(),
-                method="POST",
-                headers={"Content-Type": "text/csv"},
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                prediction = response.read().decode().strip()
-            print(f"Sample prediction (a validation customer, churned={label}): churn probability {prediction}")
-        except urllib.error.HTTPError as err:
-            print(f"Sample prediction: endpoint answered {err.code}: {err.read().decode()[:200]}")
-        except urllib.error.URLError as err:
-            print(f"Sample prediction: endpoint unreachable: {err.reason}")
+        _print_prediction(backend_port, *sample, airflow.dag_id)
 
 
-def _sample_row() -> tuple[str, str] | None:
-    folder = s3_to_local(VALIDATION_DATA)
+def _sample_row(dag_id: str) -> tuple[str, str] | None:
+    folder = s3_to_local(SERVING[dag_id][0])
     for file in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         with open(file) as fh:
             line = fh.readline().strip()
@@ -368,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m localaws.run", description="Run the retraining pipeline locally in Airflow."
     )
+    parser.add_argument("--dag", choices=DAG_IDS, default=DAG_ID, help="the DAG to run (default %(default)s)")
     parser.add_argument("--once", action="store_true", help="exit after one run: 0 if it succeeded")
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 8080)))
     parser.add_argument("--backend-port", type=int, default=int(os.environ.get("RETRAINING_LOCAL_PORT", DEFAULT_PORT)))
@@ -380,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(PRIVATE_UMASK)
     if args.state_machine:
-        return run_state_machine(args.backend_port, args.once)
+        return run_state_machine(args.backend_port, args.once, args.dag)
     env = airflow_environment(args.api_port, args.backend_port)
     home = Path(env["AIRFLOW_HOME"])
     logs = REPO / ".local" / "logs"
@@ -405,11 +415,11 @@ def main(argv: list[str] | None = None) -> int:
         passwords = admin_password_file(home)
         print("Starting Airflow (first start migrates its SQLite DB)...", flush=True)
         start_airflow(processes, env, args.api_port, logs)
-        airflow = Airflow(f"http://{LOCALHOST}:{args.api_port}")
+        airflow = Airflow(f"http://{LOCALHOST}:{args.api_port}", args.dag)
         username = airflow.login(passwords)
-        _wait(lambda: airflow.api("GET", f"/dags/{DAG_ID}"), f"DAG {DAG_ID} to be parsed", 180, 2)
+        _wait(lambda: airflow.api("GET", f"/dags/{args.dag}"), f"DAG {args.dag} to be parsed", 180, 2)
         run_id = trigger_or_reuse(airflow)
-        airflow.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        airflow.api("PATCH", f"/dags/{args.dag}", {"is_paused": False})
         state, task_states = follow(airflow, run_id, args.timeout)
         print(f"Run {run_id}: {state}")
         report(airflow, run_id, task_states, args.backend_port)
@@ -431,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         processes.stop()
 
 
-def run_state_machine(backend_port: int, once: bool) -> int:
+def run_state_machine(backend_port: int, once: bool, dag_id: str = DAG_ID) -> int:
     """``make run SFN=1``: the same pipeline on the same local data, as the exported state machine.
 
     The exporter runs as its own process (``python -m exporters run DAG_ID --local``); it reuses the
@@ -465,11 +475,11 @@ def run_state_machine(backend_port: int, once: bool) -> int:
             )
             _wait(lambda: _up(f"{endpoint_url(backend_port)}/ping"), "the local backend", 60, 0.5)
         print(f"Local backend (AWS APIs, endpoints): {endpoint_url(backend_port)}   log: {logs / 'backend.log'}")
-        argv = [sys.executable, "-m", "exporters", "run", DAG_ID, "--local", "--backend-port", str(backend_port)]
+        argv = [sys.executable, "-m", "exporters", "run", dag_id, "--local", "--backend-port", str(backend_port)]
         code = subprocess.run(argv, env=env, cwd=REPO).returncode
-        sample = _sample_row()
+        sample = _sample_row(dag_id)
         if sample:
-            _print_prediction(backend_port, *sample)
+            _print_prediction(backend_port, *sample, dag_id)
         if once or not processes.started:
             return code
         print("\nThe endpoint keeps serving. Ctrl-C stops the local backend.", flush=True)
@@ -486,9 +496,9 @@ def run_state_machine(backend_port: int, once: bool) -> int:
         processes.stop()
 
 
-def _print_prediction(backend_port: int, label: str, features: str) -> None:
+def _print_prediction(backend_port: int, label: str, features: str, dag_id: str) -> None:
     request = urllib.request.Request(
-        f"{endpoint_url(backend_port)}/endpoints/churn-endpoint/invocations",
+        f"{endpoint_url(backend_port)}/endpoints/{SERVING[dag_id][1]}/invocations",
         data=features.encode(),
         method="POST",
         headers={"Content-Type": "text/csv"},
