@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
 from exporters.errors import ExporterError
+from exporters.iam import ROLE_ARN_PATTERN
 
 USER_AGENT = "airflow-sfn-exporter"
 
@@ -34,8 +35,8 @@ CREDENTIALS_HELP = (
 )
 
 
-# An IAM role ARN; group 1 is the role name (paths allowed). The exporter's one copy of it.
-IAM_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})$")
+# An IAM role ARN; group 1 is the role name (paths allowed).
+IAM_ROLE_ARN_RE = re.compile(f"^{ROLE_ARN_PATTERN}$")
 
 
 # scheme://user-info@ in any text: the user-info may be credentials.

@@ -75,7 +75,6 @@ NO_PLACEHOLDER = r"(?!.*\$\{)"
 NO_WILDCARDS = r"[^*?]*"  # a '*' in a name would widen the IAM resource it scopes
 LOWER_CASE = r"[^A-Z]*"  # SageMaker lower-cases names in ARNs; IAM compares ARNs case-sensitively
 LAMBDA_NAME = r"[A-Za-z0-9_-]{1,64}"
-ROLE_ARN = r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+"
 S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 STATES_PREFIX = iam.STATES_PREFIX
 
@@ -311,7 +310,7 @@ class _Builder:
             lookaheads.append(LAMBDA_NAME)
             notes.append("a function name (not an ARN)")
         if "iam-role" in used:
-            lookaheads.append(ROLE_ARN)
+            lookaheads.append(iam.ROLE_ARN_PATTERN)
             notes.append("a role ARN: iam:PassRole is granted on exactly this role")
         return lookaheads, notes
 

@@ -89,6 +89,9 @@ TRACING_ACTIONS = (
 )
 
 STATES_PREFIX = "arn:aws:states:::"
+# An IAM role ARN (paths allowed; group 1 is the role name), in the regex syntax Python and CloudFormation's
+# AllowedPattern share: the one copy deploy's check and the template's parameter constraint use.
+ROLE_ARN_PATTERN = r"arn:aws[a-z-]*:iam::[0-9]{12}:role/(?:[A-Za-z0-9_+=,.@/-]*/)?([A-Za-z0-9_+=,.@-]{1,64})"
 ARN_HEAD = "arn:${AWS::Partition}"
 REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 

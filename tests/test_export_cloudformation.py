@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from exporters.api import export_dag_object
+from exporters.aws_clients import IAM_ROLE_ARN_RE
 from exporters.cloudformation import (
     INLINE_CODE_LIMIT,
     TEMPLATE_FILE,
@@ -197,6 +198,24 @@ def test_account_specific_params_are_template_parameters_with_dag_defaults(retra
     ]:
         assert not re.fullmatch(parameters[key]["AllowedPattern"], hostile), (key, hostile)
     assert re.fullmatch(parameters["S3SourceKey"]["AllowedPattern"], "raw/2026/churn.csv")
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:iam::123456789012:role/churn",
+        "arn:aws:iam::123456789012:role/service-role/team/churn-sfn",
+        "arn:aws-cn:iam::123456789012:role/x+y=z,a.b@c_d-e",
+        "arn:aws:iam::123456789012:role/" + "r" * 65,
+        "arn:aws:iam::123456789012:role/",
+        "arn:aws:iam::123456789012:user/churn",
+        "arn:aws:iam::12345:role/churn",
+        "arn:aws:iam::123456789012:role/*",
+    ],
+)
+def test_role_param_accepts_exactly_the_role_arns_deploy_accepts(retraining, arn):
+    pattern = build(retraining)["Parameters"]["SagemakerRoleArn"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, arn)) == bool(IAM_ROLE_ARN_RE.match(arn)), arn
 
 
 def test_state_machine_properties(retraining):
