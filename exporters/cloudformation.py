@@ -35,6 +35,13 @@ from typing import Any
 from exporters import iam
 from exporters.api import write_atomically
 from exporters.errors import ExporterError
+from exporters.run_clock import (
+    EVENTS_RULE_PATHS,
+    EVENTS_RULE_PLACEHOLDER,
+    SCHEDULER_PLACEHOLDER,
+    reads_scheduled_time,
+    schedule_input,
+)
 from exporters.schedule import ScheduleError, ScheduleSpec, events_rule_expression, translate_schedule
 
 __all__ = ["TEMPLATE_FILE", "TemplateError", "build_template", "template_json", "write_template"]
@@ -477,8 +484,10 @@ class _Builder:
             )
         return None
 
-    def _input(self) -> dict[str, Any]:
-        """The schedule's constant input: the DAG's param defaults, the template's values for its parameters."""
+    def _input(self, time_placeholder: str) -> dict[str, Any]:
+        """The schedule's input: the DAG's param defaults, the template's values for its parameters, and
+        (when the machine reads schedule-time values) ``time_placeholder``, which EventBridge fills with the
+        time it was due to fire."""
 
         def escape(value: Any) -> Any:
             if isinstance(value, str):
@@ -492,6 +501,7 @@ class _Builder:
         payload = {name: escape(value) for name, value in self.param_values.items()}
         for name, carried in self.template_params.items():
             payload[name] = carried.text()
+        payload = schedule_input(payload, self.result.definition, time_placeholder)
         return _sub(json.dumps(payload, sort_keys=True, separators=(", ", ": ")))
 
     def _scheduler(self, spec: ScheduleSpec) -> None:
@@ -503,7 +513,7 @@ class _Builder:
             "Target": {
                 "Arn": {"Ref": "StateMachine"},
                 "RoleArn": {"Fn::GetAtt": ["ScheduleRole", "Arn"]},
-                "Input": self._input(),
+                "Input": self._input(SCHEDULER_PLACEHOLDER),
             },
         }
         if spec.timezone:
@@ -522,6 +532,17 @@ class _Builder:
         self.outputs["ScheduleArn"] = {
             "Description": "The EventBridge Scheduler schedule",
             "Value": {"Fn::GetAtt": ["Schedule", "Arn"]},
+        }
+
+    def _events_rule_input(self) -> dict[str, Any]:
+        """A rule target's input; with the event's ``time`` (when the rule fired) when the machine reads it."""
+        if not reads_scheduled_time(self.result.definition):
+            return {"Input": self._input(EVENTS_RULE_PLACEHOLDER)}
+        return {
+            "InputTransformer": {
+                "InputPathsMap": dict(EVENTS_RULE_PATHS),
+                "InputTemplate": self._input(EVENTS_RULE_PLACEHOLDER),
+            }
         }
 
     def _events_rule(self, spec: ScheduleSpec) -> None:
@@ -558,7 +579,7 @@ class _Builder:
                         "Id": "StateMachine",
                         "Arn": {"Ref": "StateMachine"},
                         "RoleArn": {"Fn::GetAtt": ["ScheduleRuleRole", "Arn"]},
-                        "Input": self._input(),
+                        **self._events_rule_input(),
                     }
                 ],
             },

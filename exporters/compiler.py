@@ -36,11 +36,12 @@ from exporters.converters import (
 )
 from exporters.errors import ExportError, Problem
 from exporters.quotas import check_quotas
+from exporters.run_clock import run_clock, run_time_states
 from exporters.structure import Branch, Par, Seq, Step, StructureProblem, TaskGraph, tasks_in
 from exporters.translate import ResultLayout, Translator, path_keys
 from exporters.trigger_rules import FAILED, FAILING, RUN, SKIPPED, SUCCESS
 
-RESERVED_KEYS = {"params", "param_defaults", "error", "merged"}
+RESERVED_KEYS = {"params", "param_defaults", "error", "merged", "run_time", "run_clock"}
 OUTCOME_PREFIX = "ti_"
 DEFAULTS_STATE = "Param defaults"
 PARAMS_STATE = "Apply params"
@@ -126,7 +127,9 @@ class Compiler:
         self.fragments: dict[str, Fragment] = {}
         self.layouts: dict[str, ResultLayout] = {}
         self.graph = TaskGraph(dag)
-        self.translator = Translator(param_defaults(dag), self.layouts, is_upstream=self.graph.is_upstream)
+        self.translator = Translator(
+            param_defaults(dag), self.layouts, is_upstream=self.graph.is_upstream, clock=run_clock(dag)
+        )
         self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE}
         self.ctx = ConvertContext(dag, self.translator, self.warnings)
         self.plans: dict[str, TaskPlan] = {}
@@ -166,6 +169,10 @@ class Compiler:
         if dag.dagrun_timeout is not None:
             machine.timeout_seconds = max(1, int(dag.dagrun_timeout.total_seconds()))
         machine.add(*self._param_states())
+        if self.translator.run_time_fields:  # some task reads ds/ts/logical_date/run_id...: compute them once
+            clock_states = run_time_states(self.translator.run_time_fields, self._unique_name)
+            machine.states[-1].next = clock_states[0].name
+            machine.add(*clock_states)
         body: list[asl.State] = []
         top_done = self._unique_name(DONE)  # the run's own end keeps the plain name when no task has it
         entry, exits = self._emit(tree, body)

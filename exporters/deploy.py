@@ -41,6 +41,7 @@ from urllib.parse import unquote
 from exporters.api import export_dag_object
 from exporters.aws_clients import IAM_ROLE_ARN_RE, AwsClients, AwsCommandError, error_code
 from exporters.loader import load_dag
+from exporters.run_clock import SCHEDULER_PLACEHOLDER, schedule_input
 from exporters.schedule import ScheduleError, ScheduleSpec, translate_schedule
 from exporters.validation import validate_definition
 
@@ -478,7 +479,7 @@ def export_for_deploy(dag: Any, *, name: str | None = None, with_schedule: bool 
         warnings=tuple(result.warnings),
         schedule=schedule_spec(dag) if with_schedule else None,
         manage_schedule=with_schedule,
-        payload=param_defaults(dag),
+        payload=schedule_input(param_defaults(dag), result.definition, SCHEDULER_PLACEHOLDER),
     )
 
 

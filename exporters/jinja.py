@@ -2,6 +2,9 @@
 
 ``{{ params.NAME }}`` / ``{{ params['NAME'] }}`` → ParamRef;
 ``{{ ti.xcom_pull(task_ids='T')['F'] }}`` (also ``task_instance``, ``["F"]["G"]``) → ResultRef;
+Airflow's schedule-time values (``ds``, ``ds_nodash``, ``ts``, ``ts_nodash``, ``ts_nodash_with_tz``,
+``logical_date``, ``data_interval_start``, ``data_interval_end``, ``X.strftime('<a format of
+retraining.refs.TIME_FORMATS>')``) → LogicalDate; ``run_id`` → RunId;
 text around such expressions → Format. Anything else is free-form Jinja and is refused.
 """
 
@@ -10,13 +13,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from retraining.refs import Format, ParamRef, Ref, ResultRef
+from retraining.refs import RUN_TIMES, TIME_FORMATS, Format, LogicalDate, ParamRef, Ref, ResultRef, RunId
 
 _EXPR = re.compile(r"\{\{(.*?)\}\}", re.S)
 _PARAM = re.compile(r"""^params(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['"]([^'"]+)['"]\s*\])$""")
 _XCOM = re.compile(
     r"""^(?:ti|task_instance)\.xcom_pull\(\s*(?:task_ids\s*=\s*)?['"]([^'"]+)['"]\s*(?:,\s*key\s*=\s*['"]return_value['"]\s*)?\)((?:\[\s*['"][^'"]+['"]\s*\])+)$"""
 )
+_STRFTIME = re.compile(r"""^([a-z_]+)\.strftime\(\s*['"]([^'"]+)['"]\s*\)$""")
+# Airflow's context names of a run's time → the LogicalDate that renders the same text.
+_TIME_NAMES = {
+    "ds": LogicalDate("%Y-%m-%d"),
+    "ds_nodash": LogicalDate("%Y%m%d"),
+    "ts": LogicalDate("iso"),
+    "ts_nodash": LogicalDate("%Y%m%dT%H%M%S"),
+    "ts_nodash_with_tz": LogicalDate("%Y%m%dT%H%M%S%z"),
+    **{name: LogicalDate("str", of=name) for name in RUN_TIMES},
+}
 _SUBSCRIPT = re.compile(r"""\[\s*['"]([^'"]+)['"]\s*\]""")
 
 
@@ -31,6 +44,18 @@ def _expression(text: str) -> Ref:
     m = _PARAM.match(body)
     if m:
         return ParamRef(m.group(1) or m.group(2))
+    if body in _TIME_NAMES:
+        return _TIME_NAMES[body]
+    if body == "run_id":
+        return RunId()
+    m = _STRFTIME.match(body)
+    if m and m.group(1) in RUN_TIMES:
+        if m.group(2) not in TIME_FORMATS:
+            raise JinjaTranslationError(
+                f"'{{{{{text}}}}}': format {m.group(2)!r} is not one Step Functions builds "
+                f"({', '.join(f for f in TIME_FORMATS if f.startswith('%'))})"
+            )
+        return LogicalDate(m.group(2), of=m.group(1))
     m = _XCOM.match(body)
     if m:
         return ResultRef(m.group(1), *_SUBSCRIPT.findall(m.group(2)))

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from retraining.refs import Format, ParamRef, Ref, ResultRef, RunUniqueName
+from exporters.run_clock import RUN_ID_FIELD, RUN_TIME_KEY, SCHEDULED_TIME_KEY, RunClock, RunClockError
+from retraining.refs import Format, LogicalDate, ParamRef, Ref, ResultRef, RunId, RunUniqueName
 
 # Per-run suffix in Step Functions: the MD5 of the execution name (32 hex, valid in SageMaker names).
 EXECUTION_SUFFIX = "States.Hash($$.Execution.Name, 'MD5')"
@@ -88,7 +89,13 @@ class Dynamic:
 
 
 class Translator:
-    def __init__(self, params: dict[str, Any], layouts: dict[str, ResultLayout], is_upstream=None):
+    def __init__(
+        self,
+        params: dict[str, Any],
+        layouts: dict[str, ResultLayout],
+        is_upstream=None,
+        clock: RunClock | None = None,
+    ):
         self.params = params
         self.layouts = layouts
         # (target, reader) -> whether target runs before reader; reader = the task being converted.
@@ -96,6 +103,9 @@ class Translator:
         self.reader: str | None = None
         # Each emitted expression → the references translated to it (IAM reads names from these).
         self.origins: dict[str, list[Ref]] = {}
+        # Schedule-time values: which the DAG's timetable defines exactly, and the fields the machine must compute.
+        self.clock = clock
+        self.run_time_fields: set[str] = set()
 
     # -- single values ---------------------------------------------------
     def expr(self, value: Any) -> Any:
@@ -125,6 +135,8 @@ class Translator:
                 return Dynamic(f"States.Format('{{}}-{{}}', {prefix.expr}, {EXECUTION_SUFFIX})")
             literal = intrinsic_string(f"{prefix}-")[1:-1]
             return Dynamic(f"States.Format('{literal}{{}}', {EXECUTION_SUFFIX})")
+        if isinstance(value, (LogicalDate, RunId)):
+            return self._run_time(value)
         if isinstance(value, Ref):
             raise TranslationError(f"{type(value).__name__} has no Step Functions translation")
         return value
@@ -143,6 +155,23 @@ class Translator:
         raise TranslationError(
             f"{type(translated).__name__} value {translated!r} cannot be an argument of States.Format"
         )
+
+    def _run_time(self, ref: LogicalDate | RunId) -> Dynamic:
+        if self.clock is None:
+            raise TranslationError(f"{ref} needs the DAG's timetable, which this translation was not given")
+        if SCHEDULED_TIME_KEY in self.params:
+            raise TranslationError(
+                f"{ref}: the DAG has a param named {SCHEDULED_TIME_KEY!r}, "
+                "the execution-input key of the scheduled time"
+            )
+        try:
+            name = RUN_ID_FIELD if isinstance(ref, RunId) else self.clock.field(ref.format, ref.of)
+        except RunClockError as err:
+            failure = TranslationError(f"{ref}: {err}")
+            failure.fix = err.fix
+            raise failure from None
+        self.run_time_fields.add(name)
+        return Dynamic(path_of(RUN_TIME_KEY, name))
 
     def _result(self, ref: ResultRef) -> Any:
         if self.reader is not None and self.is_upstream is not None and not self.is_upstream(ref.task_id, self.reader):

@@ -9,6 +9,7 @@ Free-form Jinja is rejected, so every request stays translatable.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterator
@@ -221,6 +222,93 @@ class RunUniqueName(Ref):
 
     def __str__(self) -> str:
         return f"RunUniqueName({self.prefix if isinstance(self.prefix, Ref) else repr(self.prefix)})"
+
+
+# The forms of a run's time both runtimes produce: strftime formats, "iso" (``ts``: ``isoformat()``) and
+# "str" (what ``{{ logical_date }}`` renders). Step Functions builds each from the scheduled time's parts.
+TIME_FORMATS = (
+    "%Y-%m-%d",
+    "%Y%m%d",
+    "%Y%m%dT%H%M%S",
+    "%Y%m%d%H%M%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y%m%dT%H%M%S%z",
+    "iso",
+    "str",
+)
+RUN_TIMES = ("logical_date", "data_interval_start", "data_interval_end")
+
+
+@tagged
+@dataclass(frozen=True)
+class LogicalDate(Ref):
+    """The run's logical date (or ``of`` one end of its data interval) formatted as ``format``.
+
+    ``LogicalDate()`` renders like ``{{ ds }}``, ``LogicalDate("%Y%m%d")`` like ``{{ ds_nodash }}``,
+    ``LogicalDate("iso")`` like ``{{ ts }}``, ``LogicalDate("str", of="data_interval_end")`` like
+    ``{{ data_interval_end }}``. Only the formats of ``TIME_FORMATS`` exist (Step Functions can build them
+    from the scheduled time); all are in UTC, as Airflow renders them. A run without a logical date (an
+    Airflow 3 manual run triggered without one) uses the time it was due, as Step Functions uses the
+    execution's start time for a manual start.
+    """
+
+    format: str = "%Y-%m-%d"
+    of: str = "logical_date"
+
+    def __post_init__(self) -> None:
+        if self.format not in TIME_FORMATS:
+            raise ValueError(f"LogicalDate: format {self.format!r} is not one of {', '.join(TIME_FORMATS)}")
+        if self.of not in RUN_TIMES:
+            raise ValueError(f"LogicalDate: of={self.of!r} is not one of {', '.join(RUN_TIMES)}")
+
+    def serialize(self) -> dict[str, Any]:
+        return {TAG: "LogicalDate", "format": self.format, "of": self.of}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> LogicalDate:
+        return cls(_text(data, "format"), _text(data, "of"))
+
+    def resolve(self, context: Any) -> str:
+        when = context.get(self.of)
+        if when is None:  # Airflow 3 runs may have no logical date: use when the run was due
+            dag_run = context.get("dag_run")
+            when = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
+        if when is None:
+            raise UnresolvedReferenceError(f"this run has no {self.of}")
+        return format_run_time(when, self.format)
+
+    def __str__(self) -> str:
+        extra = "" if self.of == "logical_date" else f", of={self.of!r}"
+        return f"LogicalDate({self.format!r}{extra})"
+
+
+def format_run_time(when: Any, form: str) -> str:
+    """``when`` in UTC as ``form`` renders it (see ``TIME_FORMATS``)."""
+    when = when.astimezone(dt.UTC) if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    if form == "iso":
+        return when.isoformat()
+    if form == "str":
+        return str(when)
+    return when.strftime(form)
+
+
+@tagged
+@dataclass(frozen=True)
+class RunId(Ref):
+    """The run's id, like ``{{ run_id }}``: ``scheduled__<time it was due, ISO>`` for a scheduled run."""
+
+    def serialize(self) -> dict[str, Any]:
+        return {TAG: "RunId"}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> RunId:
+        return cls()
+
+    def resolve(self, context: Any) -> str:
+        return str(context["run_id"])
+
+    def __str__(self) -> str:
+        return "RunId()"
 
 
 def check_name_prefix(prefix: str, where: str) -> None:
