@@ -88,7 +88,7 @@ def test_scheduled_run_renders_as_airflow(aws, airflow_db, dag_id, after):
     objects = airflow["macros-demo"]
     assert len(objects) == 2  # the stock operator's object and our references' object
     end = info.data_interval.end.in_timezone("UTC")
-    assert f"end={end}" in objects[f"stock/{end:%Y%m%dT%H%M%S}.txt"]
+    assert f"end={end}" in objects[f"stock/{end:%Y%m%dT%H%M%S}"]
 
 
 def test_exact_values_for_one_run(aws, airflow_db):
@@ -100,12 +100,12 @@ def test_exact_values_for_one_run(aws, airflow_db):
         run = sfn.run(sfn.create(export_checked(dag)), TASKS, {SCHEDULED_TIME_KEY: "2026-07-14T23:30:00Z"})
         objects = _objects(sfn.client)["macros-demo"]
     assert run.state == "success"
-    assert objects["stock/20260714T233000.txt"] == (
+    assert objects["stock/20260714T233000"] == (
         "ds=2026-07-14|ds_nodash=20260714|ts=2026-07-14T23:30:00+00:00|ts_nodash=20260714T233000"
         "|tz=20260714T233000+0000|logical_date=2026-07-14 23:30:00+00:00|start=2026-07-14 23:30:00+00:00"
         "|end=2026-07-14 23:30:00+00:00|run_id=scheduled__2026-07-14T23:30:00+00:00|compact=20260714233000"
     )
-    assert objects["own/20260714233000.txt"] == (
+    assert objects["own/20260714233000"] == (
         "2026-07-14|2026-07-14T23:30:00+00:00|2026-07-14T23:30:00|2026-07-14 23:30:00+00:00"
         "|scheduled__2026-07-14T23:30:00+00:00"
     )
@@ -139,7 +139,7 @@ def test_manual_start_renders_its_start_time(aws_start_time):
         objects = _objects(sfn.client)["macros-demo"]
     assert run.state == "success", run.error
     start = started.astimezone(dt.UTC).replace(microsecond=0)
-    own = objects[f"own/{start:%Y%m%d%H%M%S}.txt"]
+    own = objects[f"own/{start:%Y%m%d%H%M%S}"]
     assert own == "|".join(
         [
             format_run_time(start, "%Y-%m-%d"),

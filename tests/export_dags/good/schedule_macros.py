@@ -37,7 +37,7 @@ def _macros_dag(dag_id: str, schedule, text: str, own: dict) -> DAG:
         stamp = S3CreateObjectOperator(
             task_id="stamp",
             s3_bucket="{{ params.bucket }}",
-            s3_key="stock/{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}.txt",
+            s3_key="stock/{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}",
             data=text,
         )
         own_refs = AwsSdkCallOperator(
@@ -52,7 +52,7 @@ def _macros_dag(dag_id: str, schedule, text: str, own: dict) -> DAG:
 
 
 EVERY_REF = {
-    "Key": Format("own/{}.txt", LogicalDate("%Y%m%d%H%M%S")),
+    "Key": Format("own/{}", LogicalDate("%Y%m%d%H%M%S")),
     "Body": Format(
         "{}|{}|{}|{}|{}",
         LogicalDate(),
@@ -73,7 +73,7 @@ macros_data_interval = _macros_dag(
     CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     INTERVAL_END_MACROS,
     {
-        "Key": Format("own/{}.txt", LogicalDate("%Y%m%dT%H%M%S", of="data_interval_end")),
+        "Key": Format("own/{}", LogicalDate("%Y%m%dT%H%M%S", of="data_interval_end")),
         "Body": Format("{}|{}", LogicalDate("iso", of="data_interval_end"), RunId()),
     },
 )
