@@ -2,12 +2,13 @@
 
 For each timetable of ``tests/export_dags/good/schedule_macros.py`` (cron trigger in UTC, cron trigger in
 Europe/Paris on a summer night, whose UTC date is the day before the local one, delta trigger, hourly cron
-data interval), a scheduled run due at T (T taken from Airflow's own timetable) renders its templates in Airflow (``dag.test()`` against the moto
-server: the objects written hold the rendered text) and in the exported machine in moto's ASL interpreter
-(input: T as EventBridge passes it). Both buckets must hold the same objects. ``dag.test()`` makes a manual
-run: its run id is ``manual__T`` where the scheduled run's is ``scheduled__T`` (Airflow's
-``DagRun.generate_run_id``), the one difference allowed. A manual start renders its start time; a malformed
-scheduled time fails the execution before any task; what a timetable defines one period before T is refused.
+data interval), a scheduled run due at T (T taken from Airflow's own timetable) renders its templates in
+Airflow (``dag.test()`` against the moto server: the objects written hold the rendered text) and in the
+exported machine in moto's ASL interpreter (input: T as EventBridge passes it). Both buckets must hold the
+same objects. ``dag.test()`` makes a manual run: its run id is ``manual__T`` where the scheduled run's is
+``scheduled__T`` (Airflow's ``DagRun.generate_run_id``), the one difference allowed. A manual start renders
+its start time; a malformed scheduled time fails the execution before any task; what a timetable defines one
+period before T is refused.
 """
 
 from __future__ import annotations
