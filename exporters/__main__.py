@@ -20,7 +20,7 @@ from exporters.loader import load_dag, prepare_environment
 # import, and the CLI's output must not carry its parsing chatter.
 prepare_environment()
 
-from exporters import cli_deploy, local_run, serialized  # noqa: E402
+from exporters import cli_deploy, local_run  # noqa: E402
 from exporters.api import (  # noqa: E402
     DEFINITION_FILE,
     export_dag_object,
@@ -117,7 +117,9 @@ def _export(args: argparse.Namespace) -> int:
         if path is not None and not path.is_file():
             raise ExporterError(f"{flag} {path}: no such file", f"give the path of the Python file {flag} packages")
     # Through Airflow's serialization, as the UI view reads it: the same files from both.
-    dag = serialized.as_view(load_dag(args.dag_id, args.dags_folder))
+    from exporters.serialized import as_view  # imports Airflow: slow, and the CLI's --help needs none of it
+
+    dag = as_view(load_dag(args.dag_id, args.dags_folder))
     result = export_dag_object(dag)
     problems = validate_definition(result.definition)
     if problems:  # our own bug if it happens; never write an invalid definition

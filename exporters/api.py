@@ -6,10 +6,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from exporters import serialized
 from exporters.loader import load_dag
+
+if TYPE_CHECKING:
+    from exporters.serialized import SerializedDagView
 
 DEFINITION_FILE = "state_machine.asl.json"
 
@@ -20,15 +22,19 @@ def export_dag_object(dag: Any):
     ``dag``: a parsed DAG (serialized and read back first, as the DAG processor stores it) or a
     ``SerializedDagView`` (``exporters.serialized``).
     """
-    return _compile(serialized.as_view(dag))
+    from exporters.serialized import as_view  # imports Airflow: slow, and the CLI's --help needs none of it
+
+    return _compile(as_view(dag))
 
 
 def export_serialized(data: dict[str, Any]):
     """Compile Airflow's serialized DAG JSON (what the DAG processor stored); returns an ``ExportResult``."""
-    return _compile(serialized.from_serialized(data))
+    from exporters.serialized import from_serialized  # imports Airflow: slow, and the CLI's --help needs none of it
+
+    return _compile(from_serialized(data))
 
 
-def _compile(view: serialized.SerializedDagView):
+def _compile(view: SerializedDagView):
     """The export of ``view``; settings the parsed DAG gave that Airflow does not store are a warning.
 
     Defaults assumed for settings Airflow does not store (the UI view) are not: ``view.assumed_notes()``.
@@ -40,7 +46,7 @@ def _compile(view: serialized.SerializedDagView):
     return result
 
 
-def export_view(view: serialized.SerializedDagView):
+def export_view(view: SerializedDagView):
     """Compile a ``SerializedDagView`` (``exporters.serialized.from_serialized``); returns an ``ExportResult``."""
     return _compile(view)
 

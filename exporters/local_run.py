@@ -34,8 +34,6 @@ from exporters.api import DEFINITION_FILE, export_dag_object, write_atomically
 from exporters.errors import ExporterError
 from exporters.loader import load_dag
 from exporters.validation import validate_definition
-from retraining import SageMakerDeployEndpointOperator
-from retraining.refs import ParamRef
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BACKEND_PORT = 4599  # the local backend's default (localaws.paths.DEFAULT_PORT; not imported: one-way deps)
@@ -527,6 +525,9 @@ def decisions(definition: dict[str, Any], events: list[dict[str, Any]]) -> list[
 
 def endpoint_names(dag: Any, params: dict[str, Any]) -> list[str]:
     """The endpoints the DAG's deploy stages point at, for this run's params."""
+    # retraining imports Airflow (slow); the DAG has loaded it by now, and the CLI's --help must not.
+    from retraining import ParamRef, SageMakerDeployEndpointOperator
+
     names = []
     for task in dag.tasks:
         if not isinstance(task, SageMakerDeployEndpointOperator):

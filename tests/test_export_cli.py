@@ -323,6 +323,27 @@ def test_api_graph_rejects_an_unknown_format():
         graph(export("model_retraining"), fmt="gif")
 
 
+HELP_SCRIPT = """
+import runpy, sys
+sys.argv = ["exporters", *sys.argv[1:]]
+try:
+    runpy.run_module("exporters", run_name="__main__")
+except SystemExit:
+    pass
+print(sorted({m.split(".")[0] for m in sys.modules} & {"airflow", "retraining"}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["export", "--help"], ["deploy", "--help"], ["run", "--help"]])
+def test_cli_argument_parsing_imports_no_airflow(argv):
+    """Importing Airflow takes seconds: only the subcommands that load a DAG pay for it, never --help."""
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_SCRIPT, *argv], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True
+    )
+    assert "usage: python -m exporters" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
+
+
 def test_package_api_functions_are_not_shadowed_by_submodules():
     """``exporters.validate`` / ``exporters.graph`` stay the API functions once every submodule is imported."""
     importlib.import_module("exporters.validation")
