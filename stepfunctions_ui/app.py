@@ -16,6 +16,12 @@ DAG file is ever read: the export is compiled from the serialized DAG the DAG pr
 and no database session (each DB look-up opens and closes its own short session); a build still
 running after ``service.WAIT_SECONDS`` answers 503 with ``Retry-After``.
 
+Threads: the blocking parts of a request (the authorisation check, the DB look-up, rendering a page)
+run on this app's own ``REQUEST_THREADS`` threads, never on the thread pool Airflow's own sync routes
+share (anyio's default), so a burst of viewers cannot take the threads Airflow's ``/api/v2/...``
+need, and at most that many of our threads compete for the server's GIL. Concurrent requests for
+the same DAG share one DB look-up of its latest version.
+
 Routes (relative to the mount):
 
 - ``GET /``: overview, every readable DAG and whether it exports (HTML); ``GET /api/dags``: same, JSON
@@ -29,10 +35,13 @@ Routes (relative to the mount):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import html
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +51,6 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stepfunctions_ui import aws, local_executions, service
@@ -58,6 +66,7 @@ STATUS_LABELS = {
     "building": "Building…",
 }
 RETRY_AFTER_SECONDS = 5
+REQUEST_THREADS = 4  # this app's own threads for the blocking parts of requests
 DEPLOYED_LABELS = {
     "in-sync": "In sync",
     "drift": "Drift",
@@ -115,19 +124,53 @@ def _login_url(request: Request) -> str | None:
         return None
 
 
-def readable_dag(request: Request, dag_id: str, user: GetUserDep) -> service.DagRecord:
+_threads = concurrent.futures.ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="sfn-request")
+
+
+async def in_thread(work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` on this app's own threads (not Airflow's shared pool); the request waits without one."""
+    return await asyncio.wrap_future(_threads.submit(work, *args))
+
+
+class SharedLookups:
+    """The latest stored version of a DAG: concurrent requests for the same DAG share one DB look-up."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
+
+    async def find(self, dag_id: str) -> service.DagRecord | None:
+        with self._lock:
+            future = self._running.get(dag_id)
+            if future is None:
+                future = _threads.submit(self._find, dag_id)
+                self._running[dag_id] = future
+        return await asyncio.wrap_future(future)
+
+    def _find(self, dag_id: str) -> service.DagRecord | None:
+        try:
+            with create_session(scoped=False) as session:
+                return service.find_dag(dag_id, session)
+        finally:
+            with self._lock:
+                self._running.pop(dag_id, None)
+
+
+LOOKUPS = SharedLookups()
+
+
+async def readable_dag(request: Request, dag_id: str, user: GetUserDep) -> service.DagRecord:
     """Authenticated (``user``), a well-formed id, authorised to read that DAG, and known to Airflow.
 
-    A sync dependency (FastAPI runs it on its thread pool); its DB session lives only for the look-up.
+    The authorisation check and the look-up run on this app's threads; each DB session lives only for its query.
     """
     if not service.valid_dag_id(dag_id):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
             f"{dag_id[:100]!r} is not a DAG id: DAG ids are letters, digits, '_', '-' and '.'.",
         )
-    requires_access_dag("GET")(request, user)
-    with create_session(scoped=False) as session:
-        record = service.find_dag(dag_id, session)
+    await in_thread(requires_access_dag("GET"), request, user)
+    record = await LOOKUPS.find(dag_id)
     if record is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -176,7 +219,7 @@ def create_app() -> FastAPI:
             return service.list_dags(session, allowed)
 
     async def overview_rows(request: Request, user: Any) -> list[dict[str, Any]]:
-        records = await run_in_threadpool(readable_records, user)
+        records = await in_thread(readable_records, user)
         builds = {r.key: service.CACHE.start(r) for r in records if service.CACHE.cached(r) is None}
         if builds:  # every build under way at once, one shared bound (no thread held while waiting)
             await asyncio.wait([asyncio.wrap_future(f) for f in builds.values()], timeout=service.WAIT_SECONDS)
@@ -204,7 +247,7 @@ def create_app() -> FastAPI:
     async def overview(request: Request, user: GetUserDep) -> HTMLResponse:
         rows = await overview_rows(request, user)
         exportable = sum(1 for r in rows if r["exportable"])
-        body = await run_in_threadpool(pages.render, "overview.html", rows=rows, exportable=exportable)
+        body = await in_thread(lambda: pages.render("overview.html", rows=rows, exportable=exportable))
         return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/dags", name="api_dags")
@@ -225,24 +268,21 @@ def create_app() -> FastAPI:
             ) from None
         return view, (time.perf_counter() - started) * 1000
 
-    async def graph_of(view: service.ExportView, record: service.DagRecord) -> tuple[str | None, str | None]:
-        try:
-            return await service.CACHE.svg(view, record)
-        except service.StillBuilding:
-            return None, "the graph is still being rendered: reload the page in a few seconds"
-
-    @app.get("/dags/{dag_id}", response_class=HTMLResponse, name="dag_view")
-    async def dag_view(request: Request, record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
-        view, took = await load(record)
-        svg, svg_note = await graph_of(view, record)
+    def page_of(request: Request, view: service.ExportView, svg: str | None, svg_note: str | None) -> str:
+        """The view's page, rendered again only when what it shows besides the export changed (a big DAG's is slow)."""
+        local_runs = local_executions.rows(
+            view.dag_id, lambda name: mount_path(request, "dag_local_execution", dag_id=view.dag_id, execution=name)
+        )
+        depends_on = (request.scope.get("root_path", ""), svg_note, json.dumps(local_runs, sort_keys=True))
+        page = view.page
+        if page is not None and page[0] == depends_on:
+            return page[1]
         template_json, template_note = view.template()
         urls = {
             name: mount_path(request, f"dag_{name}", dag_id=view.dag_id)
             for name in ("definition", "template", "deployed", "graph")
         }
-        # Rendered off the event loop: a big DAG's page takes a while, and other requests must not wait.
-        body = await run_in_threadpool(
-            pages.render,
+        body = pages.render(
             "view.html",
             view=view,
             status_label=STATUS_LABELS[view.status],
@@ -252,18 +292,24 @@ def create_app() -> FastAPI:
             template_note=template_note,
             stages=view.stages(),
             urls=urls,
-            local_runs=local_executions.rows(
-                view.dag_id, lambda name: mount_path(request, "dag_local_execution", dag_id=view.dag_id, execution=name)
-            ),
+            local_runs=local_runs,
             overview_url=mount_path(request, "overview"),
         )
+        view.page = (depends_on, body)
+        return body
+
+    @app.get("/dags/{dag_id}", response_class=HTMLResponse, name="dag_view")
+    async def dag_view(request: Request, record: service.DagRecord = Depends(readable_dag)) -> HTMLResponse:
+        view, took = await load(record)
+        svg, svg_note = view.svg()  # rendered by the build
+        body = await in_thread(page_of, request, view, svg, svg_note)
         return HTMLResponse(body, headers={"Server-Timing": f"export;dur={took:.1f}", "Cache-Control": "no-store"})
 
     @app.get("/api/dags/{dag_id}", name="api_dag")
     async def api_dag(record: service.DagRecord = Depends(readable_dag)) -> Response:
         view, _ = await load(record)
         if view.api_json is None:  # encoded once per DAG version, off the event loop (a big DAG's is large)
-            view.api_json = await run_in_threadpool(_api_json, view, record)
+            view.api_json = await in_thread(_api_json, view, record)
         return Response(view.api_json, media_type="application/json")
 
     @app.get("/dags/{dag_id}/definition.json", name="dag_definition")
@@ -300,7 +346,7 @@ def create_app() -> FastAPI:
     @app.get("/dags/{dag_id}/graph.svg", name="dag_graph")
     async def dag_graph(record: service.DagRecord = Depends(readable_dag)) -> Response:
         view, _ = await load(record)
-        svg, note = await graph_of(view, record)
+        svg, note = view.svg()  # rendered by the build
         if svg is None:
             raise HTTPException(
                 status.HTTP_409_CONFLICT if view.definition is None else status.HTTP_503_SERVICE_UNAVAILABLE, note
@@ -319,7 +365,7 @@ def create_app() -> FastAPI:
         view, _ = await load(record)
         return (await aws.compare_async(view)).to_dict()
 
-    local_executions.add_routes(app, readable_dag)  # runs of the machine by `exporters run --local`
+    local_executions.add_routes(app, readable_dag, in_thread)  # runs of the machine by `exporters run --local`
 
     @app.get("/static/icon.svg", name="icon")
     async def icon(user: GetUserDep) -> Response:

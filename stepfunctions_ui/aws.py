@@ -98,7 +98,7 @@ async def compare_async(view: Any) -> Deployed:
 def _cached(view: Any) -> tuple[Deployed | None, tuple[Any, ...], str | None]:
     if not view.exportable:
         return Deployed("not-exportable", "Nothing to compare: the DAG cannot be exported."), (), None
-    conn_id = aws_conn_id_of(view.dag)
+    conn_id = view.aws_conn_id or DEFAULT_CONN_ID
     key = (view.dag_id, view.key, conn_id)
     now = time.monotonic()
     with _cache_lock:

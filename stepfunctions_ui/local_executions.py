@@ -9,7 +9,7 @@ DAGs the user may read (the routes use the view's own ``readable_dag`` dependenc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +31,23 @@ def rows(dag_id: str, history_url: Callable[[str], str]) -> list[dict[str, Any]]
     return [{**row, "url": history_url(row["name"])} for row in local_run.local_executions(export_dir(), dag_id)]
 
 
-def add_routes(app: FastAPI, readable_dag: Callable[..., Any]) -> None:
+def add_routes(app: FastAPI, readable_dag: Callable[..., Any], in_thread: Callable[..., Awaitable[Any]]) -> None:
+    """The routes; ``in_thread`` runs their file reads on the view's own threads."""
+
     @app.get("/dags/{dag_id}/executions/{execution}", name="dag_local_execution")
-    def local_execution(execution: str, record: Any = Depends(readable_dag)) -> Response:
-        path = local_run.history_file(export_dir(), record.dag_id, execution)
+    async def local_execution(execution: str, record: Any = Depends(readable_dag)) -> Response:
+        path = await in_thread(local_run.history_file, export_dir(), record.dag_id, execution)
         if path is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"No local execution {execution[:80]!r} of DAG {record.dag_id!r}."
             )
         return Response(
-            path.read_bytes(),
+            await in_thread(path.read_bytes),
             media_type="application/json",
             headers={"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{path.name}"'},
         )
 
     @app.get("/api/dags/{dag_id}/executions", name="api_local_executions")
-    def api_local_executions(record: Any = Depends(readable_dag)) -> dict[str, Any]:
-        return {"dag_id": record.dag_id, "executions": local_run.local_executions(export_dir(), record.dag_id)}
+    async def api_local_executions(record: Any = Depends(readable_dag)) -> dict[str, Any]:
+        executions = await in_thread(local_run.local_executions, export_dir(), record.dag_id)
+        return {"dag_id": record.dag_id, "executions": executions}

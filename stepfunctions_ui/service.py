@@ -10,25 +10,35 @@ Cache and concurrency:
 
 - one entry per (DAG id, serialized DAG hash): a new DAG version (the DAG processor re-parsed a
   changed file) builds a new entry; an unchanged DAG is never rebuilt;
-- single flight per key: one build per DAG version at a time, on a small pool of build threads;
-  other requests for it wait for that build, others DAGs' requests do not wait at all;
+- single flight per key: one build per DAG version at a time, at most ``BUILD_PROCESSES`` builds at
+  once; other requests for it wait for that build, other DAGs' requests do not wait at all;
+- a build (and a graph rendering) runs in a child process forked for it, at a lower CPU priority:
+  the compile is pure CPU, and in the API server's process it would hold the GIL that Airflow's own
+  routes need. The child reads the stored JSON in a short database session of its own, compiles it
+  and sends back plain data; it is killed after ``BUILD_SECONDS`` (the view then says so, and the
+  DAG version is tried again after ``FAILED_RETRY_SECONDS``);
 - requests wait asynchronously (no worker thread and no database session held while waiting)
   and at most ``WAIT_SECONDS``: then they answer "still building" (503, Retry-After) and the
-  build goes on to fill the cache;
-- a build opens its own short database session to read the stored JSON, then closes it.
+  build goes on to fill the cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
+import os
+import pickle
+import queue
 import re
+import select as select_fd
+import signal
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,14 +48,40 @@ from airflow.models.serialized_dag import SerializedDagModel
 from airflow.utils.session import create_session
 from sqlalchemy import func, select
 
+from exporters import cloudformation, converters
+from exporters.api import export_view
+from exporters.errors import DagLoadError, ExportError
+from exporters.rendering import render
+from exporters.serialized import from_serialized
+from exporters.validation import validate_definition
+from stepfunctions_ui.aws import aws_conn_id_of
+
 log = logging.getLogger(__name__)
 
 # Airflow's own rule for DAG ids (airflow.utils.helpers.KEY_REGEX), bounded like its ID column.
 DAG_ID_RE = re.compile(r"^[\w.-]{1,250}$", re.ASCII)
-TEMPLATE_UNAVAILABLE = "CloudFormation template: not available in this version"
 EXPORTER_ADDED = "added by the exporter"
 WAIT_SECONDS = 15.0  # the longest a request waits for a build before answering "still building"
-BUILD_THREADS = 2
+BUILD_PROCESSES = 2  # builds at once (each in its own child process)
+BUILD_SECONDS = 60.0  # a build or graph rendering still running then is killed
+FAILED_RETRY_SECONDS = 300.0  # a killed build's answer is kept this long, then the DAG version is tried again
+BUILD_NICENESS = 10  # builds yield the CPU to the API server's own requests
+
+
+def preload() -> None:
+    """Import in this process what a build would import lazily: forked build children then start with it.
+
+    The exporter imports the provider operator modules it has converters for on first use (about
+    0.5 s); without this every build's child process would import them again.
+    """
+    converters._resolve_lazy()
+    try:
+        import graphviz  # noqa: F401 - optional (the "graph" extra): the view then says why it has no graph
+    except ImportError:
+        pass
+
+
+preload()
 
 
 def valid_dag_id(dag_id: str) -> bool:
@@ -164,9 +200,12 @@ class ExportView:
     dag: Any = None
     result: Any = None
     template_warnings: list[str] = field(default_factory=list)
+    aws_conn_id: str | None = None  # the AWS connection its stages use (the deployed comparison's)
     build_ms: float = 0.0
     transient: bool = False  # a failure worth retrying (not cached)
+    retry_at: float | None = None  # time.monotonic() after which a failed build is tried again
     api_json: bytes | None = None  # the JSON route's body, encoded once
+    page: tuple[Any, str] | None = None  # (what it depends on, the rendered HTML page): rendered once
     _svg: tuple[str | None, str | None] | None = None
     _template: tuple[str | None, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -210,8 +249,6 @@ class ExportView:
     def _render_svg(self) -> tuple[str | None, str | None]:
         if self.definition is None:
             return None, "no graph: the DAG cannot be exported"
-        from exporters.rendering import render
-
         try:
             data = render(self.definition, "svg", title=self.dag_id).decode("utf-8")
         except RuntimeError as err:  # Graphviz missing
@@ -222,7 +259,7 @@ class ExportView:
         return inline_svg(data), None
 
     def template(self) -> tuple[str | None, str]:
-        """(template JSON, note) or (None, why not). Uses ``exporters.cloudformation`` when the checkout has it."""
+        """(template JSON, note) or (None, why not)."""
         if self._template is None:
             with self._lock:
                 if self._template is None:
@@ -232,10 +269,6 @@ class ExportView:
     def _build_template(self) -> tuple[str | None, str]:
         if not self.exportable:
             return None, "CloudFormation template: none, the DAG cannot be exported"
-        try:
-            from exporters import cloudformation
-        except ImportError:
-            return None, TEMPLATE_UNAVAILABLE
         try:
             # build_template appends its warnings (schedule caveats) to the result: give it a copy.
             result = replace(self.result, warnings=list(self.result.warnings))
@@ -295,18 +328,9 @@ def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[
         view.load_error = f"DAG {dag_id!r}: Airflow has no serialized version of it yet (the DAG processor stores it)"
         return
     try:
-        from exporters.api import export_view
-        from exporters.errors import DagLoadError, ExportError
-        from exporters.serialized import from_serialized
-        from exporters.validation import validate_definition
-    except ImportError as err:
-        view.load_error = (
-            f"the exporter is not importable on the API server ({err}): put the project root on PYTHONPATH"
-        )
-        return
-    try:
         view.dag = from_serialized(data)
         view.task_ids = list(view.dag.task_ids)
+        view.aws_conn_id = aws_conn_id_of(view.dag)
         result = export_view(view.dag)
     except DagLoadError as err:
         view.load_error = str(err)
@@ -326,7 +350,7 @@ def _fill(view: ExportView, record: DagRecord, load: Callable[[DagRecord], dict[
     view.integrations = list(result.integrations)
     if not view.invalid:
         view.definition_json = result.to_json()
-        view.template()  # built here, on the build thread, not by a request
+        view.template()  # built here, in the build's child process, not by a request
 
 
 class StillBuilding(Exception):
@@ -339,28 +363,167 @@ class StillBuilding(Exception):
         )
 
 
+class ChildFailed(Exception):
+    """A build process gave no answer: killed at its time bound, or it died."""
+
+
+def _send(fd: int, value: Any) -> None:
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = memoryview(len(body).to_bytes(8, "big") + body)
+    while payload:
+        payload = payload[os.write(fd, payload) :]
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    """``size`` bytes from ``fd`` (blocking), or None at end of file."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _serve(jobs: int, answers: int) -> None:
+    """A build process's loop: (function, args) in, (ok, result or error text) out, until ``jobs`` closes."""
+    while (header := _read_exactly(jobs, 8)) is not None:
+        body = _read_exactly(jobs, int.from_bytes(header, "big"))
+        if body is None:
+            return
+        work, args = pickle.loads(body)
+        try:
+            answer = (True, work(*args))
+        except BaseException as err:  # noqa: BLE001 - sent back as text, the server reports it
+            answer = (False, f"{type(err).__name__}: {err}")
+        _send(answers, answer)
+
+
+class BuildProcess:
+    """A child process forked from the API server that runs builds one after another, at a lower CPU priority.
+
+    Forked, not spawned: it starts at once with Airflow and the exporter already imported (a fresh
+    interpreter needs seconds), and it is reused, so the fork (its page-table copy holds the GIL)
+    and the copy-on-write faults that follow are paid once per ``JOBS_PER_PROCESS`` builds, not per
+    build. A build that overruns its bound is stopped by killing the process (SIGKILL); the next
+    build forks a new one. Its exit is watched through a pidfd, and answers are length-prefixed:
+    processes forked meanwhile hold copies of its pipes, so their end-of-file would come late.
+    """
+
+    JOBS_PER_PROCESS = 100  # then it is replaced: its private copies of the server's memory are given back
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.jobs = self.answers = self.exited = -1
+        self.done = 0
+
+    def _start(self) -> None:
+        jobs_read, jobs_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the build process: never returns into the server's code
+            try:
+                # The server's signal handling is not ours: no wake-ups of its event loop, default deaths.
+                signal.set_wakeup_fd(-1)
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, signal.SIG_DFL)
+                os.close(jobs_write)
+                os.close(answers_read)
+                os.nice(BUILD_NICENESS)
+                gc.freeze()  # the collector leaves the server's objects alone: fewer copied pages
+                _serve(jobs_read, answers_write)
+            finally:
+                os._exit(0)
+        os.close(jobs_read)
+        os.close(answers_write)
+        self.pid, self.jobs, self.answers, self.exited = pid, jobs_write, answers_read, os.pidfd_open(pid)
+        self.done = 0
+
+    def run(self, work: Callable[..., Any], *args: Any, timeout: float) -> Any:
+        """``work(*args)`` in the build process (both go by pickle); raises ``ChildFailed`` past ``timeout``."""
+        if self.pid is None:
+            self._start()
+        try:
+            _send(self.jobs, (work, args))
+            ok, value = pickle.loads(self._answer(time.monotonic() + timeout, timeout))
+        except BaseException:
+            self.stop()
+            raise
+        self.done += 1
+        if self.done >= self.JOBS_PER_PROCESS:
+            self.stop()
+        if not ok:
+            raise ChildFailed(value)
+        return value
+
+    def _answer(self, deadline: float, timeout: float) -> bytes:
+        received = bytearray()
+        while len(received) < 8 or len(received) < 8 + int.from_bytes(received[:8], "big"):
+            left = deadline - time.monotonic()
+            ready = select_fd.select([self.answers, self.exited], [], [], left)[0] if left > 0 else []
+            chunk = os.read(self.answers, 1 << 20) if self.answers in ready else b""
+            if chunk:
+                received += chunk
+            elif ready:  # end of file, or the process exited with nothing more to read
+                raise ChildFailed("the build process ended without an answer")
+            else:
+                raise ChildFailed(f"stopped after {timeout:g} s")
+        return bytes(received[8:])
+
+    def stop(self) -> None:
+        if self.pid is None:
+            return
+        for fd in (self.jobs, self.answers, self.exited):
+            os.close(fd)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        self.pid = None
+
+
+_SHIPPED = [f.name for f in fields(ExportView) if f.name not in ("dag", "result", "_lock", "api_json", "page")]
+
+
+def built_in_build_process(record: DagRecord) -> dict[str, Any]:
+    """In the build process: the view's data, graph included, without the live DAG objects."""
+    view = build_view(record)
+    view.svg()  # rendered here too: Graphviz and the SVG clean-up are CPU work as well
+    return {name: getattr(view, name) for name in _SHIPPED}
+
+
 class ExportCache:
     """(DAG id, serialized hash) → ExportView; single flight per key; waits are async and bounded."""
 
-    def __init__(self, max_entries: int = 256, threads: int = BUILD_THREADS):
+    def __init__(self, max_entries: int = 256, processes: int = BUILD_PROCESSES):
         self._entries: OrderedDict[tuple[str, str | None], ExportView] = OrderedDict()
         self._building: dict[tuple[Any, ...], concurrent.futures.Future] = {}
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sfn-export")
+        # Each thread hands a build to a build process and waits on its pipe (no GIL held while it waits).
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=processes, thread_name_prefix="sfn-export")
+        self._processes: queue.SimpleQueue[BuildProcess] = queue.SimpleQueue()
+        self._process_count = processes
+        for _ in range(processes):
+            self._processes.put(BuildProcess())
         self.builds = 0
 
     def cached(self, record: DagRecord) -> ExportView | None:
         with self._lock:
             view = self._entries.get(record.key)
-            if view is not None:
-                self._entries.move_to_end(record.key)
+            if view is None:
+                return None
+            if view.retry_at is not None and time.monotonic() >= view.retry_at:
+                del self._entries[record.key]
+                return None
+            self._entries.move_to_end(record.key)
             return view
 
     def start(self, record: DagRecord) -> concurrent.futures.Future:
         """The build of ``record``'s version: the one under way, or a new one (single flight)."""
+        view = self.cached(record)
         with self._lock:
-            view = self._entries.get(record.key)
             if view is not None:
                 done: concurrent.futures.Future = concurrent.futures.Future()
                 done.set_result(view)
@@ -373,7 +536,7 @@ class ExportCache:
 
     def _build(self, record: DagRecord) -> ExportView:
         try:
-            view = build_view(record)
+            view = self._build_in_process(record)
             with self._lock:
                 self.builds += 1
                 if view.transient:
@@ -386,6 +549,26 @@ class ExportCache:
         finally:
             with self._lock:
                 self._building.pop(record.key, None)
+
+    def _build_in_process(self, record: DagRecord) -> ExportView:
+        """``build_view`` in a build process, stopped after ``BUILD_SECONDS``; the view says why when it is."""
+        started = time.perf_counter()
+        process = self._processes.get()  # one per pool thread: never waits
+        try:
+            return ExportView(**process.run(built_in_build_process, record, timeout=BUILD_SECONDS))
+        except ChildFailed as err:
+            log.warning("Building the export of %s (%s) failed: %s", record.dag_id, record.version_label, err)
+            return ExportView(
+                dag_id=record.dag_id,
+                key=record.key,
+                version=record.version_label,
+                load_error=f"The export of DAG {record.dag_id!r} ({record.version_label}) could not be built: "
+                f"{err}. It is tried again in {FAILED_RETRY_SECONDS / 60:.0f} minutes or when the DAG changes.",
+                build_ms=(time.perf_counter() - started) * 1000,
+                retry_at=time.monotonic() + FAILED_RETRY_SECONDS,
+            )
+        finally:
+            self._processes.put(process)
 
     async def get(self, record: DagRecord, timeout: float | None = None) -> ExportView:
         """The view of ``record``'s version; raises ``StillBuilding`` after ``timeout`` s (no thread held)."""
@@ -403,30 +586,16 @@ class ExportCache:
         except TimeoutError:
             raise StillBuilding(record, time.monotonic() - started) from None
 
-    async def svg(
-        self, view: ExportView, record: DagRecord, timeout: float | None = None
-    ) -> tuple[str | None, str | None]:
-        """The view's graph, rendered once on a build thread (single flight per view)."""
-        if view._svg is not None:
-            return view._svg
-        with self._lock:
-            key = ("svg", *record.key)
-            future = self._building.get(key)
-            if future is None:
-                future = self._pool.submit(self._render, view, key)
-                self._building[key] = future
-        return await self.wait(future, record, timeout)
-
-    def _render(self, view: ExportView, key: tuple[Any, ...]) -> tuple[str | None, str | None]:
-        try:
-            return view.svg()
-        finally:
-            with self._lock:
-                self._building.pop(key, None)
-
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+    def stop(self) -> None:
+        """Stop the build processes (a new build starts new ones)."""
+        for _ in range(self._process_count):
+            process = self._processes.get()
+            process.stop()
+            self._processes.put(process)
 
 
 CACHE = ExportCache()

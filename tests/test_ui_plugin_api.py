@@ -409,6 +409,52 @@ def test_the_view_shows_the_stored_version_until_the_dag_processor_reparses(ui):
         _reparse(ui, path)
 
 
+def test_a_build_that_hangs_is_killed_and_says_so_while_other_dags_answer(ui, monkeypatch, tmp_path):
+    """A compile that never ends runs in its own child process: killed at the bound, the view says so, others answer."""
+    from stepfunctions_ui import service
+
+    started = tmp_path / "hung-build-pid"
+    real_export = service.export_view
+
+    def export_hanging_on_one_dag(dag):  # runs in a build process (forked from here: it inherits the patch)
+        if dag.dag_id == HOSTILE_DAG:
+            started.write_text(str(os.getpid()))
+            time.sleep(3600)
+        return real_export(dag)
+
+    monkeypatch.setattr(service, "export_view", export_hanging_on_one_dag)
+    monkeypatch.setattr(service, "BUILD_SECONDS", 10.0)
+    cache = service.ExportCache()  # empty; its build processes are forked after the patch
+    monkeypatch.setattr(service, "CACHE", cache)
+    hung: dict = {}
+    waiting = threading.Thread(target=lambda: hung.update(page=get(ui, f"{VIEW}/dags/{HOSTILE_DAG}", "viewer")))
+    try:
+        waiting.start()
+        while not started.exists():
+            assert waiting.is_alive(), hung
+            time.sleep(0.1)
+        pid = int(started.read_text())
+        # While that build hangs, another DAG's view is built and answers with its export.
+        other = get(ui, f"{VIEW}/api/dags/{GONE_DAG}", "viewer")
+        assert other.status_code == 200 and other.json()["exportable"] is True
+        assert waiting.is_alive()  # the hung build's request was still waiting when the other answered
+        waiting.join(timeout=120)
+        page = hung["page"]
+        assert page.status_code == 200 and 'data-status="load-error"' in page.text, page.text[:500]
+        assert f"The export of DAG &#39;{HOSTILE_DAG}&#39; (version 1" in page.text
+        assert "could not be built: stopped after 10 s" in page.text and "Traceback" not in page.text
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # killed and reaped
+        # The answer is kept (no rebuild on every request) and the JSON route says the same.
+        builds = cache.builds
+        api = get(ui, f"{VIEW}/api/dags/{HOSTILE_DAG}", "viewer").json()
+        assert api["status"] == "load-error" and "stopped after 10 s" in api["load_error"]
+        assert cache.builds == builds
+    finally:
+        waiting.join(timeout=120)
+        cache.stop()
+
+
 # -- the comparison with what is deployed -------------------------------------------------
 def deployed(ui, user: str = "admin") -> dict:
     """The comparison's answer once AWS answered ("pending" is a first answer while AWS is slower than 3 s)."""
@@ -662,6 +708,7 @@ def test_every_corpus_dag_exports_from_airflows_stored_form_as_the_cli_exports_i
     from exporters import serialized
     from exporters.__main__ import main as cli_main
     from exporters.api import export_view
+    from stepfunctions_ui import service
     from tests import golden_corpus
 
     sources = [*golden_corpus.SOURCES, *sorted((ROOT / "tests" / "export_dags" / "cfn_dags").glob("*.py"))]
@@ -672,6 +719,7 @@ def test_every_corpus_dag_exports_from_airflows_stored_form_as_the_cli_exports_i
         sync_bag_to_db(bag, "dags-folder", None)
         for dag_id, dag in sorted(bag.dags.items()):
             with golden_corpus.team_converters(dag):
+                service.CACHE.stop()  # build processes forked from now on have the team's converters registered
                 parsed = serialized.load(dag)
                 not_kept = parsed.not_kept_notes() if export_view(parsed) else []
                 # Only stock operators (Airflow's or a provider's) have settings Airflow does not store.
