@@ -15,14 +15,17 @@ Rows:
   CloudFormation template built). The plugin's app is built before (one icon request);
 - ``warm``: ``--runs`` sequential requests of each route (the cache hit path);
 - ``reference``: Airflow's own ``GET /api/v2/dags/{dag_id}`` on the same server, for scale;
-- ``load``: 50 concurrent viewer requests across the DAGs (the small ones cold) while two clients
-  poll Airflow's ``GET /api/v2/version``: that endpoint's latency during the burst; then the same
-  burst on Airflow's own ``GET /api/v2/dags/{dag_id}``, for scale.
+- ``load``: 50 concurrent viewer requests across the DAGs (the small ones cold) while a separate
+  sampler process sends Airflow's ``GET /api/v2/version`` at a fixed rate (one every
+  ``--sample-ms``, each on its own thread, so a slow answer never delays the next sample, and in
+  its own process, so the burst's 50 client threads do not slow the sampler's clock or GIL): the
+  latency of the samples sent while the burst ran; then the same burst on Airflow's own
+  ``GET /api/v2/dags/{dag_id}``, for scale.
 
 Targets: retraining DAG view warm <= 50 ms and cold <= 500 ms; ``/api/v2/version`` p95 < 100 ms
 under the load.
 
-    .venv/bin/python bench/ui_view.py [--runs 50] [--json FILE]      # = make bench-ui
+    .venv/bin/python bench/ui_view.py [--runs 50] [--sample-ms 10] [--json FILE]      # = make bench-ui
 
 Exit status: non-zero only when the server does not start or a request fails, never because
 a target is missed.
@@ -103,16 +106,71 @@ def request(url: str, token: str | None = None, body: dict | None = None) -> tup
     return (time.perf_counter() - started) * 1000, status, payload
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU time of process ``pid``, CPU time of its children it waited for), from /proc, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime) / ticks, (cutime + cstime) / ticks
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def sample_version(url: str, every_ms: float) -> None:
+    """The sampler process: GET ``url`` every ``every_ms`` until stdin closes; prints [[sent, ms, status], ...]."""
+    samples: list[list[float]] = []
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def one() -> None:
+        sent = time.time()
+        ms, status, _ = request(url)
+        samples.append([sent, ms, status])
+
+    print("sampling", flush=True)
+    senders = []
+    due = time.perf_counter()
+    while not stop.is_set():
+        senders.append(threading.Thread(target=one))
+        senders[-1].start()
+        due += every_ms / 1000
+        time.sleep(max(0.0, due - time.perf_counter()))
+    for sender in senders:
+        sender.join()
+    print(json.dumps(samples))
+
+
+class VersionSampler:
+    """``sample_version`` in its own process, for the duration of a ``with`` block."""
+
+    def __init__(self, url: str, every_ms: float):
+        command = [sys.executable, __file__, "--sample-version", url, "--sample-ms", str(every_ms)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process.stdout.readline()  # "sampling"
+
+    def between(self, started: float, ended: float) -> list[float]:
+        """Latencies (ms) of the samples sent from ``started`` to ``ended`` (time.time()); all must have answered."""
+        out, _ = self.process.communicate("", timeout=300)  # closing its stdin stops it
+        samples = [row for row in json.loads(out) if started <= row[0] <= ended]
+        failed = [row for row in samples if row[2] != 200]
+        if failed:
+            raise RuntimeError(f"/api/v2/version failed during the burst: {failed[:5]}")
+        return [row[1] for row in samples]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50, help="warm requests per route")
+    parser.add_argument("--sample-ms", type=float, default=10.0, help="/api/v2/version sample interval under load")
     parser.add_argument("--json", help="write the raw samples here")
+    parser.add_argument("--sample-version", metavar="URL", help=argparse.SUPPRESS)  # the sampler process
     args = parser.parse_args(argv)
+    if args.sample_version:
+        sample_version(args.sample_version, args.sample_ms)
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="bench-ui-"))
     dags = work / "dags"
@@ -155,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         start_new_session=True,
     )
     samples: dict[str, list[float]] = {}
+    bursts: list[tuple[str, float, float, float]] = []  # label, wall s, server CPU s, its children's CPU s
     load_before = os.getloadavg()[0]
     try:
         deadline = time.monotonic() + 180
@@ -190,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 get(url)
                 samples[f"{name}: warm"] = [get(url)[0] for _ in range(args.runs)]
 
-        # Load: 50 concurrent viewer requests across the DAGs while /api/v2/version is polled; then the same
+        # Load: 50 concurrent viewer requests across the DAGs while /api/v2/version is sampled; then the same
         # burst on Airflow's own GET /api/v2/dags/{id}, for scale (the server's capacity, not the plugin's).
         names = [f"bench_small_{i}" for i in range(SMALL_DAGS)] + [DAG_ID, BIG_DAG, "bench_slow"]
         views = [f"{base}/stepfunctions/dags/{n}" for n in names[:SMALL_DAGS]]
@@ -206,25 +265,19 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ):
             burst = [targets[i % len(targets)] for i in range(50)]
-            version_ms: list[float] = []
-            stop = threading.Event()
-
-            def poll_version(out: list[float] = version_ms, done: threading.Event = stop) -> None:
-                while not done.is_set():
-                    ms, status, _ = request(f"{base}/api/v2/version")
-                    if status == 200:
-                        out.append(ms)
-                    time.sleep(0.005)
-
-            pollers = [threading.Thread(target=poll_version) for _ in range(2)]
-            for poller in pollers:
-                poller.start()
-            with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
-                samples[label] = [ms for ms, _ in pool.map(get, burst)]
-            stop.set()
-            for poller in pollers:
-                poller.join()
-            samples[f"{label}: /api/v2/version meanwhile"] = version_ms
+            sampler = VersionSampler(f"{base}/api/v2/version", args.sample_ms)
+            try:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+                    cpu_before = cpu_seconds(server.pid)
+                    started = time.time()
+                    samples[label] = [ms for ms, _ in pool.map(get, burst)]
+                    ended = time.time()
+                    cpu_after = cpu_seconds(server.pid)
+                bursts.append((label, ended - started, cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]))
+            except BaseException:
+                sampler.process.kill()
+                raise
+            samples[f"{label}: /api/v2/version meanwhile"] = sampler.between(started, ended)
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -250,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {len(values)} | {statistics.median(values):.1f} | {percentile(values, 0.9):.1f} | "
             f"{percentile(values, 0.95):.1f} | {max(values):.1f} |"
         )
+    print("\n| burst | wall s | API server process CPU s | its child processes' CPU s |")
+    print("|---|---:|---:|---:|")
+    for label, wall, server_cpu, children_cpu in bursts:
+        print(f"| {label} | {wall:.2f} | {server_cpu:.2f} | {children_cpu:.2f} |")
+    print()
     warm = percentile(samples[f"{DAG_ID} view (HTML page): warm"], 0.9)
     cold = samples[f"{DAG_ID} view: cold"][0]
     version = percentile(
