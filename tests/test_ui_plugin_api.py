@@ -418,7 +418,8 @@ def test_a_build_that_hangs_is_killed_and_says_so_while_other_dags_answer(ui, mo
 
     def export_hanging_on_one_dag(dag):  # runs in a build process (forked from here: it inherits the patch)
         if dag.dag_id == HOSTILE_DAG:
-            started.write_text(str(os.getpid()))
+            (tmp_path / "pid.tmp").write_text(str(os.getpid()))
+            os.replace(tmp_path / "pid.tmp", started)  # whole, at once: the test reads it as soon as it exists
             time.sleep(3600)
         return real_export(dag)
 
