@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import importlib
 import logging
 import os
 import pickle
@@ -71,10 +72,11 @@ BUILD_NICENESS = 10  # builds yield the CPU to the API server's own requests
 def preload() -> None:
     """Import in this process what a build would import lazily: forked build children then start with it.
 
-    The exporter imports the provider operator modules it has converters for on first use (about
-    0.5 s); without this every build's child process would import them again.
+    The exporter imports the provider operator modules it has converters for (about 0.5 s) and its
+    compiler on first use; without this every build process would import them again.
     """
     converters._resolve_lazy()
+    importlib.import_module("exporters.compiler")
     try:
         import graphviz  # noqa: F401 - optional (the "graph" extra): the view then says why it has no graph
     except ImportError:
