@@ -130,6 +130,7 @@ class Compiler:
         self.translator = Translator(
             param_defaults(dag), self.layouts, is_upstream=self.graph.is_upstream, clock=run_clock(dag)
         )
+        self.translator.dag_id = dag.dag_id
         self._names: set[str] = {DEFAULTS_STATE, PARAMS_STATE}
         self.ctx = ConvertContext(dag, self.translator, self.warnings)
         self.plans: dict[str, TaskPlan] = {}
@@ -299,6 +300,8 @@ class Compiler:
         self._names.update(names)
         self.fragments[tid] = self._with_failures(tid, fragment)
         if fragment.layout is not None:
+            # With multiple_outputs, each top-level field of the result is also an XCom of its own (XComArgs).
+            fragment.layout.multiple_outputs = bool(getattr(task, "multiple_outputs", False))
             self.layouts[tid] = fragment.layout
 
     def _with_failures(self, tid: str, fragment: Fragment) -> Fragment:

@@ -368,7 +368,7 @@ OWN_OPERATOR_ROWS = (
         "arn:aws:states:::lambda:invoke",
         result_selector={"Payload.$": "$.Payload"},
         # Airflow keeps the function's answer; Step Functions keeps it under Payload.
-        layout={"prefix": ("Payload",)},
+        layout={"prefix": ("Payload",), "whole": ("Payload",)},
     ),
     IntegrationRow(
         SageMakerCreateModelOperator,
@@ -732,6 +732,8 @@ STOCK_GLUE_JOB_RUN = IntegrationRow(
     waits="wait_for_completion",
     result_selector={"JobName.$": "$.JobName", "JobRunId.$": "$.Id", "JobRunState.$": "$.JobRunState"},
     result_selector_no_wait={"JobRunId.$": "$.JobRunId"},
+    # The operator returns the run id, and pushes it as XCom "glue_job_run_id" too.
+    layout={"whole": ("JobRunId",), "xcom_keys": {"glue_job_run_id": ("JobRunId",)}},
 )
 
 

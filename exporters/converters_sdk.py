@@ -99,4 +99,5 @@ def convert_aws_sdk_call(task: AwsSdkCallOperator, ctx: ConvertContext) -> Fragm
         result_selector=selector_from_fields(fields) if fields else None,
     )
     top = frozenset(f.split(".")[0] for f in fields) if fields else None
-    return Fragment.single(state, ctx.layout(task, fields=top))
+    # The answer (or the fields kept) is the task's result in both: task.output is kept whole.
+    return Fragment.single(state, ctx.layout(task, fields=top, whole=()))

@@ -5,6 +5,8 @@
 Airflow's schedule-time values (``ds``, ``ds_nodash``, ``ts``, ``ts_nodash``, ``ts_nodash_with_tz``,
 ``logical_date``, ``data_interval_start``, ``data_interval_end``, ``X.strftime('<a format of
 retraining.refs.TIME_FORMATS>')``) → LogicalDate; ``run_id`` → RunId;
+``{{ task_instance.xcom_pull(task_ids='T', dag_id='D', key='K') }}`` (how Airflow serializes ``T.output`` /
+``T.output["K"]``, also written by hand) → XComArgRef, resolved by the translator;
 text around such expressions → Format. Anything else is free-form Jinja and is refused.
 """
 
@@ -13,6 +15,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from exporters.translate import (
+    DERIVED_XCOM_ARG,
+    DERIVED_XCOM_ARG_TEXT,
+    TranslationError,
+    xcom_arg_from_text,
+    xcom_arg_ref,
+)
 from retraining.refs import RUN_TIMES, TIME_FORMATS, Format, LogicalDate, ParamRef, Ref, ResultRef, RunId
 
 _EXPR = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -59,6 +68,9 @@ def _expression(text: str) -> Ref:
     m = _XCOM.match(body)
     if m:
         return ResultRef(m.group(1), *_SUBSCRIPT.findall(m.group(2)))
+    xcom_arg = xcom_arg_from_text("{{" + text + "}}")
+    if xcom_arg is not None:
+        return xcom_arg
     raise JinjaTranslationError(f"free-form Jinja '{{{{{text}}}}}' cannot be translated")
 
 
@@ -71,9 +83,9 @@ def jinja_to_ref(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [jinja_to_ref(v) for v in value]
     if not isinstance(value, str):
-        if type(value).__name__.endswith("XComArg"):
-            raise JinjaTranslationError("an XComArg (task.output) is not a named field of the upstream result")
-        return value
+        return _xcom_arg_or_literal(value)
+    if DERIVED_XCOM_ARG_TEXT.match(value):
+        raise JinjaTranslationError(f"{value!r} is how Airflow stores a derived XComArg: {DERIVED_XCOM_ARG}")
     if "{%" in value or "{#" in value:
         raise JinjaTranslationError(f"Jinja statements in {value!r} cannot be translated")
     matches = list(_EXPR.finditer(value))
@@ -86,3 +98,11 @@ def jinja_to_ref(value: Any) -> Any:
     if template.count("{}") != len(refs) or "{}" in value:
         raise JinjaTranslationError(f"cannot build a format string from {value!r}")
     return Format(template, *refs)
+
+
+def _xcom_arg_or_literal(value: Any) -> Any:
+    """An XComArg (``task.output``, ``task.output["key"]``) → its reference; any other literal unchanged."""
+    try:
+        return xcom_arg_ref(value) or value
+    except TranslationError as err:
+        raise JinjaTranslationError(str(err)) from None

@@ -193,7 +193,13 @@ class TaskGraph:
                     raise NotSeriesParallel()
                 current = nxt
             else:
-                out.items.append(self._par(current, succ, join))
+                # A direct edge to the join (e.g. from an XComArg) adds no branch: the join runs after the others.
+                starts = [s for s in succ if s != join]
+                if len(starts) == 1:
+                    self._check_closed(current, starts[0], join)
+                    out.items.extend(self._region(starts, join).items)
+                else:
+                    out.items.append(self._par(current, starts, join))
                 current = join
         return out
 

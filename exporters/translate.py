@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.run_clock import RUN_ID_FIELD, RUN_TIME_KEY, SCHEDULED_TIME_KEY, RunClock, RunClockError
-from retraining.refs import Format, LogicalDate, ParamRef, Ref, ResultRef, RunId, RunUniqueName
+from retraining.refs import Format, LogicalDate, Opaque, ParamRef, Ref, ResultRef, RunId, RunUniqueName
 
 # Per-run suffix in Step Functions: the MD5 of the execution name (32 hex, valid in SageMaker names).
 EXECUTION_SUFFIX = "States.Hash($$.Execution.Name, 'MD5')"
@@ -15,7 +15,12 @@ _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class TranslationError(ValueError):
-    """A value has no faithful Step Functions equivalent; the message says which and why."""
+    """A value has no faithful Step Functions equivalent; the message says which and why (``fix``: what to do)."""
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        if fix is not None:
+            self.fix = fix
 
 
 class NotUpstream(TranslationError):
@@ -49,6 +54,12 @@ class ResultLayout:
     fields: frozenset[str] | None = None
     aliases: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # XComArgs (see XComArgRef). ``whole``: where the task's return value sits exactly, under the task's key
+    # (None: only some of its fields are kept). ``xcom_keys``: other XCom keys the operator pushes → where
+    # their value sits. ``multiple_outputs``: the task pushes each top-level field of its result as an XCom.
+    whole: tuple[str, ...] | None = None
+    xcom_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    multiple_outputs: bool = False
 
 
 def path_of(*parts: str, root: str = "$") -> str:
@@ -81,6 +92,63 @@ def path_keys(value: Any, where: str) -> list[str]:
     return found
 
 
+RETURN_KEY = "return_value"
+# How Airflow writes an XComArg as text (``str(task.output["key"])``): what a serialized DAG holds for one.
+_XCOM_ARG_TEXT = re.compile(
+    r"""^\{\{\s*(?:ti|task_instance)\.xcom_pull\(\s*task_ids\s*=\s*'([^']+)'\s*"""
+    r"""(?:,\s*dag_id\s*=\s*'([^']+)'\s*)?(?:,\s*key\s*=\s*'(.+)'\s*)?\)\s*\}\}$""",
+    re.S,
+)
+
+# What a serialized DAG holds for an XComArg built with .map()/.zip()/.concat(): its description, not a value.
+DERIVED_XCOM_ARG_TEXT = re.compile(r"^XComArg\(<.*\)\.(?:map|zip|concat)\(.*\)$", re.S)
+DERIVED_XCOM_ARG = "an XComArg built with .map(), .zip() or .concat() has no Step Functions translation"
+
+
+@dataclass(frozen=True)
+class XComArgRef(Ref):
+    """An XComArg passed into an operator field: XCom ``key`` of task ``task_id``.
+
+    ``task.output`` is the task's return value (key ``return_value``); ``task.output["key"]`` (and a
+    TaskFlow call's ``["key"]``) is the XCom *named* ``key``, which exists when the task has
+    ``multiple_outputs=True`` (each top-level field of its result is pushed under its name) or when the
+    operator pushes it itself (e.g. ``GlueJobOperator``'s ``glue_job_run_id``). Built by the exporter from
+    the DAG as Airflow serializes it; never part of a request a user writes.
+    """
+
+    task_id: str
+    key: str = RETURN_KEY
+    dag_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.task_id}.output" + ("" if self.key == RETURN_KEY else f"[{self.key!r}]")
+
+
+def xcom_arg_ref(value: Any) -> XComArgRef | None:
+    """``value`` as an XComArgRef when it is an XComArg (live, stored as text, or kept opaque); else None."""
+    if isinstance(value, XComArgRef):
+        return value
+    if isinstance(value, Opaque):
+        if not value.type_name.endswith("XComArg"):
+            return None
+        if value.type_name != "PlainXComArg":
+            raise TranslationError(f"a {value.type_name}: {DERIVED_XCOM_ARG}")
+        return xcom_arg_from_text(value.text)
+    if type(value).__name__ == "PlainXComArg":  # a live DAG's XComArg (airflow.sdk stays unimported here)
+        return XComArgRef(value.operator.task_id, value.key, value.operator.dag_id)
+    if type(value).__name__.endswith("XComArg"):
+        raise TranslationError(f"a {type(value).__name__}: {DERIVED_XCOM_ARG}")
+    return None
+
+
+def xcom_arg_from_text(text: str) -> XComArgRef | None:
+    """``{{ task_instance.xcom_pull(task_ids='T', dag_id='D', key='K') }}`` (Airflow's text of an XComArg)."""
+    m = _XCOM_ARG_TEXT.match(text.strip())
+    if m is None:
+        return None
+    return XComArgRef(m.group(1), m.group(3) or RETURN_KEY, m.group(2))
+
+
 @dataclass
 class Dynamic:
     """A value computed by Step Functions: a path or an intrinsic function call."""
@@ -101,6 +169,7 @@ class Translator:
         # (target, reader) -> whether target runs before reader; reader = the task being converted.
         self.is_upstream = is_upstream
         self.reader: str | None = None
+        self.dag_id: str | None = None  # the DAG being exported (an XComArg of another DAG is refused)
         # Each emitted expression → the references translated to it (IAM reads names from these).
         self.origins: dict[str, list[Ref]] = {}
         # Schedule-time values: which the DAG's timetable defines exactly, and the fields the machine must compute.
@@ -110,6 +179,7 @@ class Translator:
     # -- single values ---------------------------------------------------
     def expr(self, value: Any) -> Any:
         """A Ref → Dynamic; literals unchanged."""
+        value = xcom_arg_ref(value) or value
         translated = self._expr(value)
         if isinstance(translated, Dynamic) and isinstance(value, Ref):
             refs = self.origins.setdefault(translated.expr, [])
@@ -124,6 +194,8 @@ class Translator:
             return Dynamic(path_of("params", value.name))
         if isinstance(value, ResultRef):
             return self._result(value)
+        if isinstance(value, XComArgRef):
+            return self._xcom_arg(value)
         if isinstance(value, Format):
             args = [self.argument(a) for a in value.args]
             pieces = value.template.split("{}")
@@ -195,6 +267,36 @@ class Translator:
             )
         return Dynamic(path_of(layout.key, *layout.prefix, *ref.path))
 
+    def _xcom_arg(self, ref: XComArgRef) -> Any:
+        """An XComArg → where Step Functions keeps that XCom's value (or the reason it does not)."""
+        if ref.dag_id is not None and self.dag_id is not None and ref.dag_id != self.dag_id:
+            raise TranslationError(f"{ref} pulls an XCom of DAG {ref.dag_id!r}, not of this DAG")
+        if self.reader is not None and self.is_upstream is not None and not self.is_upstream(ref.task_id, self.reader):
+            raise NotUpstream(ref.task_id, self.reader)
+        layout = self.layouts.get(ref.task_id)
+        if layout is None:
+            raise TranslationError(f"{ref}: task {ref.task_id!r} has no result the export keeps")
+        if ref.key == RETURN_KEY:
+            if layout.whole is None:
+                raise TranslationError(
+                    f"{ref}: the result of {ref.task_id!r} is not kept whole in Step Functions (only the fields "
+                    "downstream tasks read, or in another shape)",
+                    fix=f"set multiple_outputs=True on {ref.task_id!r} and pass {ref.task_id}.output['FIELD'], "
+                    f"or use ResultRef({ref.task_id!r}, 'FIELD')",
+                )
+            return Dynamic(path_of(layout.key, *layout.whole))
+        if ref.key in layout.xcom_keys:
+            return Dynamic(path_of(layout.key, *layout.xcom_keys[ref.key]))
+        if not layout.multiple_outputs:
+            raise TranslationError(
+                f"{ref}: Airflow pulls the XCom named {ref.key!r}, which {ref.task_id!r} does not push "
+                "(it has no multiple_outputs=True)",
+                fix=f"set multiple_outputs=True on {ref.task_id!r} (each field of its result becomes an XCom), "
+                f"or use ResultRef({ref.task_id!r}, {ref.key!r})",
+            )
+        # multiple_outputs: XCom "key" is the result's top-level field "key".
+        return self.expr(ResultRef(ref.task_id, ref.key))
+
     # -- whole requests --------------------------------------------------
     def parameters(self, request: dict[str, Any]) -> dict[str, Any]:
         """An API request with references → a ``Parameters`` object (``"Key.$"`` for dynamic values)."""
@@ -210,7 +312,7 @@ class Translator:
         return out
 
     def _value(self, value: Any, where: str) -> Any:
-        if isinstance(value, Ref):
+        if isinstance(value, Ref) or xcom_arg_ref(value) is not None:
             return self.expr(value)
         if isinstance(value, dict):
             return self.parameters(value)
