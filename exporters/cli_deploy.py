@@ -153,7 +153,14 @@ def _diff(args: argparse.Namespace, clients: AwsClients) -> int:
 
 
 def deploy_report_lines(report: dep.DeployReport) -> list[str]:
-    """The deploy report as the lines the CLI prints."""
+    """The deploy report as the lines the CLI prints (the nested pipelines it starts first)."""
+    lines: list[str] = []
+    for child in report.children:
+        lines += [f"Nested pipeline of DAG {report.dag_id!r}:"] + _one_report_lines(child)[:-1]
+    return lines + _one_report_lines(report)
+
+
+def _one_report_lines(report: dep.DeployReport) -> list[str]:
     machine, alias, schedule = report.state_machine, report.alias, report.schedule
     version = dep.version_number(machine.version_arn)
     lines = [f"Deploying DAG {report.dag_id!r} as state machine {report.state_machine_name!r} ({report.where})"]

@@ -10,7 +10,9 @@ serialises it deterministically. The template holds:
 * the DAG's schedule as an ``AWS::Scheduler::Schedule`` (or a classic
   ``AWS::Events::Rule``), with its own role allowed only ``states:StartExecution`` on
   this state machine (``exporters.schedule`` translates the schedule exactly or fails);
-* optionally the ``lambda/`` function and the ``glue/`` job, each with its own role.
+* optionally the ``lambda/`` function and the ``glue/`` job, each with its own role;
+* the state machine and role of each DAG it starts with ``TriggerDagRunOperator`` (nested pipelines),
+  named as the parent's definition finds them, created before the parent's.
 
 How the DAG's params reach AWS (the single source of truth is the template's parameters):
 every string-valued DAG param becomes a template parameter (default: the DAG's default,
@@ -134,6 +136,7 @@ def build_template(
     now = now or dt.datetime.now(dt.UTC)
     builder = _Builder(result, dag, level, tracing, now)
     builder.state_machine()
+    builder.nested_pipelines()
     if schedule_kind != "none":
         builder.schedule(schedule_kind, allow_unsupported_schedule)
     if include_lambda:
@@ -437,6 +440,78 @@ class _Builder:
             "Description": "The state machine's name",
             "Value": {"Fn::GetAtt": ["StateMachine", "Name"]},
         }
+
+    # -- nested pipelines ----------------------------------------------------------
+    def nested_pipelines(self) -> None:
+        """The state machine (and role) of each DAG this one starts with TriggerDagRunOperator, and theirs.
+
+        Each is named as the parent's definition computes the child's ARN (``state_machine_name``), keeps
+        its DAG's param defaults as literals (a trigger's conf overrides them per execution) and gets its own
+        least-privilege role; the parent's state machine depends on them, so the stack creates them first.
+        """
+        # Lazy: these import Airflow (the DAG loader, the compiler), which the CLI configures before loading DAGs.
+        from exporters.api import export_dag_object
+        from exporters.compiler import param_defaults
+        from exporters.converters_nested import nested_children
+        from exporters.deploy import state_machine_name
+
+        for nested in nested_children(self.dag):
+            child_id, child = nested.dag_id, nested.dag
+            result = export_dag_object(child)
+            if "${" in json.dumps(result.definition):
+                raise TemplateError(
+                    f"DAG {child_id!r} (started by {self.dag_id!r}): its definition contains '${{', "
+                    "which CloudFormation would treat as a placeholder"
+                )
+            logical = "Pipeline" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", child_id) if p)
+            while logical in self.resources or logical + "Role" in self.resources or logical in self.parameters:
+                logical += "X"
+            # A param the trigger's conf sets is only known per execution: names scoped by it become '*'.
+            params = {k: (None if k in nested.conf_keys else v) for k, v in param_defaults(child).items()}
+            context = iam.PolicyContext(
+                params=params, origins=result.origins, logging=self.level != "OFF", tracing=self.tracing
+            )
+            policy = iam.state_machine_policy(result.definition, context)
+            self.warnings.extend(f"nested DAG {child_id!r}: {w}" for w in (*result.warnings, *context.warnings))
+            if nested.conf_keys & set(params):
+                self.warnings.append(
+                    f"nested DAG {child_id!r}: params {sorted(nested.conf_keys & set(params))} are set by the "
+                    f"trigger's conf in DAG {self.dag_id!r}: permissions its role scopes by them cover any value"
+                )
+            self.resources[f"{logical}Role"] = _role(
+                "states.amazonaws.com",
+                f"Runs the state machine of DAG {child_id}, started by DAG {self.dag_id}",
+                {"StateMachinePermissions": policy},
+            )
+            props: dict[str, Any] = {
+                "StateMachineName": state_machine_name(child_id),
+                "StateMachineType": "STANDARD",
+                "RoleArn": {"Fn::GetAtt": [f"{logical}Role", "Arn"]},
+                "Definition": result.definition,
+            }
+            if self.level != "OFF":
+                self.resources[f"{logical}LogGroup"] = {
+                    "Type": "AWS::Logs::LogGroup",
+                    "Properties": {
+                        "LogGroupName": {"Fn::Sub": f"/aws/vendedlogs/states/${{AWS::StackName}}-{_safe(child_id)}"},
+                        "RetentionInDays": 30,
+                    },
+                }
+                props["LoggingConfiguration"] = {
+                    "Level": self.level,
+                    "IncludeExecutionData": False,
+                    "Destinations": [
+                        {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": [f"{logical}LogGroup", "Arn"]}}}
+                    ],
+                }
+            if self.tracing:
+                props["TracingConfiguration"] = {"Enabled": True}
+            self.resources[logical] = {"Type": "AWS::StepFunctions::StateMachine", "Properties": props}
+            self.depends.append(logical)
+            self.outputs[f"{logical}Arn"] = {
+                "Description": f"The state machine of nested DAG {child_id}",
+                "Value": {"Ref": logical},
+            }
 
     # -- the schedule ------------------------------------------------------------
     def schedule(self, kind: str, allow_unsupported: bool) -> None:

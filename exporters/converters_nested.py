@@ -9,10 +9,13 @@ The child is the state machine named after its DAG id (``exporters.deploy.state_
 ``python -m exporters deploy`` creates) in the parent's own partition, region and account: its ARN is
 computed from ``$$.StateMachine.Id`` at run time. The child must itself be exportable: it is loaded
 from the parent's DAG folder and compiled, and its problems are reported on the trigger task.
+``nested_children`` lists the DAGs a parent starts (and theirs): the CloudFormation template holds their
+state machines beside the parent's, and ``deploy`` deploys them before the parent.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,50 @@ def _check_child(task: Any, child_id: str) -> None:
         raise Unsupported(f"the triggered DAG {child_id!r} cannot be exported: {problems}") from None
     finally:
         _COMPILING.discard(child_id)
+
+
+def _is_trigger(task: Any) -> bool:
+    paths = getattr(task, "operator_class_paths", None)  # a task of a serialized DAG: its classes by import path
+    if paths is not None:
+        return any(p.endswith(".TriggerDagRunOperator") for p in paths)
+    return any(cls.__name__ == "TriggerDagRunOperator" for cls in type(task).__mro__)
+
+
+@dataclass
+class NestedChild:
+    """A DAG started by another's TriggerDagRunOperator: its id, the DAG, and the params a trigger's conf sets."""
+
+    dag_id: str
+    dag: Any
+    conf_keys: set[str] = field(default_factory=set)
+
+
+def nested_children(dag: Any) -> list[NestedChild]:
+    """The DAGs ``dag`` starts (``TriggerDagRunOperator``), and the DAGs they start: each once, a child
+    before its parent (the order to deploy them in). Loaded from the folder of the DAG that triggers them,
+    as the converter loads them; a child that cannot be loaded raises ``DagLoadError``."""
+    from exporters.loader import load_dag  # the loader imports Airflow's DagBag: only for nested pipelines
+
+    ordered: list[NestedChild] = []
+    found: dict[str, NestedChild] = {}
+
+    def visit(parent: Any) -> None:
+        folder = Path(parent.fileloc).parent if getattr(parent, "fileloc", None) else None
+        for task in parent.tasks:
+            if not _is_trigger(task):
+                continue
+            child_id = field_value(task, "trigger_dag_id")
+            if not isinstance(child_id, str) or child_id == dag.dag_id:
+                continue
+            conf = field_value(task, "conf")
+            if child_id not in found:
+                found[child_id] = NestedChild(child_id, load_dag(child_id, folder))
+                visit(found[child_id].dag)
+                ordered.append(found[child_id])
+            found[child_id].conf_keys |= set(conf) if isinstance(conf, dict) else set()
+
+    visit(dag)
+    return ordered
 
 
 @register_lazy("airflow.providers.standard.operators.trigger_dagrun", "TriggerDagRunOperator")

@@ -32,7 +32,7 @@ import difflib
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -417,6 +417,7 @@ class DeployReport:
     alias: AliasOutcome
     schedule: ScheduleOutcome
     notes: tuple[str, ...]
+    children: tuple[DeployReport, ...] = ()  # the nested pipelines it starts, deployed before it
 
     @property
     def version_arn(self) -> str:
@@ -429,6 +430,7 @@ class DeployReport:
             or self.state_machine.tagged
             or self.alias.action != "unchanged"
             or self.schedule.action in ("created", "updated", "deleted")
+            or any(child.changed for child in self.children)
         )
 
 
@@ -675,10 +677,33 @@ def deploy(
 
     Raises an ``ExporterError`` (``DeployError``, ``DagLoadError``, ``ExportError``, ``ScheduleError``)
     before any change when the DAG, the names or the roles are wrong.
+
+    Nested pipelines: the DAGs this one starts with ``TriggerDagRunOperator`` (and theirs) are deployed
+    first, each under its own DAG's name (where the parent's definition finds it) with its own roles and
+    schedule, as ``deploy`` of that DAG would; their reports are in ``children``. All are exported and
+    validated before any AWS call.
     """
-    export = export_for_deploy(
-        dag if dag is not None else load_dag(dag_id, dags_folder), name=name, with_schedule=with_schedule
+    from exporters.converters_nested import nested_children  # the converters import Airflow: only when deploying
+
+    parent = dag if dag is not None else load_dag(dag_id, dags_folder)
+    export = export_for_deploy(parent, name=name, with_schedule=with_schedule)
+    children = [export_for_deploy(nested.dag, with_schedule=with_schedule) for nested in nested_children(parent)]
+    child_reports = tuple(
+        _deploy_export(clients, child, role_arn=None, schedule_role_arn=None, now=now) for child in children
     )
+    report = _deploy_export(clients, export, role_arn=role_arn, schedule_role_arn=schedule_role_arn, now=now)
+    return replace(report, dag_id=dag_id, children=child_reports)
+
+
+def _deploy_export(
+    clients: AwsClients,
+    export: Export,
+    *,
+    role_arn: str | None,
+    schedule_role_arn: str | None,
+    now: datetime | None,
+) -> DeployReport:
+    """Steps 2-6 for one exported DAG."""
     deployed = inspect_deployed(clients, export)
     notes: list[str] = []
     role, schedule_role = resolve_roles(
@@ -688,7 +713,7 @@ def deploy(
     alias = apply_alias(clients, export, deployed.target, state_machine.version_arn)
     schedule = apply_schedule(clients, export, deployed, schedule_role, now=now or datetime.now(UTC), notes=notes)
     return DeployReport(
-        dag_id=dag_id,
+        dag_id=export.dag_id,
         state_machine_name=export.state_machine_name,
         state_machine_arn=deployed.target.arn,
         alias_arn=deployed.target.alias_arn,
