@@ -250,20 +250,31 @@ class Map(_DataState):
     iterator: StateMachine | None = None
     items_path: str = "$"
     max_concurrency: int = 0
+    item_selector: dict[str, Any] | None = None
+    mode: str = "INLINE"  # or "DISTRIBUTED": each iteration a child execution (STANDARD)
+    catch: list[Catch] = field(default_factory=list, kw_only=True)
 
     type_name = "Map"
 
     def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "ItemsPath": self.items_path,
-            "MaxConcurrency": self.max_concurrency,
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                **(self.iterator.to_dict(top_level=False) if self.iterator else {}),
-            },
+        config: dict[str, Any] = {"Mode": self.mode}
+        if self.mode == "DISTRIBUTED":
+            config["ExecutionType"] = "STANDARD"
+        out: dict[str, Any] = {"ItemsPath": self.items_path}
+        if self.item_selector is not None:
+            out["ItemSelector"] = self.item_selector
+        out["MaxConcurrency"] = self.max_concurrency
+        out["ItemProcessor"] = {
+            "ProcessorConfig": config,
+            **(self.iterator.to_dict(top_level=False) if self.iterator else {}),
         }
         out.update(self.io_fields())
+        if self.catch:
+            out["Catch"] = [c.to_dict() for c in self.catch]
         return out
+
+    def successors(self) -> list[str]:
+        return [*super().successors(), *(c.next for c in self.catch)]
 
 
 @dataclass

@@ -35,6 +35,7 @@ from exporters.converters import (
     state_name,
 )
 from exporters.errors import ExportError, Problem
+from exporters.mapping import MappedTask, convert_mapped
 from exporters.quotas import check_quotas
 from exporters.run_clock import run_clock, run_time_states
 from exporters.structure import Branch, Par, Seq, Step, StructureProblem, TaskGraph, tasks_in
@@ -268,9 +269,14 @@ class Compiler:
                 Problem(tid, f"{type(task).__name__} has no Step Functions converter", _advice_for(task))
             )
             return
-        if getattr(task, "is_mapped", False) or type(task).__name__ == "MappedOperator":
+        mapped = isinstance(task, MappedTask)
+        if not mapped and (getattr(task, "is_mapped", False) or type(task).__name__ == "MappedOperator"):
             self.problems.append(
-                Problem(tid, "dynamically mapped tasks (expand) are not supported", "use a fixed set of tasks")
+                Problem(
+                    tid,
+                    "a mapped task (expand) is exported from Airflow's serialized DAG only",
+                    "export with exporters.api / python -m exporters (they read the DAG as Airflow stores it)",
+                )
             )
             return
         if rule not in trigger_rules.RULES:
@@ -284,7 +290,10 @@ class Compiler:
             return
         self.translator.reader = tid
         try:
-            fragment = converter(task, self.ctx)
+            if mapped:
+                fragment = convert_mapped(task, converter, self.ctx, {result_key(t) for t in self.tasks} | {"params"})
+            else:
+                fragment = converter(task, self.ctx)
         except Unsupported as err:
             self.problems.append(Problem(tid, err.reason, err.fix))
             return

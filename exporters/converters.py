@@ -25,7 +25,7 @@ from typing import Any
 
 from exporters import asl
 from exporters.jinja import JinjaTranslationError, jinja_to_ref
-from exporters.translate import Dynamic, ResultLayout, TranslationError, Translator
+from exporters.translate import Dynamic, JsonMerge, MapValue, ResultLayout, TranslationError, Translator
 
 ConverterFn = Callable[[Any, "ConvertContext"], "Fragment"]
 _REGISTRY: dict[type, ConverterFn] = {}
@@ -326,7 +326,7 @@ from retraining import (  # noqa: E402  (operators import only Airflow: cheap)
     SageMakerDeployEndpointOperator,
     SageMakerTrainingJobOperator,
 )
-from retraining.refs import ResultRef  # noqa: E402
+from retraining.refs import Format, ResultRef  # noqa: E402
 from retraining.sagemaker import ENDPOINT_PENDING_STATES as ENDPOINT_WAIT_STATES  # noqa: E402  (the operator's copy)
 
 # Retry what the SageMaker API answers (throttling, limits, outages), not a job that ran and
@@ -346,6 +346,22 @@ CHOICE_OPERATORS = {
     "==": "NumericEquals",
 }
 
+def training_request(task: Any) -> dict[str, Any]:
+    """The request as the operator sends it: ``hyperparameters`` merged over ``HyperParameters``; a mapped
+    task's job name suffixed ``-<map index>`` (as ``retraining.mapping.with_map_index`` does in Airflow)."""
+    request = dict(task.request)
+    extra = getattr(task, "hyperparameters", None)
+    if extra:
+        base = request.get("HyperParameters")
+        if isinstance(extra, dict) and (base is None or isinstance(base, dict)):
+            request["HyperParameters"] = {**(base or {}), **extra}
+        else:  # known per map index (or a reference): merged at run time
+            request["HyperParameters"] = JsonMerge(base or {}, extra, ("HyperParameters", "hyperparameters"))
+    if getattr(task, "mapping", None) is not None:
+        request["TrainingJobName"] = Format("{}-{}", request["TrainingJobName"], MapValue(("index",)))
+    return request
+
+
 OWN_OPERATOR_ROWS = (
     IntegrationRow(
         GlueJobRunOperator,
@@ -357,6 +373,7 @@ OWN_OPERATOR_ROWS = (
     IntegrationRow(
         SageMakerTrainingJobOperator,
         "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        request=training_request,
         # Keep only what downstream states use: a DescribeTrainingJob answer can
         # exceed Step Functions' 256 KiB state-data limit.
         result_selector=lambda task: selector_from_fields(task.result_fields),

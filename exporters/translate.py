@@ -60,6 +60,8 @@ class ResultLayout:
     whole: tuple[str, ...] | None = None
     xcom_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     multiple_outputs: bool = False
+    # A mapped task: its key holds one result per map index, in map-index order (a field reads as a list).
+    mapped: bool = False
 
 
 def path_of(*parts: str, root: str = "$") -> str:
@@ -147,6 +149,28 @@ def xcom_arg_from_text(text: str) -> XComArgRef | None:
     if m is None:
         return None
     return XComArgRef(m.group(1), m.group(3) or RETURN_KEY, m.group(2))
+@dataclass(frozen=True)
+class MapValue(Ref):
+    """Inside a mapped task's iteration: a part of its state data under ``$.map`` (``index``, ``item``, ``const``).
+
+    The exporter's own placeholder for a mapped argument; never in a DAG file.
+    """
+
+    path: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"<map {'.'.join(self.path)}>"
+
+
+@dataclass(frozen=True)
+class JsonMerge(Ref):
+    """``States.JsonMerge(base, over, false)`` (exporter-internal). A dict side is a constant of a mapped
+    task's iteration (``$.map.const.<name>``, ``names`` giving base's and over's); elsewhere both sides
+    must be read at run time."""
+
+    base: Any
+    over: Any
+    names: tuple[str, str] = ("base", "over")
 
 
 @dataclass
@@ -170,6 +194,8 @@ class Translator:
         self.is_upstream = is_upstream
         self.reader: str | None = None
         self.dag_id: str | None = None  # the DAG being exported (an XComArg of another DAG is refused)
+        # While a mapped task converts: constants its iteration reads (``$.map.const``; see exporters.mapping).
+        self.map_constants: dict[str, Any] | None = None
         # Each emitted expression → the references translated to it (IAM reads names from these).
         self.origins: dict[str, list[Ref]] = {}
         # Schedule-time values: which the DAG's timetable defines exactly, and the fields the machine must compute.
@@ -196,6 +222,11 @@ class Translator:
             return self._result(value)
         if isinstance(value, XComArgRef):
             return self._xcom_arg(value)
+        if isinstance(value, MapValue):
+            return Dynamic(path_of("map", *value.path))
+        if isinstance(value, JsonMerge):
+            base, over = (self._merged(part, name) for part, name in zip((value.base, value.over), value.names))
+            return Dynamic(f"States.JsonMerge({base}, {over}, false)")
         if isinstance(value, Format):
             args = [self.argument(a) for a in value.args]
             pieces = value.template.split("{}")
@@ -254,6 +285,8 @@ class Translator:
                 f"ResultRef({ref.task_id!r}, ...): task {ref.task_id!r} is not upstream of this task or has no result"
             )
         head, rest = ref.path[0], ref.path[1:]
+        if layout.mapped:
+            return self._mapped_result(ref, layout)
         if head in layout.aliases:
             if rest:
                 raise TranslationError(f"ResultRef{(ref.task_id, *ref.path)}: {head!r} has no sub-fields")
@@ -296,6 +329,29 @@ class Translator:
             )
         # multiple_outputs: XCom "key" is the result's top-level field "key".
         return self.expr(ResultRef(ref.task_id, ref.key))
+    def _merged(self, part: Any, name: str) -> str:
+        if isinstance(part, dict):
+            if self.map_constants is None:
+                err = TranslationError(f"{name}: a dict merged with a value known only at run time")
+                err.fix = "give both as dicts, or put the whole value in the request"
+                raise err
+            self.map_constants[name] = self.parameters(part)
+            return path_of("map", "const", name)
+        translated = self.expr(part)
+        if not isinstance(translated, Dynamic):
+            raise TranslationError(f"{name}: {part!r} cannot be merged at run time")
+        return translated.expr
+
+    def _mapped_result(self, ref: ResultRef, layout: ResultLayout) -> Dynamic:
+        """A field of a mapped task's results: the list of that field over its map indexes, in order."""
+        head = ref.path[0]
+        if layout.fields is not None and head not in layout.fields and head not in layout.paths:
+            raise TranslationError(
+                f"ResultRef{(ref.task_id, *ref.path)}: field {head!r} is not kept in Step Functions "
+                f"(available: {sorted(set(layout.fields) | set(layout.paths))})"
+            )
+        inner = (*layout.paths[head], *ref.path[1:]) if head in layout.paths else (*layout.prefix, *ref.path)
+        return Dynamic(path_of(*inner, root=path_of(layout.key) + "[*]"))
 
     # -- whole requests --------------------------------------------------
     def parameters(self, request: dict[str, Any]) -> dict[str, Any]:

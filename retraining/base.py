@@ -17,6 +17,7 @@ from typing import Any
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 
+from retraining.mapping import MappedPartial
 from retraining.refs import Ref, ResultRef, find_jinja, iter_refs
 from retraining.serialized import ExportSerialized
 from retraining.settings import BACKEND_SETTING, backend_choice, local_conn_id
@@ -58,6 +59,8 @@ class AwsStageOperator(ExportSerialized, BaseOperator):
     ui_color = "#f7e8d0"
     # Kept in Airflow's serialized DAG for the exporter (see retraining.serialized).
     export_attributes = ("request", "result_fields", "api_action", "aws_conn_id", "region_name", "poll_interval")
+    # .partial(...) keeps the operator's own arguments for the exporter (Airflow stores references as text).
+    partial = MappedPartial.classmethod_for()
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class AwsStageOperator(ExportSerialized, BaseOperator):
         region_name: str | None = None,
         poll_interval: float = 30,
         max_wait_seconds: float | None = None,
+        retraining_partial: str | None = None,  # set by .partial(...) for the exporter; nothing to do at run time
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

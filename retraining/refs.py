@@ -124,6 +124,13 @@ class ResultRef(Ref):
 
     def resolve(self, context: Any) -> Any:
         value = context["ti"].xcom_pull(task_ids=self.task_id)
+        if _is_mapped(context, self.task_id):
+            # A mapped task's results: one per map index, in map-index order (Airflow gives a lone one bare).
+            results = value if isinstance(value, list) else [] if value is None else [value]
+            return [self._field_of(result) for result in results]
+        return self._field_of(value)
+
+    def _field_of(self, value: Any) -> Any:
         if value is None:
             raise UnresolvedReferenceError(f"task {self.task_id!r} has no result in this run")
         walked: list[str] = []
@@ -140,6 +147,14 @@ class ResultRef(Ref):
 
     def __str__(self) -> str:
         return f"ResultRef({', '.join(repr(p) for p in (self.task_id, *self.path))})"
+
+
+def _is_mapped(context: Any, task_id: str) -> bool:
+    task = getattr(context["ti"], "task", None)
+    dag = getattr(task, "dag", None)
+    if dag is None or not dag.has_task(task_id):
+        return False
+    return bool(getattr(dag.get_task(task_id), "is_mapped", False))
 
 
 @tagged

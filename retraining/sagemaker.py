@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from retraining.base import AwsStageOperator, HookClass, StageFailed, pick_fields
 from retraining.links import EndpointConfigLink, EndpointLink, ModelLink, TrainingJobLink
+from retraining.mapping import MappedPartial, check_hyperparameters, map_index_of, with_map_index
 
 TRAINING_PENDING_STATES = ("InProgress", "Stopping")
 # Endpoint statuses that end on their own; the exported state machine waits on the same ones.
@@ -131,19 +132,45 @@ class SageMakerTrainingJobOperator(_SageMakerStage):
     )
     ui_color = "#e3d6f7"
     operator_extra_links = (TrainingJobLink(),)
+    template_fields = ("request", "hyperparameters")
+    export_attributes = (*_SageMakerStage.export_attributes, "hyperparameters")
+    # .partial(...).expand(...) checks the mapped job names (name + "-<map_index>") at parse time.
+    partial = MappedPartial.classmethod_for("TrainingJobName")
 
-    def __init__(self, *, request: dict[str, Any], poll_interval: float = 30, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        request: dict[str, Any],
+        poll_interval: float = 30,
+        hyperparameters: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``hyperparameters``: merged over ``request["HyperParameters"]`` (e.g. one set per mapped candidate)."""
         super().__init__(request=request, poll_interval=poll_interval, **kwargs)
+        check_hyperparameters(self.task_id, hyperparameters)
+        self.hyperparameters = hyperparameters
         self._job_name: str | None = None
+
+    def effective_request(self, map_index: int | None) -> dict[str, Any]:
+        """The CreateTrainingJob request this try sends: ``hyperparameters`` merged in; a mapped task's
+        job name suffixed ``-<map_index>`` so each candidate's name is unique (as in the export)."""
+        request = dict(self.request)
+        if self.hyperparameters:
+            check_hyperparameters(self.task_id, self.hyperparameters)  # an expanded XCom value is checked here
+            request["HyperParameters"] = {**(request.get("HyperParameters") or {}), **self.hyperparameters}
+        if map_index is not None:
+            request["TrainingJobName"] = with_map_index(self.task_id, request["TrainingJobName"], map_index)
+        return request
 
     def execute(self, context: Any) -> dict[str, Any]:
         hook = self.hook
-        self._job_name = name = self.request["TrainingJobName"]
+        request = self.effective_request(map_index_of(context))
+        self._job_name = name = request["TrainingJobName"]
         # A retry of this task (worker lost mid-wait) finds its own job: adopt it whatever its state.
         self.create_or_adopt(
             "Training job",
             name,
-            create=lambda: hook.conn.create_training_job(**self.request),
+            create=lambda: hook.conn.create_training_job(**request),
             describe=lambda: hook.describe_training_job(name),
             same=lambda existing: True,
             differs="",

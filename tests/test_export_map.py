@@ -1,0 +1,319 @@
+"""Dynamic task mapping → a Map state: Airflow's ``dag.test()`` vs the exported machine in moto's interpreter.
+
+The DAG is ``tests/export_dags/good/mapped_tasks.py``: ``train_candidate`` mapped over a literal
+list of three hyperparameter sets (``retries=1``, ``max_active_tis_per_dagrun=2``), ``pick_best``
+reading its job names and metrics as lists; ``train_listed`` mapped over ``list_sets``' result (a
+Lambda returning a list), ``report`` (``all_done``) reading its job names.
+
+Both sides run with the same answers per (task, map index, attempt): Airflow with the AWS
+operators' ``execute`` answering (the training operator's own ``effective_request`` builds the
+name and hyperparameters), the machine with moto's mocked responses on its Task states. They
+must agree on the run's state, the attempts of every map index, what each Lambda received
+(the candidates' names, by their map-index suffix, and metrics, in map-index order) and which
+Lambdas ran.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests import sfn_doubles
+
+GOOD = sfn_doubles.ROOT / "tests" / "export_dags" / "good"
+DAG_ID = "mapped_tasks"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+DEADLINE = 60.0
+RETRY_DELAY = re.compile(r"""(retry_delay\s*=\s*)timedelta\([^)]*\)""")
+LISTED_SETS = [{"eta": "0.5"}, {"eta": "0.6"}]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    # (task id, map index) -> "fail" (every attempt) or "once" (the first attempt only)
+    failures: tuple[tuple[str, int, str], ...] = ()
+
+    def fails(self, task_id: str, index: int, attempt: int) -> bool:
+        for tid, idx, how in self.failures:
+            if (tid, idx) == (task_id, index):
+                return how == "fail" or attempt == 1
+        return False
+
+
+SCENARIOS = (
+    Scenario("all succeed"),
+    # One candidate fails every attempt, another fails once and succeeds on its retry.
+    Scenario("one index fails, one fails once", (("train_candidate", 1, "fail"), ("train_candidate", 2, "once"))),
+    # A listed candidate fails (no retries): the task fails, report (all_done) reads the other's name.
+    Scenario("listed index fails", (("train_listed", 0, "fail"),)),
+)
+
+
+@dataclass
+class Observed:
+    state: str
+    attempts: dict[str, int] = field(default_factory=dict)  # "task[index]" -> attempts
+    lambdas: dict[str, Any] = field(default_factory=dict)  # task id -> its payload (names as suffixes)
+
+
+def metric_for(index: int) -> float:
+    return round(0.1 * (index + 1), 3)
+
+
+def training_answer(name: str, index: int) -> dict[str, Any]:
+    return {
+        "TrainingJobName": name,
+        "TrainingJobStatus": "Completed",
+        "FinalMetricDataList": [{"MetricName": "validation:error", "Value": metric_for(index)}],
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://mapped-demo/models/{name}/model.tar.gz"},
+        "AlgorithmSpecification": {"TrainingImage": "xgboost"},
+    }
+
+
+def comparable(payload: Any) -> Any:
+    """A Lambda's payload with each job name reduced to its map-index suffix (the run-unique part differs)."""
+    if not isinstance(payload, dict):
+        return payload
+    out = dict(payload)
+    if isinstance(out.get("jobs"), list):
+        names = out["jobs"]
+        prefixes = {name.rsplit("-", 1)[0] for name in names}
+        assert len(prefixes) <= 1, f"candidates of one run with different name prefixes: {names}"
+        out["jobs"] = [name.rsplit("-", 1)[1] for name in names]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures: the export, the DAG for dag.test(), the interpreter
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from exporters.api import export_dag_object
+
+    bag = DagBag(str(GOOD / "mapped_tasks.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags[DAG_ID]
+    return dag, export_dag_object(dag)
+
+
+@pytest.fixture(scope="module")
+def airflow_dag(airflow_db, tmp_path_factory):
+    """The DAG from a copy whose retry delays are 0 (timing only), for dag.test()."""
+    from airflow import settings
+    from airflow.dag_processing.dagbag import DagBag
+
+    folder = tmp_path_factory.mktemp("mapped-dags")
+    text = RETRY_DELAY.sub(r"\1timedelta(0)", (GOOD / "mapped_tasks.py").read_text())
+    (folder / "mapped_tasks.py").write_text(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(settings, "DAGS_FOLDER", str(folder))  # dag.test() serializes from the dags-folder bundle
+        bag = DagBag(str(folder))
+        assert not bag.import_errors, bag.import_errors
+        yield bag.dags[DAG_ID]
+
+
+class Services:
+    """Answers the machine's Task states from the scenario, per (task, map index, attempt)."""
+
+    def __init__(self):
+        self.scenario = Scenario("none")
+        self.owner: dict[str, str] = {}
+        self.attempts: Counter = Counter()
+        self.lambdas: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def load(self, definition: dict[str, Any], task_ids: list[str], scenario: Scenario) -> None:
+        from exporters.asl import walk_definition
+
+        self.scenario, self.attempts, self.lambdas = scenario, Counter(), {}
+        by_length = sorted(task_ids, key=len, reverse=True)
+        self.owner = {}
+        for _, name, state in walk_definition(definition):
+            if state.get("Type") == "Task":
+                self.owner[name] = next(t for t in by_length if name == t or name.startswith(f"{t}: "))
+
+    def respond(self, env) -> Any:
+        from moto.stepfunctions.parser.mocking.mock_config import MockedResponseReturn, MockedResponseThrow
+
+        task_id = self.owner[env.next_state_name]
+        parameters = env.h14_parameters
+        data = env.states.get_input()
+        index = data["map"]["index"] if isinstance(data, dict) and "map" in data else -1
+        with self.lock:
+            self.attempts[f"{task_id}[{index}]"] += 1
+            attempt = self.attempts[f"{task_id}[{index}]"]
+        if self.scenario.fails(task_id, index, attempt):
+            return MockedResponseThrow(0, 0, "SageMaker.AmazonSageMakerException", f"{task_id}[{index}]: scripted")
+        if "TrainingJobName" in parameters:
+            return MockedResponseReturn(0, 0, training_answer(parameters["TrainingJobName"], index))
+        payload = parameters.get("Payload")
+        self.lambdas[task_id] = comparable(payload)
+        answer = LISTED_SETS if task_id == "list_sets" else {}
+        return MockedResponseReturn(0, 0, {"StatusCode": 200, "Payload": answer})
+
+
+@pytest.fixture(scope="module")
+def machine():
+    from moto import mock_aws
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+    from moto.stepfunctions.parser.asl.eval import environment
+
+    services = Services()
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), sfn_doubles.installed():
+        before = StateTaskService._before_eval_execution
+
+        def recorded(self, env, resource_runtime_part, raw_parameters, state_credentials):
+            before(self, env, resource_runtime_part, raw_parameters, state_credentials)
+            env.h14_parameters = raw_parameters  # what the mocked answer reads: the request as sent
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(StateTaskService, "_before_eval_execution", recorded)
+            mp.setattr(
+                environment.Environment,
+                "is_mocked_mode",
+                lambda self: (
+                    self.states.context_object.context_object_data.get("State") is not None
+                    and self.next_state_name in services.owner
+                ),
+            )
+            mp.setattr(environment.Environment, "get_current_mocked_response", lambda self: services.respond(self))
+            import boto3
+
+            yield services, boto3.client("stepfunctions", region_name=REGION)
+
+
+# --------------------------------------------------------------------------------------------
+# The two sides
+# --------------------------------------------------------------------------------------------
+
+
+def run_airflow(dag, scenario: Scenario, monkeypatch) -> Observed:
+    from airflow.sdk.exceptions import AirflowException
+
+    from retraining import LambdaInvokeOperator, SageMakerTrainingJobOperator
+    from retraining.mapping import map_index_of
+
+    attempts: Counter = Counter()
+    lambdas: dict[str, Any] = {}
+
+    def train(self, context):
+        index = map_index_of(context)
+        attempts[f"{self.task_id}[{index}]"] += 1
+        request = self.effective_request(index)  # the operator's own name suffix and hyperparameter merge
+        if scenario.fails(self.task_id, index, attempts[f"{self.task_id}[{index}]"]):
+            raise AirflowException(f"{self.task_id}[{index}]: scripted")
+        return training_answer(request["TrainingJobName"], index)
+
+    def invoke(self, context):
+        attempts[f"{self.task_id}[-1]"] += 1
+        lambdas[self.task_id] = comparable(self.request["Payload"])
+        return LISTED_SETS if self.task_id == "list_sets" else {}
+
+    with monkeypatch.context() as mp:
+        mp.setattr(SageMakerTrainingJobOperator, "execute", train)
+        mp.setattr(LambdaInvokeOperator, "execute", invoke)
+        run = dag.test(run_conf={})
+    return Observed(str(run.state), dict(sorted(attempts.items())), lambdas)
+
+
+def run_machine(account, dag, result, scenario: Scenario, run_name: str) -> Observed:
+    services, sfn = account
+    services.load(result.definition, list(dag.task_ids), scenario)
+    arn = sfn.create_state_machine(
+        name=f"{DAG_ID}-{run_name}",
+        definition=json.dumps(result.definition),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/StepFunctions",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, name=run_name, input="{}")["executionArn"]
+    give_up = time.monotonic() + DEADLINE
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < give_up, f"{scenario.name}: execution still running after {DEADLINE}s"
+        time.sleep(0.05)
+    events = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    runtime = [e for e in events if "States.Runtime" in json.dumps(e, default=str)]
+    assert not runtime, f"{scenario.name}: uncatchable States.Runtime: {runtime}"
+    state = {"SUCCEEDED": "success", "FAILED": "failed"}.get(described["status"], described["status"])
+    return Observed(state, dict(sorted(services.attempts.items())), dict(services.lambdas))
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------
+
+
+def test_mapped_tasks_behave_as_in_airflow(exported, airflow_dag, machine, monkeypatch):
+    dag, result = exported
+    rows = []
+    for i, scenario in enumerate(SCENARIOS):
+        airflow = run_airflow(airflow_dag, scenario, monkeypatch)
+        exported_run = run_machine(machine, dag, result, scenario, f"map-{i}")
+        rows.append((scenario, airflow, exported_run))
+    for scenario, airflow, exported_run in rows:
+        print(f"\n{scenario.name}\n  airflow: {airflow}\n  machine: {exported_run}")
+    assert [(s.name, a) for s, a, _ in rows] == [(s.name, m) for s, _, m in rows]
+    # What the scenarios are about, stated on the Airflow side (the machine equals it above).
+    all_ok, one_fails, listed_fails = (a for _, a, _ in rows)
+    assert all_ok.state == "success"
+    assert all_ok.lambdas["pick_best"] == {
+        "metric": "validation:error",
+        "jobs": ["0", "1", "2"],
+        "metrics": [[{"MetricName": "validation:error", "Value": metric_for(i)}] for i in range(3)],
+    }
+    assert all_ok.lambdas["report"] == {"jobs": ["0", "1"]}
+    assert one_fails.state == "failed" and "pick_best" not in one_fails.lambdas
+    assert one_fails.attempts["train_candidate[1]"] == 2 and one_fails.attempts["train_candidate[2]"] == 2
+    assert one_fails.attempts["train_candidate[0]"] == 1
+    assert listed_fails.state == "success" and listed_fails.lambdas["report"] == {"jobs": ["1"]}
+
+
+def test_mapped_export_passes_aws_asl_validator_and_cfn_lint(exported):
+    from exporters.cloudformation import build_template
+    from tests.asl_check import assert_valid
+    from tests.test_export_cloudformation import cfn_lint
+
+    dag, result = exported
+    assert_valid(result.definition)
+    assert cfn_lint(build_template(result, dag, schedule_kind="none")) == []
+
+
+def test_mapped_task_is_one_map_state_with_its_concurrency_and_items(exported):
+    _, result = exported
+    states = result.definition["States"]
+    flat = {name: state for branch in _branches(states) for name, state in branch.items()}
+    candidate = flat["train_candidate: map"]
+    assert candidate["Type"] == "Map" and candidate["MaxConcurrency"] == 2
+    assert candidate["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
+    assert flat["train_candidate: items"]["Result"] == [
+        {"hyperparameters": {"eta": "0.1"}},
+        {"hyperparameters": {"eta": "0.2", "max_depth": "3"}},
+        {"hyperparameters": {"eta": "0.3"}},
+    ]
+    assert flat["train_listed: map"]["ItemsPath"] == "$.list_sets.Payload"
+    task = candidate["ItemProcessor"]["States"]["train_candidate"]
+    assert task["Parameters"]["TrainingJobName.$"].endswith(", $.map.index)")
+    assert task["Parameters"]["HyperParameters.$"] == (
+        "States.JsonMerge($.map.const.HyperParameters, $.map.item.hyperparameters, false)"
+    )
+
+
+def _branches(states: dict[str, Any]):
+    yield states
+    for state in states.values():
+        for branch in state.get("Branches", []):
+            yield from _branches(branch["States"])
