@@ -36,6 +36,7 @@ from typing import Any
 
 from exporters import iam
 from exporters.api import write_atomically
+from exporters.asl import walk_definition
 from exporters.errors import ExporterError
 from exporters.run_clock import (
     EVENTS_RULE_PATHS,
@@ -144,6 +145,49 @@ def build_template(
     if include_glue:
         builder.glue_job(Path(glue_script) if glue_script else DEFAULT_GLUE_SCRIPT)
     return builder.finish()
+
+
+def _has_distributed_map(definition: dict[str, Any]) -> bool:
+    return any(
+        (state.get("ItemProcessor") or {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+        for _, _, state in walk_definition(definition)
+        if isinstance(state, dict)
+    )
+
+
+def _distributed_map_policy() -> dict[str, Any]:
+    """What a Distributed Map needs (Step Functions developer guide, "IAM policies for using Distributed Map
+    states"): start child executions of this state machine, describe and stop them. A policy of its own, so
+    it can name the state machine (the role cannot: the state machine depends on it)."""
+    return {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "DistributedMapChildExecutions",
+            "Roles": [{"Ref": "StateMachineRole"}],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "StartChildExecutions",
+                        "Effect": "Allow",
+                        "Action": ["states:StartExecution"],
+                        "Resource": [{"Ref": "StateMachine"}],
+                    },
+                    {
+                        "Sid": "ManageChildExecutions",
+                        "Effect": "Allow",
+                        "Action": ["states:DescribeExecution", "states:StopExecution"],
+                        "Resource": [
+                            {
+                                "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+                                "execution:${StateMachine.Name}/*"
+                            }
+                        ],
+                    },
+                ],
+            },
+        },
+    }
 
 
 def template_json(template: dict[str, Any]) -> str:
@@ -409,6 +453,8 @@ class _Builder:
             f"Runs the Step Functions state machine exported from DAG {self.dag_id}",
             {"StateMachinePermissions": policy},
         )
+        if _has_distributed_map(self.result.definition):
+            self.resources["StateMachineDistributedMapPolicy"] = _distributed_map_policy()
         props: dict[str, Any] = {
             "StateMachineType": "STANDARD",
             "RoleArn": {"Fn::GetAtt": ["StateMachineRole", "Arn"]},

@@ -62,6 +62,18 @@ MODES = ("INLINE", "DISTRIBUTED")
 _OWN_KEY = re.compile(r"(?<!\$)\$\.([A-Za-z0-9_]+)")
 
 
+# Stock operators: the arguments their converters pass through whole into the request, so a value known only
+# per map index is exported exactly. Other arguments are read at export time (a dict's keys, a JSON string's
+# content): mapping over them is refused with the reason.
+STOCK_MAPPABLE = {
+    "airflow.providers.amazon.aws.operators.glue.GlueJobOperator": ("job_name",),
+    "airflow.providers.amazon.aws.operators.lambda_function.LambdaInvokeFunctionOperator": (
+        "function_name",
+        "qualifier",
+    ),
+}
+
+
 @dataclass
 class MappingSpec:
     """What a mapped task maps over."""
@@ -131,6 +143,17 @@ def wrap_mapped(op: Any, dag_id: str) -> MappedTask:
                 "map an argument the operator passes through to the AWS request (e.g. a request field)",
             ) from None
         paths = class_paths(cls)
+        if not path.startswith("retraining."):
+            allowed = STOCK_MAPPABLE.get(path, ())
+            refused = [k for k in spec.kwargs if k not in allowed]
+            if refused:
+                raise Unsupported(
+                    f"{name} mapped over {', '.join(refused)}: its converter reads that argument when the DAG is "
+                    "exported, so a value known only per map index cannot be translated exactly",
+                    (f"map {name} over {' or '.join(allowed)}, or " if allowed else "")
+                    + "use this package's operator (e.g. SageMakerTrainingJobOperator with hyperparameters, "
+                    "LambdaInvokeOperator with a payload) mapped over its arguments",
+                )
     except Unsupported as err:
         problem = Problem(tid, err.reason, err.fix)
     except TaggedValueError as err:

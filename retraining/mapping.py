@@ -122,6 +122,13 @@ class MappedPartial(OperatorPartial):
     def _check(self, mapped: dict[str, Any], count: int | None) -> None:
         if self.name_field is None:
             return
+        try:
+            self._check_names(mapped, count)
+        except ValueError:
+            self._expand_called = True  # refused with its reason: no "never mapped" warning on top
+            raise
+
+    def _check_names(self, mapped: dict[str, Any], count: int | None) -> None:
         task_id = self.kwargs.get("task_id", "?")
         count = max_map_length() if count is None else count
         hyperparameters = mapped.get("hyperparameters", self.kwargs.get("hyperparameters"))

@@ -317,3 +317,150 @@ def _branches(states: dict[str, Any]):
     for state in states.values():
         for branch in state.get("Branches", []):
             yield from _branches(branch["States"])
+
+
+# --------------------------------------------------------------------------------------------
+# Large fan-outs, refusals (in-memory DAGs, exported through Airflow's serialization)
+# --------------------------------------------------------------------------------------------
+
+
+def _request():
+    from retraining import RunUniqueName
+    from retraining.sagemaker import xgboost_training_request
+
+    return xgboost_training_request(
+        training_job_name=RunUniqueName("cand"),
+        role_arn="arn:aws:iam::123456789012:role/SageMakerExecutionRole",
+        image_uri="xgboost:1.7-1",
+        train_s3_uri="s3://mapped-demo/train/",
+        validation_s3_uri="s3://mapped-demo/validation/",
+        output_s3_uri="s3://mapped-demo/models/",
+    )
+
+
+def _map_state(result, task_id: str) -> dict[str, Any]:
+    from exporters.asl import walk_definition
+
+    return next(s for _, name, s in walk_definition(result.definition) if name == f"{task_id}: map")
+
+
+def test_large_or_chosen_fan_outs_are_distributed_maps_with_the_iam_they_need():
+    from airflow.sdk import DAG
+
+    from exporters.api import export_dag_object
+    from exporters.cloudformation import build_template
+    from retraining import SageMakerTrainingJobOperator
+    from tests.asl_check import assert_valid
+    from tests.test_export_cloudformation import cfn_lint
+
+    with DAG(dag_id="mapped_large", schedule=None) as dag:
+        SageMakerTrainingJobOperator.partial(task_id="big", request=_request(), retries=2).expand(
+            hyperparameters=[{"eta": str(i)} for i in range(400)]  # 400 x 3 attempts x ~10 events > 10,000
+        )
+        SageMakerTrainingJobOperator.partial(
+            task_id="chosen", request=_request(), executor_config={"step_functions": {"map_mode": "distributed"}}
+        ).expand(hyperparameters=[{"eta": "0.1"}, {"eta": "0.2"}])
+        SageMakerTrainingJobOperator.partial(task_id="small", request=_request()).expand(
+            hyperparameters=[{"eta": str(i)} for i in range(400)]
+        )
+    result = export_dag_object(dag)
+    modes = {tid: _map_state(result, tid)["ItemProcessor"]["ProcessorConfig"] for tid in ("big", "chosen", "small")}
+    distributed = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert modes == {"big": distributed, "chosen": distributed, "small": {"Mode": "INLINE"}}
+    assert any("'big'" in w and "Distributed Map" in w for w in result.warnings)
+    assert_valid(result.definition)
+    template = build_template(result, dag, schedule_kind="none")
+    assert cfn_lint(template) == []
+    statements = template["Resources"]["StateMachineDistributedMapPolicy"]["Properties"]["PolicyDocument"]
+    assert [s["Action"] for s in statements["Statement"]] == [
+        ["states:StartExecution"],
+        ["states:DescribeExecution", "states:StopExecution"],
+    ]
+    assert statements["Statement"][0]["Resource"] == [{"Ref": "StateMachine"}]
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("kwargs_from_result", "expand_kwargs over an upstream result"),
+        ("cross_product_with_result", "together with other mapped arguments"),
+        ("record_result", "a record of fields (Airflow would map over its keys)"),
+        ("empty_list", "maps over an empty list"),
+        ("bad_mode", "is not a Map mode"),
+    ],
+)
+def test_what_cannot_be_mapped_exactly_is_refused_naming_the_task(case, reason):
+    from airflow.sdk import DAG
+
+    from exporters.api import export_dag_object
+    from exporters.errors import ExportError
+    from retraining import LambdaInvokeOperator, SageMakerTrainingJobOperator
+
+    with DAG(dag_id=f"mapped_{case}", schedule=None) as dag:
+        source = LambdaInvokeOperator(task_id="source", function_name="f", payload={})
+        partial = SageMakerTrainingJobOperator.partial(
+            task_id="mapped",
+            request=_request(),
+            executor_config={"step_functions": {"map_mode": "sideways"}} if case == "bad_mode" else None,
+        )
+        if case == "kwargs_from_result":
+            mapped = partial.expand_kwargs(source.output)
+        elif case == "cross_product_with_result":
+            mapped = partial.expand(hyperparameters=source.output, poll_interval=[1, 2])
+        elif case == "record_result":
+            trained = SageMakerTrainingJobOperator(task_id="trained", request=_request())
+            source >> trained
+            mapped = partial.expand(hyperparameters=trained.output)
+            trained >> mapped
+        else:
+            mapped = partial.expand(hyperparameters=[] if case == "empty_list" else [{"eta": "0.1"}])
+        source >> mapped
+    with pytest.raises(ExportError) as raised:
+        export_dag_object(dag)
+    assert [p.task_id for p in raised.value.problems] == ["mapped"]
+    assert reason in raised.value.problems[0].reason
+    assert raised.value.problems[0].fix
+
+
+def test_mapped_job_names_over_sagemakers_limit_are_refused_when_the_dag_is_parsed():
+    from airflow.sdk import DAG
+
+    from retraining import RunUniqueName, SageMakerTrainingJobOperator
+
+    with DAG(dag_id="mapped_names", schedule=None):
+        # A 29-character prefix + the export's 33-character run suffix + "-9" is 64 characters.
+        with pytest.raises(ValueError, match=r"task 'long'.*'TrainingJobName'.*63"):
+            SageMakerTrainingJobOperator.partial(
+                task_id="long", request={**_request(), "TrainingJobName": RunUniqueName("a" * 29)}
+            ).expand(hyperparameters=[{"eta": "0.1"}] * 10)
+        with pytest.raises(ValueError, match=r"task 'numbers'.*hyperparameters\['eta'\]"):
+            SageMakerTrainingJobOperator.partial(task_id="numbers", request=_request()).expand(
+                hyperparameters=[{"eta": 0.1}]
+            )
+
+
+def test_stock_operators_map_over_what_their_converter_passes_through_and_refuse_the_rest():
+    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+    from airflow.providers.amazon.aws.operators.lambda_function import LambdaInvokeFunctionOperator
+    from airflow.sdk import DAG
+
+    from exporters.api import export_dag_object
+    from exporters.errors import ExportError
+    from tests.asl_check import assert_valid
+
+    with DAG(dag_id="mapped_stock", schedule=None) as dag:
+        GlueJobOperator.partial(task_id="etl", script_args={"--day": "1"}).expand(job_name=["etl-a", "etl-b"])
+    result = export_dag_object(dag)
+    state = _map_state(result, "etl")
+    task = state["ItemProcessor"]["States"]["etl"]
+    assert task["Parameters"]["JobName.$"] == "$.map.item.job_name"
+    assert task["Parameters"]["Arguments"] == {"--day": "1"}
+    assert_valid(result.definition)
+
+    with DAG(dag_id="mapped_stock_payload", schedule=None) as refused:
+        LambdaInvokeFunctionOperator.partial(task_id="invoke", function_name="f").expand(payload=['{"a": 1}'])
+    with pytest.raises(ExportError) as raised:
+        export_dag_object(refused)
+    problem = raised.value.problems[0]
+    assert problem.task_id == "invoke" and "mapped over payload" in problem.reason
+    assert "function_name" in problem.fix
