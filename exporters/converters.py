@@ -346,6 +346,7 @@ CHOICE_OPERATORS = {
     "==": "NumericEquals",
 }
 
+
 def training_request(task: Any) -> dict[str, Any]:
     """The request as the operator sends it: ``hyperparameters`` merged over ``HyperParameters``; a mapped
     task's job name suffixed ``-<map index>`` (as ``retraining.mapping.with_map_index`` does in Airflow)."""

@@ -225,7 +225,8 @@ class Translator:
         if isinstance(value, MapValue):
             return Dynamic(path_of("map", *value.path))
         if isinstance(value, JsonMerge):
-            base, over = (self._merged(part, name) for part, name in zip((value.base, value.over), value.names))
+            base = self._merged(value.base, value.names[0])
+            over = self._merged(value.over, value.names[1])
             return Dynamic(f"States.JsonMerge({base}, {over}, false)")
         if isinstance(value, Format):
             args = [self.argument(a) for a in value.args]
