@@ -214,6 +214,8 @@ def _task_class(module: str, name: str) -> type:
 
 def _wrap_task(op: Any, dag_id: str, live: Any = None) -> SerializedTask:
     if getattr(op, "is_mapped", False):  # .partial(...).expand(...): its operator built from partial_kwargs
+        from exporters.mapping import wrap_mapped  # lazy: exporters.mapping builds on this module's classes
+
         return wrap_mapped(op, dag_id)
     module = str(getattr(op, "_task_module", None) or "")
     name = str(getattr(op, "task_type", None) or type(op).__name__)
@@ -348,7 +350,3 @@ def load(dag: Any) -> SerializedDagView:
 def as_view(dag: Any) -> SerializedDagView:
     """``dag`` itself when it is already a ``SerializedDagView``, else ``load(dag)``."""
     return dag if isinstance(dag, SerializedDagView) else load(dag)
-
-
-# A mapped task's operator is built from what Airflow stored (exporters.mapping reads this module's classes).
-from exporters.mapping import wrap_mapped  # noqa: E402
