@@ -149,6 +149,8 @@ def xcom_arg_from_text(text: str) -> XComArgRef | None:
     if m is None:
         return None
     return XComArgRef(m.group(1), m.group(3) or RETURN_KEY, m.group(2))
+
+
 @dataclass(frozen=True)
 class MapValue(Ref):
     """Inside a mapped task's iteration: a part of its state data under ``$.map`` (``index``, ``item``, ``const``).
@@ -330,6 +332,7 @@ class Translator:
             )
         # multiple_outputs: XCom "key" is the result's top-level field "key".
         return self.expr(ResultRef(ref.task_id, ref.key))
+
     def _merged(self, part: Any, name: str) -> str:
         if isinstance(part, dict):
             if self.map_constants is None:
