@@ -28,8 +28,10 @@ $(STAMP): requirements.txt constraints.txt
 run: venv
 	$(PY) -m localaws.run --dag $(DAG) $(if $(ONCE),--once,) $(if $(SFN),--state-machine,)
 
+# Two pytest workers by default (TEST_WORKERS=0 runs in one process): the suite mostly waits on servers and Spark.
+TEST_WORKERS ?= 2
 test: venv system-deps browser-deps asl-validator lint
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
 # ruff's lint and format check (configuration in pyproject.toml).
 lint: venv
