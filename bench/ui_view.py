@@ -106,12 +106,25 @@ def request(url: str, token: str | None = None, body: dict | None = None) -> tup
     return (time.perf_counter() - started) * 1000, status, payload
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(CPU time of process ``pid``, CPU time of its children it waited for), from /proc, in seconds."""
+def _stat_times(pid: int) -> tuple[float, float]:
+    """(CPU s of process ``pid``, CPU s of the children it has waited for), from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
     return (utime + stime) / ticks, (cutime + cstime) / ticks
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU s of the API server process, CPU s of its child processes: ended ones, and live ones with theirs)."""
+    own, ended = _stat_times(pid)
+    live = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                live += sum(_stat_times(int(child)))
+            except FileNotFoundError:  # it ended meanwhile (then it is counted in ``ended`` next time)
+                pass
+    return own, ended + live
 
 
 def percentile(values: list[float], q: float) -> float:

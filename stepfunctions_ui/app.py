@@ -66,7 +66,7 @@ STATUS_LABELS = {
     "building": "Building…",
 }
 RETRY_AFTER_SECONDS = 5
-REQUEST_THREADS = 4  # this app's own threads for the blocking parts of requests
+REQUEST_THREADS = 2  # this app's own threads for the blocking parts of requests: few, they share the GIL
 DEPLOYED_LABELS = {
     "in-sync": "In sync",
     "drift": "Drift",
