@@ -138,6 +138,7 @@ class Compiler:
         self.inspected: set[str] = set()  # tasks whose outcome some state reads
         self.skip_marks: dict[tuple[str, str], dict[str, str]] = {}  # (branch, taken target) -> {task: outcome}
         self._chain_memo: dict[tuple[str, str], bool] = {}
+        self._cuts: set[str] = set()  # tasks after which only their own outcome matters (TaskGraph.cut_points)
         self._after: dict[str, Later | None] = {}
         self._name_counters: dict[str, int] = {}
         self._entries: dict[str, str] = {}
@@ -158,6 +159,11 @@ class Compiler:
         self.graph.branch_targets = {tid: sorted(f.branches) for tid, f in self.fragments.items() if f.branches}
         try:
             tree = self.graph.tree()
+            self._cuts = self.graph.cut_points(tree)
+            chunks = [tasks_in(item) for item in tree.items]
+            for i, item in enumerate(tree.items):
+                if isinstance(item, Step):  # a cut's later tasks, known before it is planned (proofs stop there)
+                    self._after[item.task_id] = Later(chunks, i + 1, None)
             self._analyse(tree, None, in_parallel=False)
         except StructureProblem as err:
             raise ExportError(dag.dag_id, [Problem(err.task_id, err.reason, err.fix)]) from None
@@ -373,7 +379,7 @@ class Compiler:
             for target, region in node.regions.items():
                 if target == taken or not region.items:
                     continue
-                forced = self._forced({target: frozenset({SKIPPED})}, tasks_in(region)[1:])
+                forced, _ = self._forced({target: frozenset({SKIPPED})}, tasks_in(region)[1:])
                 if forced is None:
                     raise StructureProblem(
                         target,
@@ -408,13 +414,17 @@ class Compiler:
         aborts = set()
         if not in_parallel:
             aborts = {d for d in decisions - {RUN} if self._certain_failure(tid, d)}
+        if possible - aborts:
+            possible -= aborts  # an outcome that ends the run at once is never seen by a later state
         self.plans[tid] = TaskPlan(gate, frozenset(possible), caught, aborts, in_parallel)
 
     def _certain_failure(self, tid: str, outcome: str) -> bool:
         """Whether, once ``tid`` ends in ``outcome``, Airflow runs nothing else on this path and the run fails.
 
-        Along a plain chain the answer is the next task's (memoised, walked iteratively: long chains are
-        linear); elsewhere the later tasks are simulated until one could run.
+        Walked iteratively and memoised: along a plain chain the answer is the next task's; elsewhere
+        the later tasks are simulated up to the next cut point (a task later tasks depend on alone),
+        whose answer is then the answer. Each task is simulated from a bounded number of starts:
+        linear in the DAG's size.
         """
         walked: list[tuple[str, str]] = []
         current, current_outcome = tid, outcome
@@ -426,8 +436,12 @@ class Compiler:
             walked.append(key)
             successor = self._chain_successor(current)
             if successor is None:
-                answer = self._simulated_failure(current, current_outcome)
-                break
+                found = self._simulated_failure(current, current_outcome)
+                if isinstance(found, bool):
+                    answer = found
+                    break
+                current, current_outcome = found
+                continue
             decisions = trigger_rules.possible_decisions(
                 trigger_rules.rule_name(self.tasks[successor]), [frozenset({current_outcome})]
             )
@@ -439,12 +453,16 @@ class Compiler:
             self._chain_memo[key] = answer
         return answer
 
-    def _simulated_failure(self, tid: str, outcome: str) -> bool:
-        forced = self._forced({tid: frozenset({outcome})}, self._after.get(tid) or ())
+    def _simulated_failure(self, tid: str, outcome: str) -> bool | tuple[str, str]:
+        """The answer for ``tid``, or the cut point reached and its forced outcome (whose answer it is)."""
+        forced, cut = self._forced({tid: frozenset({outcome})}, self._after.get(tid) or (), stop_at=self._cuts)
         if forced is None:
             return False
+        if cut is not None:
+            return cut, next(iter(forced[cut]))
         forced[tid] = frozenset({outcome})
-        return any(leaf in forced and forced[leaf] <= FAILING for leaf in self.graph.leaves)
+        leaves = self.graph.leaf_set
+        return any(t in leaves and outcomes <= FAILING for t, outcomes in forced.items())
 
     def _chain_successor(self, tid: str) -> str | None:
         """The next task when ``tid`` and it form a plain link of a chain (its only upstream is ``tid``)."""
@@ -457,22 +475,29 @@ class Compiler:
             self._after[following] = after.without_first()
         return following
 
-    def _forced(self, start: dict[str, frozenset[str]], later: Any) -> dict[str, frozenset[str]] | None:
-        """Outcomes of ``later`` tasks (in control order) given ``start``, if none can run (None when one might)."""
+    def _forced(
+        self, start: dict[str, frozenset[str]], later: Any, stop_at: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[dict[str, frozenset[str]] | None, str | None]:
+        """Outcomes of ``later`` tasks (in control order) given ``start``, if none can run (None when one might).
+
+        Stops after the first task of ``stop_at`` forced to a single outcome, returning it as well.
+        """
         known = dict(start)
         out: dict[str, frozenset[str]] = {}
         for n, tid in enumerate(later):
             if n >= SIMULATION_LIMIT:
-                return None  # not known cheaply: treat as "might run" (the failure is then caught: still faithful)
+                return None, None  # not known cheaply: "might run" (the failure is then caught: still faithful)
             ups = self.graph.upstream[tid]
             if not ups & known.keys():
-                return None  # not affected: it may well run
+                return None, None  # not affected: it may well run
             sets = [known.get(u) or self._possible_or_any(u) for u in sorted(ups)]
             decisions = trigger_rules.possible_decisions(trigger_rules.rule_name(self.tasks[tid]), sets)
             if RUN in decisions:
-                return None
+                return None, None
             known[tid] = out[tid] = frozenset(decisions)
-        return out
+            if tid in stop_at and len(decisions) == 1:
+                return out, tid
+        return out, None
 
     def _possible_or_any(self, tid: str) -> frozenset[str]:
         plan = self.plans.get(tid)
@@ -490,7 +515,10 @@ class Compiler:
         unwanted = possible - outcomes
         path = outcome_path(tid)
         if len(unwanted) < len(wanted):
-            return asl.ChoiceRule(not_=self._one_of(path, unwanted))
+            negated = self._one_of(path, unwanted)
+            if negated.not_ is not None and negated.next is None:
+                return negated.not_  # not (not x) is x
+            return asl.ChoiceRule(not_=negated)
         return self._one_of(path, wanted)
 
     @staticmethod

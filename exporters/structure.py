@@ -63,6 +63,7 @@ class TaskGraph:
         self.order = self._topological_order()
         self.rank = {tid: i for i, tid in enumerate(self.order)}
         self.leaves = [tid for tid in self.order if not self.downstream[tid]]
+        self.leaf_set = frozenset(self.leaves)
 
     def _topological_order(self) -> list[str]:
         indegree = {tid: len(up) for tid, up in self.upstream.items()}
@@ -107,9 +108,23 @@ class TaskGraph:
         roots = [tid for tid in self.order if not self.upstream[tid]]
         self._post_dominators()
         try:
-            return self._region(roots, None)
+            tree = self._region(roots, None)
         except NotSeriesParallel:
+            self.series_parallel = False
             return self.waves()
+        self.series_parallel = True
+        return tree
+
+    def cut_points(self, tree: Seq) -> set[str]:
+        """The tasks of ``tree`` that every task before them reaches (none for waves).
+
+        In a series-parallel tree these are the steps of the top-level sequence: each post-dominates
+        everything before it, so a later task depends on earlier ones only through it, and no
+        earlier task is a leaf. What happens after such a task depends only on its outcome.
+        """
+        if not getattr(self, "series_parallel", False):
+            return set()
+        return {item.task_id for item in tree.items if isinstance(item, Step)}
 
     def waves(self) -> Seq:
         for tid in self.branch_targets:
