@@ -41,6 +41,7 @@ from urllib.parse import unquote
 from exporters.api import export_dag_object
 from exporters.aws_clients import IAM_ROLE_ARN_RE, AwsClients, AwsCommandError, error_code
 from exporters.loader import load_dag
+from exporters.quotas import compact_json
 from exporters.run_clock import SCHEDULER_PLACEHOLDER, schedule_input
 from exporters.schedule import ScheduleError, ScheduleSpec, translate_schedule
 from exporters.validation import validate_definition
@@ -442,7 +443,7 @@ class Export:
     dag_id: str
     state_machine_name: str
     definition: dict[str, Any]
-    text: str  # the definition as the exporter writes it
+    text: str  # the definition as sent: compact JSON (the 1 MB definition quota counts whitespace too)
     warnings: tuple[str, ...]
     schedule: ScheduleSpec | None  # None: the DAG has no schedule, or schedules are not managed
     manage_schedule: bool
@@ -477,7 +478,7 @@ def export_for_deploy(dag: Any, *, name: str | None = None, with_schedule: bool 
         dag_id=dag.dag_id,
         state_machine_name=check_name(name) if name else state_machine_name(dag.dag_id),
         definition=result.definition,
-        text=result.to_json(),
+        text=compact_json(result.definition),
         warnings=tuple(result.warnings),
         schedule=schedule_spec(dag) if with_schedule else None,
         manage_schedule=with_schedule,
