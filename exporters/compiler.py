@@ -138,6 +138,7 @@ class Compiler:
         self.inspected: set[str] = set()  # tasks whose outcome some state reads
         self.skip_marks: dict[tuple[str, str], dict[str, str]] = {}  # (branch, taken target) -> {task: outcome}
         self._chain_memo: dict[tuple[str, str], bool] = {}
+        self._converters: dict[Any, Any] = {}  # operator class (or its import paths) -> converter
         self._cuts: set[str] = set()  # tasks after which only their own outcome matters (TaskGraph.cut_points)
         self._after: dict[str, Later | None] = {}
         self._name_counters: dict[str, int] = {}
@@ -269,7 +270,7 @@ class Compiler:
     def _convert(self, task: Any) -> None:
         tid = task.task_id
         rule = trigger_rules.rule_name(task)
-        converter = converter_for(task)
+        converter = self._converter_for(task)
         if converter is None:
             self.problems.append(
                 Problem(tid, f"{type(task).__name__} has no Step Functions converter", _advice_for(task))
@@ -318,6 +319,14 @@ class Compiler:
             # With multiple_outputs, each top-level field of the result is also an XCom of its own (XComArgs).
             fragment.layout.multiple_outputs = bool(getattr(task, "multiple_outputs", False))
             self.layouts[tid] = fragment.layout
+
+    def _converter_for(self, task: Any):
+        """``converter_for``, looked up once per operator class in an export (it scans the whole registry)."""
+        paths = getattr(task, "operator_class_paths", None)
+        key = tuple(paths) if paths is not None else type(task)
+        if key not in self._converters:
+            self._converters[key] = converter_for(task)
+        return self._converters[key]
 
     def _with_failures(self, tid: str, fragment: Fragment) -> Fragment:
         """A fragment that does not say where it fails: its Task/Parallel states do, and its Fail states.
