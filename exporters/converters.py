@@ -233,11 +233,21 @@ def path_for_key(key: str) -> str:
 
 
 def state_name(task_id: str, suffix: str | None = None) -> str:
+    """``task_id`` (a task group's task: ``group.sub.task``) and ``: suffix``, within ASL's 80 characters.
+
+    A longer name is cut predictably, ``~`` and 8 hex of its SHA-1 marking the cut (distinct names stay
+    distinct): in a task group the group path is shortened, keeping the task's own id and the suffix whole.
+    """
     name = task_id if suffix is None else f"{task_id}: {suffix}"
-    if len(name) > asl.MAX_STATE_NAME:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = name[: asl.MAX_STATE_NAME - 9] + "~" + digest
-    return name
+    if len(name) <= asl.MAX_STATE_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    group, _, own = task_id.rpartition(".")
+    tail = own if suffix is None else f"{own}: {suffix}"
+    room = asl.MAX_STATE_NAME - len(tail) - 10  # "~" + digest + "."
+    if group and room >= 8:
+        return f"{group[:room]}~{digest}.{tail}"
+    return name[: asl.MAX_STATE_NAME - 9] + "~" + digest
 
 
 def selector_from_fields(fields: tuple[str, ...], renames: dict[str, str] | None = None) -> dict[str, Any]:

@@ -92,8 +92,32 @@ def _node_id(prefix: str, name: str) -> str:
     return "s" + hashlib.sha1(f"{prefix}\0{name}".encode()).hexdigest()[:12]
 
 
+def group_path(state_name: str) -> tuple[str, ...]:
+    """The task groups a state belongs to, outermost first: ``prep.checks.rows: run failed`` → (prep, prep.checks).
+
+    A task in an Airflow task group has the group path in its id, and its states are named after the id.
+    """
+    task = state_name.split(": ", 1)[0]
+    if " " in task:  # not a task's state ("Apply params", "Parallel: a, b", "Run time: ...")
+        return ()
+    parts = task.split(".")[:-1]
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
+
+
 def _add_machine(dot: Any, machine: dict[str, Any], prefix: str, start_from: str, end_to: str) -> None:
     states = machine["States"]
+    # A task group is drawn as a cluster holding its tasks' states (nested groups nested).
+    groups: dict[str, Any] = {}
+
+    def container(name: str) -> Any:
+        path = group_path(name)
+        for group in path:
+            if group not in groups:
+                cluster = type(dot)(name=f"cluster_{_node_id(prefix, 'group ' + group)}")
+                cluster.attr(label=f"task group {group}", style="rounded", color="#1a73e8", fontcolor="#1a73e8")
+                groups[group] = cluster
+        return groups[path[-1]] if path else dot
+
     # A Parallel is drawn as a cluster: transitions enter at its fork point and leave from its join.
     entry_of = {
         name: _node_id(prefix, name) + ("_fork" if state["Type"] == "Parallel" else "")
@@ -111,7 +135,7 @@ def _add_machine(dot: Any, machine: dict[str, Any], prefix: str, start_from: str
                 for i, branch in enumerate(state["Branches"]):
                     _add_machine(cluster, branch, f"{node}_{i}_", node + "_fork", node)
         else:
-            dot.node(node, _label(name, state), **STYLE.get(kind, {}))
+            container(name).node(node, _label(name, state), **STYLE.get(kind, {}))
         for rule in state.get("Choices", []) or []:
             dot.edge(node, entry_of[rule["Next"]], label=rule_label(rule), color="#188038")
         if "Default" in state:
@@ -128,6 +152,9 @@ def _add_machine(dot: Any, machine: dict[str, Any], prefix: str, start_from: str
             dot.edge(node, entry_of[state["Next"]])
         if state.get("End") or kind == "Succeed":
             dot.edge(node, end_to)
+    for group in sorted(groups, key=lambda g: g.count("."), reverse=True):  # innermost first, into its parent
+        parent = group.rpartition(".")[0]
+        (groups[parent] if parent else dot).subgraph(groups[group])
 
 
 def render(definition: dict[str, Any], fmt: str = "svg", title: str | None = None) -> bytes:
