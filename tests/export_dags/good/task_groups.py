@@ -44,7 +44,9 @@ with DAG(
             task_id="marker", s3_bucket=BUCKET, s3_key="published/_SUCCESS", data="ok", replace=True
         )
         # Runs whatever the copy did (all_done); the run still fails when the marker is not written.
-        cleanup = S3DeleteObjectsOperator(task_id="cleanup", bucket=BUCKET, prefix="raw/", trigger_rule="all_done")
+        cleanup = S3DeleteObjectsOperator(
+            task_id="cleanup", bucket=BUCKET, keys=["raw/data.csv", "raw/meta.json"], trigger_rule="all_done"
+        )
         copy >> [marker, cleanup]
 
     prepare >> publish("{{ params.source_key }}")
