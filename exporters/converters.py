@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters import asl
-from exporters.jinja import JinjaTranslationError, jinja_to_ref
+from exporters.jinja import JinjaTranslationError, as_rendered, jinja_to_ref
 from exporters.translate import Dynamic, JsonMerge, MapValue, ResultLayout, TranslationError, Translator
 
 ConverterFn = Callable[[Any, "ConvertContext"], "Fragment"]
@@ -682,8 +682,14 @@ def convert_empty(task: Any, ctx: ConvertContext) -> Fragment:
     return Fragment.single(asl.Pass(state_name(task.task_id), result_path=None))
 
 
-def _stock_value(task: Any, value: Any, field_name: str) -> Any:
-    """A stock operator's templated value → a reference, when it is a plain param/XCom lookup."""
+def _stock_value(task: Any, value: Any, field_name: str, *, rendered: bool = False) -> Any:
+    """A stock operator's templated value → a reference, when it is a plain param/XCom lookup.
+
+    A value of a template field is taken as Airflow's Jinja renders it (``as_rendered``: one trailing
+    newline dropped, newlines normalised) unless ``rendered`` says that was done already.
+    """
+    if not rendered and field_name.split(".")[0] in getattr(task, "template_fields", ()):
+        value = as_rendered(value, task)
     try:
         return jinja_to_ref(value)
     except JinjaTranslationError as err:
@@ -714,14 +720,17 @@ def _stock_lambda_request(task: Any) -> dict[str, Any]:
     if getattr(task, "invocation_type", None) not in (None, "RequestResponse"):
         raise Unsupported(f"invocation_type {task.invocation_type!r}", "use RequestResponse (synchronous)")
     payload = task.payload
-    if isinstance(payload, (str, bytes)):
+    from_text = isinstance(payload, (str, bytes))
+    if from_text:
+        # Airflow renders the payload text as a whole (its JSON strings cannot hold a raw newline).
+        text = payload.decode() if isinstance(payload, bytes) else as_rendered(payload, task)
         try:
-            payload = json.loads(payload) if payload else {}
+            payload = json.loads(text) if text else {}
         except ValueError:
             raise Unsupported("payload is not JSON", "give the payload as a JSON object") from None
     request = {
         "FunctionName": _stock_value(task, task.function_name, "function_name"),
-        "Payload": _stock_value(task, payload, "payload"),
+        "Payload": _stock_value(task, payload, "payload", rendered=from_text),
     }
     if getattr(task, "qualifier", None):
         request["Qualifier"] = _stock_value(task, task.qualifier, "qualifier")

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 from exporters import asl
 from exporters.converters import ConvertContext, Fragment, Port, Unsupported, register_lazy, result_key, state_name
 from exporters.converters_sdk import sdk_state
-from exporters.jinja import JinjaTranslationError, jinja_to_ref
+from exporters.jinja import JinjaTranslationError, as_rendered, jinja_to_ref
 from retraining.refs import Format, Ref
 
 S3_OPERATORS = "airflow.providers.amazon.aws.operators.s3"
@@ -39,7 +39,7 @@ def field_value(task: Any, name: str) -> Any:
     """A stock operator's (templated) field → literal or reference; free-form Jinja refused naming the field."""
     value = getattr(task, name)
     if name in getattr(task, "template_fields", ()):
-        value = as_rendered(value, task.dag)
+        value = as_rendered(value, task)
     try:
         return jinja_to_ref(value)
     except JinjaTranslationError as err:
@@ -47,25 +47,6 @@ def field_value(task: Any, name: str) -> Any:
             f"field {name!r}: {err}",
             "use '{{ params.NAME }}' or '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' only",
         ) from None
-
-
-def as_rendered(value: Any, dag: Any) -> Any:
-    """Literal text as Airflow's Jinja rendering leaves it: newlines normalised, one trailing newline dropped.
-
-    Every string in a template field goes through Jinja, even without ``{{``; Jinja's defaults
-    (``keep_trailing_newline=False``, ``newline_sequence="\\n"``) apply unless the DAG changes them.
-    """
-    options = getattr(dag, "jinja_environment_kwargs", None) or {}
-    if isinstance(value, str):
-        text = value.replace("\r\n", "\n").replace("\r", "\n")
-        if not options.get("keep_trailing_newline", False) and text.endswith("\n"):
-            text = text[:-1]
-        return text.replace("\n", options.get("newline_sequence", "\n"))
-    if isinstance(value, dict):
-        return {k: as_rendered(v, dag) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [as_rendered(v, dag) for v in value]
-    return value
 
 
 def bucket_and_key(task: Any, bucket_field: str, key_field: str) -> tuple[Any, Any]:

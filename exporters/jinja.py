@@ -106,3 +106,29 @@ def _xcom_arg_or_literal(value: Any) -> Any:
         return xcom_arg_ref(value) or value
     except TranslationError as err:
         raise JinjaTranslationError(str(err)) from None
+
+
+def as_rendered(value: Any, task: Any) -> Any:
+    """Literal text as Airflow's Jinja rendering leaves it: newlines normalised, one trailing newline dropped.
+
+    Every string in a template field goes through Jinja, even without ``{{``; Jinja's defaults
+    (``keep_trailing_newline=False``, ``newline_sequence="\\n"``) apply unless the task's DAG changes
+    them (``jinja_environment_kwargs``: Airflow's serialized DAG does not keep it, so it is read from the
+    parsed DAG when at hand; the UI view assumes the defaults).
+    """
+    parsed = getattr(task, "parsed", None) or task
+    options = getattr(parsed.dag, "jinja_environment_kwargs", None) or {}
+    return _rendered(value, options)
+
+
+def _rendered(value: Any, options: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        text = value.replace("\r\n", "\n").replace("\r", "\n")
+        if not options.get("keep_trailing_newline", False) and text.endswith("\n"):
+            text = text[:-1]
+        return text.replace("\n", options.get("newline_sequence", "\n"))
+    if isinstance(value, dict):
+        return {k: _rendered(v, options) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rendered(v, options) for v in value]
+    return value

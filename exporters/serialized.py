@@ -123,6 +123,11 @@ class SerializedTask:
         self.assumed[name] = default
         return default
 
+    @property
+    def parsed(self) -> Any:
+        """The parsed task this one was serialized from (the CLI and the Python API), or None (the UI view)."""
+        return self._live
+
     def default_operator(self) -> Any:
         """The task's class built from what Airflow stored (its template fields), every other setting left default.
 

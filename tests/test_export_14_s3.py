@@ -123,7 +123,7 @@ def test_what_has_no_faithful_translation_is_refused_with_the_reason():
         S3CreateObjectOperator(task_id="gzip", s3_bucket="b", s3_key="k", data="x", compression="gzip")
         S3CreateObjectOperator(task_id="binary", s3_bucket="b", s3_key="k", data=b"\xff\xfe")
         S3CreateObjectOperator(task_id="url_and_bucket", s3_bucket="b", s3_key="s3://b/k", data="x")
-        S3CreateObjectOperator(task_id="jinja", s3_bucket="b", s3_key="{{ ds }}/k", data="x")
+        S3CreateObjectOperator(task_id="jinja", s3_bucket="b", s3_key="{{ var.value.prefix }}/k", data="x")
         S3DeleteObjectsOperator(task_id="by_date", bucket="b", from_datetime="2026-01-01")
         S3CreateBucketOperator(task_id="namespace", bucket_name="b", bucket_namespace="account-regional")
     with pytest.raises(ExportError) as raised:

@@ -55,3 +55,37 @@ def test_action_if_job_exists_fail_fails_the_second_run(aws, airflow_db, action)
     assert [r.state for r in runs] == ["success", "failed"]
     assert runs[1].error == "TrainingJobExists"
     # Airflow: AirflowException("A SageMaker job with name ... already exists.")
+
+
+@pytest.mark.parametrize("keep_trailing_newline", [False, True])
+def test_stock_fields_are_exported_as_airflows_jinja_renders_them(keep_trailing_newline):
+    """Every string of a template field goes through Airflow's Jinja (one trailing newline dropped, CRLF → LF)."""
+    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+    from airflow.providers.amazon.aws.operators.lambda_function import LambdaInvokeFunctionOperator
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerModelOperator
+    from airflow.sdk import DAG
+
+    from exporters.api import export_dag_object
+
+    with DAG(
+        "stock_rendering", schedule=None, jinja_environment_kwargs={"keep_trailing_newline": keep_trailing_newline}
+    ) as dag:
+        glue = GlueJobOperator(task_id="etl", job_name="churn-etl\n", script_args={"--label": "weekly\r\nrun\n"})
+        model = SageMakerModelOperator(
+            task_id="model",
+            config={"ModelName": "churn-model\n", "ExecutionRoleArn": "arn:aws:iam::123456789012:role/R"},
+        )
+        invoke = LambdaInvokeFunctionOperator(task_id="check", function_name="check\n", payload='{"a": "x"}\n')
+        glue >> model >> invoke
+    env = dag.get_template_env()
+
+    def rendered(task, value):  # Airflow's own rendering of the field's value
+        return task.render_template(value, {}, jinja_env=env)
+
+    states = export_dag_object(dag).definition["States"]
+    assert states["etl"]["Parameters"]["JobName"] == rendered(glue, "churn-etl\n")
+    assert states["etl"]["Parameters"]["Arguments"] == rendered(glue, {"--label": "weekly\r\nrun\n"})
+    assert states["model"]["Parameters"]["ModelName"] == rendered(model, "churn-model\n")
+    assert states["check"]["Parameters"]["FunctionName"] == rendered(invoke, "check\n")
+    assert states["check"]["Parameters"]["Payload"] == {"a": "x"}
+    assert (states["etl"]["Parameters"]["JobName"] == "churn-etl\n") is keep_trailing_newline
