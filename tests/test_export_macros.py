@@ -187,6 +187,24 @@ def test_schedules_pass_the_time_they_were_due():
     assert SCHEDULED_TIME_KEY not in json.dumps(build_template(export_dag_object(plain), plain, now=now))
 
 
+def test_deploy_creates_the_schedule_with_the_time_placeholder():
+    from exporters.deploy import desired_schedule, export_for_deploy
+
+    export = export_for_deploy(load("macros_cron_utc", _good()))
+    assert export.payload == {"bucket": "macros-demo", SCHEDULED_TIME_KEY: "<aws.scheduler.scheduled-time>"}
+    request = desired_schedule(
+        export.schedule,
+        name="macros",
+        dag_id="macros_cron_utc",
+        alias_arn="arn:aws:states:us-east-1:123456789012:stateMachine:macros:live",
+        role_arn="arn:aws:iam::123456789012:role/scheduler",
+        payload=export.payload,
+        now=dt.datetime(2026, 11, 25, tzinfo=dt.UTC),
+    )
+    assert json.loads(request["Target"]["Input"])[SCHEDULED_TIME_KEY] == "<aws.scheduler.scheduled-time>"
+    assert export_for_deploy(load("s3_operators")).payload == {"bucket": "s3-ops-demo", "label": "first"}
+
+
 def _export_errors(schedule, template: str) -> str:
     from airflow.providers.amazon.aws.operators.s3 import S3CreateObjectOperator
     from airflow.sdk import DAG
