@@ -276,6 +276,7 @@ def test_mapped_tasks_behave_as_in_airflow(exported, airflow_dag, machine, monke
         "metrics": [[{"MetricName": "validation:error", "Value": metric_for(i)}] for i in range(3)],
     }
     assert all_ok.lambdas["report"] == {"jobs": ["0", "1"]}
+    assert all_ok.lambdas["report_single"] == {"jobs": ["0"]}
     assert one_fails.state == "failed" and "pick_best" not in one_fails.lambdas
     assert one_fails.attempts["train_candidate[1]"] == 2 and one_fails.attempts["train_candidate[2]"] == 2
     assert one_fails.attempts["train_candidate[0]"] == 1

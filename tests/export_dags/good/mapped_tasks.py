@@ -1,7 +1,8 @@
 """Dynamic task mapping: one training candidate per hyperparameter set (a literal list, or a Lambda's list).
 
 ``pick_best`` reads the candidates' job names and metrics as lists in map-index order;
-``report`` runs whatever the listed candidates did (``all_done``).
+``report`` runs whatever the listed candidates did (``all_done``); ``report_single`` reads a one-item
+mapped task's names (a list of one).
 """
 
 from __future__ import annotations
@@ -49,5 +50,15 @@ with DAG(dag_id="mapped_tasks", schedule=None, params={"metric": "validation:err
         payload={"jobs": ResultRef("train_listed", "TrainingJobName")},
         trigger_rule="all_done",
     )
+    # One item: Airflow hands a lone mapped result over bare; a mapped task's ResultRef still reads a list.
+    train_single = SageMakerTrainingJobOperator.partial(task_id="train_single", request=REQUEST).expand(
+        hyperparameters=[{"eta": "0.4"}]
+    )
+    report_single = LambdaInvokeOperator(
+        task_id="report_single",
+        function_name="report-candidates",
+        payload={"jobs": ResultRef("train_single", "TrainingJobName")},
+    )
     train_candidate >> pick_best
     list_sets >> train_listed >> report
+    train_single >> report_single
