@@ -14,6 +14,7 @@ period before T is refused.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 
 import pendulum
@@ -31,6 +32,12 @@ CASES = [
     ("macros_delta", pendulum.datetime(2026, 12, 31, 20, 15)),
     ("macros_data_interval", pendulum.datetime(2026, 6, 30, 23, 5)),  # runs at 2026-07-01 01:00 for 00:00-01:00
 ]
+
+
+@functools.cache
+def _checked(dag_id: str) -> dict:
+    """The DAG's definition after AWS's ASL validator and cfn-lint on its template (once per DAG and session)."""
+    return export_checked(load(dag_id, _good()))
 
 
 def _scheduled_run(dag, after: pendulum.DateTime):
@@ -68,7 +75,7 @@ def test_scheduled_run_renders_as_airflow(aws, airflow_db, dag_id, after):
     from airflow.models.dagrun import DagRun
 
     dag = load(dag_id, _good())
-    definition = export_checked(dag)
+    definition = _checked(dag_id)
     info = _scheduled_run(dag, after)
     airflow = _airflow_objects(aws, dag, info)
 
@@ -98,7 +105,7 @@ def test_exact_values_for_one_run(aws, airflow_db):
     info = _scheduled_run(dag, pendulum.datetime(2026, 7, 14, 12))
     assert info.run_after == pendulum.datetime(2026, 7, 14, 23, 30)
     with Interpreter() as sfn:
-        run = sfn.run(sfn.create(export_checked(dag)), TASKS, {SCHEDULED_TIME_KEY: "2026-07-14T23:30:00Z"})
+        run = sfn.run(sfn.create(_checked("macros_cron_paris")), TASKS, {SCHEDULED_TIME_KEY: "2026-07-14T23:30:00Z"})
         objects = _objects(sfn.client)["macros-demo"]
     assert run.state == "success"
     assert objects["stock/20260714T233000"] == (
@@ -132,9 +139,8 @@ def aws_start_time(monkeypatch):
 def test_manual_start_renders_its_start_time(aws_start_time):
     from retraining.refs import format_run_time
 
-    dag = load("macros_cron_utc", _good())
     with Interpreter() as sfn:
-        machine = sfn.create(export_checked(dag))
+        machine = sfn.create(_checked("macros_cron_utc"))
         run = sfn.run(machine, TASKS)
         started = sfn.sfn.list_executions(stateMachineArn=machine)["executions"][0]["startDate"]
         objects = _objects(sfn.client)["macros-demo"]
@@ -154,9 +160,8 @@ def test_manual_start_renders_its_start_time(aws_start_time):
 
 @pytest.mark.parametrize("bad", ["yesterday", "2026-07-14T23:30:00+02:00", 17])
 def test_malformed_scheduled_time_fails_before_any_task(bad):
-    dag = load("macros_cron_utc", _good())
     with Interpreter() as sfn:
-        run = sfn.run(sfn.create(export_checked(dag)), TASKS, {SCHEDULED_TIME_KEY: bad})
+        run = sfn.run(sfn.create(_checked("macros_cron_utc")), TASKS, {SCHEDULED_TIME_KEY: bad})
         assert sfn.doubles.calls == [] and _objects(sfn.client) == {}
     assert run.state == "failed" and run.error == "InvalidScheduledTime"
     assert set(run.tasks.values()) == {"not run"}
