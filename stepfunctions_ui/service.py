@@ -443,10 +443,17 @@ class BuildProcess:
 
     def run(self, work: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """``work(*args)`` in the build process (both go by pickle); raises ``ChildFailed`` past ``timeout``."""
+        if self.pid is not None and select_fd.select([self.exited], [], [], 0)[0]:
+            self.stop()  # it ended while idle (killed from outside): a new one takes the build
         if self.pid is None:
             self._start()
         try:
-            _send(self.jobs, (work, args))
+            try:
+                _send(self.jobs, (work, args))
+            except BrokenPipeError:  # it ended just now
+                self.stop()
+                self._start()
+                _send(self.jobs, (work, args))
             ok, value = pickle.loads(self._answer(time.monotonic() + timeout, timeout))
         except BaseException:
             self.stop()

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
@@ -454,6 +456,25 @@ def test_a_build_that_hangs_is_killed_and_says_so_while_other_dags_answer(ui, mo
     finally:
         waiting.join(timeout=120)
         cache.stop()
+
+
+def test_a_build_process_killed_while_idle_is_replaced_for_the_next_build():
+    from stepfunctions_ui import service
+
+    process = service.BuildProcess()
+    try:
+        first = process.run(os.getpid, timeout=60)
+        assert first != os.getpid()
+        os.kill(first, signal.SIGKILL)  # e.g. the kernel's OOM killer, between two builds
+        while Path(f"/proc/{first}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.05)
+        second = process.run(os.getpid, timeout=60)
+        assert second not in (first, os.getpid())
+        with pytest.raises(service.ChildFailed, match="ZeroDivisionError"):  # its own error, by name
+            process.run(divmod, 1, 0, timeout=60)
+        assert process.run(os.getpid, timeout=60) == second  # an error in a build does not end the process
+    finally:
+        process.stop()
 
 
 # -- the comparison with what is deployed -------------------------------------------------
