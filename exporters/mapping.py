@@ -18,7 +18,8 @@ Airflow's semantics, reproduced:
   trigger rules downstream decide as Airflow does);
 - the task's result is the list of its indexes' results in map-index order (``ResultRef`` of a
   mapped task reads a field as that list; a failed index has no result, as it has no XCom);
-- ``max_active_tis_per_dagrun`` / ``max_active_tis_per_dag`` → ``MaxConcurrency``.
+- ``max_active_tis_per_dagrun`` / ``max_active_tis_per_dag`` → ``MaxConcurrency``;
+- an upstream list that is empty at run time skips the task (its result reads as ``[]``).
 
 Large fan-outs use Distributed Map (``DISTRIBUTED_THRESHOLD_EVENTS``), or when the task says so
 with ``executor_config={"step_functions": {"map_mode": "DISTRIBUTED"}}``.
@@ -339,8 +340,24 @@ def convert_mapped(task: MappedTask, converter: Any, ctx: ConvertContext, task_k
     )
     check.choices = [failed_rule]
     mapped.next = check.name
-    for state in before:
-        state.next = mapped.name
+    skips: list[Port] = []
+    if spec.items is not None:
+        before[0].next = mapped.name  # the literal items, then the Map
+    else:
+        # Airflow skips a task mapped over an upstream list that is empty at run time; its result reads as [].
+        empty = asl.Pass(
+            state_name(tid, "no items"),
+            result=[],
+            result_path=f"$.{key}",
+            comment="Airflow: mapped over an empty list, the task is skipped",
+        )
+        any_items = asl.Choice(
+            state_name(tid, "any items?"),
+            choices=[asl.ChoiceRule(variable=f"{items_path}[0]", operator="IsPresent", value=True, next=mapped.name)],
+            default=empty.name,
+        )
+        before = [any_items, empty]
+        skips = [Port(empty)]
     states: list[asl.State] = [*before, mapped, check]
     layout = inner.layout or ResultLayout(key=key)
     layout = ResultLayout(key=key, prefix=layout.prefix, fields=layout.fields, paths=dict(layout.paths), mapped=True)
@@ -348,6 +365,7 @@ def convert_mapped(task: MappedTask, converter: Any, ctx: ConvertContext, task_k
         entry=states[0].name,
         states=states,
         exits=[Port(check, "default")],
+        skips=skips,
         layout=layout,
         failures=[
             Failure(

@@ -33,7 +33,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 DEADLINE = 60.0
 RETRY_DELAY = re.compile(r"""(retry_delay\s*=\s*)timedelta\([^)]*\)""")
-LISTED_SETS = [{"eta": "0.5"}, {"eta": "0.6"}]
+LISTED_SETS = ({"eta": "0.5"}, {"eta": "0.6"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Scenario:
     name: str
     # (task id, map index) -> "fail" (every attempt) or "once" (the first attempt only)
     failures: tuple[tuple[str, int, str], ...] = ()
+    listed: tuple[dict[str, str], ...] = tuple(LISTED_SETS)  # what list_sets returns
 
     def fails(self, task_id: str, index: int, attempt: int) -> bool:
         for tid, idx, how in self.failures:
@@ -51,10 +52,21 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("all succeed"),
-    # One candidate fails every attempt, another fails once and succeeds on its retry.
-    Scenario("one index fails, one fails once", (("train_candidate", 1, "fail"), ("train_candidate", 2, "once"))),
+    # One candidate fails every attempt, another fails once and succeeds on its retry; every listed candidate
+    # fails: report (all_done) reads an empty list of names.
+    Scenario(
+        "one index fails, one fails once",
+        (
+            ("train_candidate", 1, "fail"),
+            ("train_candidate", 2, "once"),
+            ("train_listed", 0, "fail"),
+            ("train_listed", 1, "fail"),
+        ),
+    ),
     # A listed candidate fails (no retries): the task fails, report (all_done) reads the other's name.
     Scenario("listed index fails", (("train_listed", 0, "fail"),)),
+    # list_sets returns no set: Airflow skips train_listed; report (all_done) reads an empty list.
+    Scenario("nothing listed", listed=()),
 )
 
 
@@ -161,7 +173,7 @@ class Services:
             return MockedResponseReturn(0, 0, training_answer(parameters["TrainingJobName"], index))
         payload = parameters.get("Payload")
         self.lambdas[task_id] = comparable(payload)
-        answer = LISTED_SETS if task_id == "list_sets" else {}
+        answer = list(self.scenario.listed) if task_id == "list_sets" else {}
         return MockedResponseReturn(0, 0, {"StatusCode": 200, "Payload": answer})
 
 
@@ -223,7 +235,7 @@ def run_airflow(dag, scenario: Scenario, monkeypatch) -> Observed:
     def invoke(self, context):
         attempts[f"{self.task_id}[-1]"] += 1
         lambdas[self.task_id] = comparable(self.request["Payload"])
-        return LISTED_SETS if self.task_id == "list_sets" else {}
+        return list(scenario.listed) if self.task_id == "list_sets" else {}
 
     with monkeypatch.context() as mp:
         mp.setattr(SageMakerTrainingJobOperator, "execute", train)
@@ -268,7 +280,7 @@ def test_mapped_tasks_behave_as_in_airflow(exported, airflow_dag, machine, monke
         print(f"\n{scenario.name}\n  airflow: {airflow}\n  machine: {exported_run}")
     assert [(s.name, a) for s, a, _ in rows] == [(s.name, m) for s, _, m in rows]
     # What the scenarios are about, stated on the Airflow side (the machine equals it above).
-    all_ok, one_fails, listed_fails = (a for _, a, _ in rows)
+    all_ok, one_fails, listed_fails, nothing_listed = (a for _, a, _ in rows)
     assert all_ok.state == "success"
     assert all_ok.lambdas["pick_best"] == {
         "metric": "validation:error",
@@ -280,7 +292,10 @@ def test_mapped_tasks_behave_as_in_airflow(exported, airflow_dag, machine, monke
     assert one_fails.state == "failed" and "pick_best" not in one_fails.lambdas
     assert one_fails.attempts["train_candidate[1]"] == 2 and one_fails.attempts["train_candidate[2]"] == 2
     assert one_fails.attempts["train_candidate[0]"] == 1
+    assert one_fails.lambdas["report"] == {"jobs": []}
     assert listed_fails.state == "success" and listed_fails.lambdas["report"] == {"jobs": ["1"]}
+    assert nothing_listed.state == "success" and nothing_listed.lambdas["report"] == {"jobs": []}
+    assert not any(key.startswith("train_listed") for key in nothing_listed.attempts)
 
 
 def test_mapped_export_passes_aws_asl_validator_and_cfn_lint(exported):
