@@ -695,8 +695,8 @@ def _stock_value(task: Any, value: Any, field_name: str, *, rendered: bool = Fal
     except JinjaTranslationError as err:
         raise Unsupported(
             f"field {field_name!r}: {err}",
-            "use '{{ params.NAME }}' or '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' only, "
-            "or our operators with ParamRef/ResultRef",
+            "use '{{ params.NAME }}', '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' or a schedule-time value "
+            "('{{ ds }}', '{{ ts }}', '{{ run_id }}'...) only, or our operators with ParamRef/ResultRef/LogicalDate",
         ) from None
 
 

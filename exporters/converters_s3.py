@@ -45,7 +45,8 @@ def field_value(task: Any, name: str) -> Any:
     except JinjaTranslationError as err:
         raise Unsupported(
             f"field {name!r}: {err}",
-            "use '{{ params.NAME }}' or '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' only",
+            "use '{{ params.NAME }}', '{{ ti.xcom_pull(task_ids=\"TASK\")[\"FIELD\"] }}' or a schedule-time value "
+            "('{{ ds }}', '{{ ts }}', '{{ run_id }}'...) only",
         ) from None
 
 

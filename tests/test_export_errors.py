@@ -99,7 +99,7 @@ def test_free_form_jinja_and_filters_are_refused_per_field():
     problems = {p.task_id: p for p in error.problems}
     assert set(problems) == {"etl_for_day", "check_filtered"}
     assert "field 'job_name'" in problems["etl_for_day"].reason
-    assert "free-form Jinja '{{ ds }}'" in problems["etl_for_day"].reason
+    assert "free-form Jinja '{{ macros.ds_add(ds, 1) }}'" in problems["etl_for_day"].reason  # {{ ds }} itself exports
     assert "field 'function_name'" in problems["check_filtered"].reason
     assert "Jinja filter" in problems["check_filtered"].reason and "| upper" in problems["check_filtered"].reason
     for problem in problems.values():

@@ -20,7 +20,7 @@ with DAG(dag_id="many_bad", schedule=None, params={"job": "etl"}) as dag:
     fine = GlueJobRunOperator(task_id="fine_glue", job_name=ParamRef("job"))
     wait = TimeDeltaSensor(task_id="wait_a_bit", delta=timedelta(minutes=5))
     shell = BashOperator(task_id="shell_step", bash_command="echo hi")
-    jinja = GlueJobOperator(task_id="dated_etl", job_name="etl-{{ ds_nodash }}")
+    jinja = GlueJobOperator(task_id="dated_etl", job_name="etl-{{ macros.ds_add(ds, 1) }}")
     py = PythonOperator(task_id="python_step", python_callable=_notify)
     always = EmptyOperator(task_id="always_cleanup", trigger_rule="all_done")
 
