@@ -512,7 +512,7 @@ print(json.dumps({
     )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
-    assert report["dags"] == ["model_retraining"]
+    assert report["dags"] == ["model_retraining", "model_retraining_candidates"]
     assert report["heavy"] == []
 
 
