@@ -1,6 +1,6 @@
 """The golden corpus: every exportable DAG's expected Step Functions definition, byte for byte.
 
-Each DAG in ``tests/export_dags/good/`` (and the retraining DAG in ``dags/``) has its expected
+Each DAG in ``tests/export_dags/good/`` (and the two retraining DAGs in ``dags/``) has its expected
 definition in ``tests/golden/<dag_id>.asl.json``. ``tests/test_golden_corpus.py`` compares a fresh
 export with each file; after an intended change to the exporter's output, regenerate them all with
 
@@ -20,8 +20,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 SUFFIX = ".asl.json"
-# The files whose DAGs form the corpus: the product's DAG, then every DAG of the "good" examples.
-SOURCES = (ROOT / "dags" / "model_retraining.py", *sorted((ROOT / "tests" / "export_dags" / "good").glob("*.py")))
+# The files whose DAGs form the corpus: the product's DAGs, then every DAG of the "good" examples.
+SOURCES = (
+    ROOT / "dags" / "model_retraining.py",
+    ROOT / "dags" / "model_retraining_candidates.py",
+    *sorted((ROOT / "tests" / "export_dags" / "good").glob("*.py")),
+)
 
 
 def load_corpus() -> dict[str, Any]:
