@@ -376,7 +376,7 @@ def test_large_or_chosen_fan_outs_are_distributed_maps_with_the_iam_they_need():
         SageMakerTrainingJobOperator.partial(
             task_id="chosen", request=_request(), executor_config={"step_functions": {"map_mode": "distributed"}}
         ).expand(hyperparameters=[{"eta": "0.1"}, {"eta": "0.2"}])
-        SageMakerTrainingJobOperator.partial(task_id="small", request=_request()).expand(
+        SageMakerTrainingJobOperator.partial(task_id="small", request=_request(), max_active_tis_per_dag=3).expand(
             hyperparameters=[{"eta": str(i)} for i in range(400)]
         )
     result = export_dag_object(dag)
@@ -384,6 +384,9 @@ def test_large_or_chosen_fan_outs_are_distributed_maps_with_the_iam_they_need():
     distributed = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     assert modes == {"big": distributed, "chosen": distributed, "small": {"Mode": "INLINE"}}
     assert any("'big'" in w and "Distributed Map" in w for w in result.warnings)
+    # max_active_tis_per_dag limits tries across runs in Airflow: per execution here, and the export says so.
+    assert _map_state(result, "small")["MaxConcurrency"] == 3
+    assert any("'small'" in w and "max_active_tis_per_dag=3" in w for w in result.warnings)
     assert_valid(result.definition)
     template = build_template(result, dag, schedule_kind="none")
     assert cfn_lint(template) == []
@@ -480,3 +483,25 @@ def test_stock_operators_map_over_what_their_converter_passes_through_and_refuse
     problem = raised.value.problems[0]
     assert problem.task_id == "invoke" and "mapped over payload" in problem.reason
     assert "function_name" in problem.fix
+
+
+def test_a_mapped_training_try_sends_its_suffixed_name_and_merged_hyperparameters_to_sagemaker(aws):
+    """The operator itself against the moto server: map index 2 of a candidate with its own eta."""
+    from retraining import ParamRef, RunUniqueName, SageMakerTrainingJobOperator
+    from tests.test_operators_on_moto import FAST, _context, _run, _training_request
+
+    role = aws.create_role()
+    op = SageMakerTrainingJobOperator(
+        task_id="train_candidate",
+        request=_training_request(RunUniqueName(ParamRef("training_job_prefix")), ParamRef("role")),
+        hyperparameters={"eta": "0.3", "num_round": "10"},
+        poll_interval=FAST,
+    )
+    context = _context({"training_job_prefix": "churn-xgb", "role": role})
+    context["ti"].map_index = 2
+    result = _run(op, context)
+    name = result["TrainingJobName"]
+    assert re.fullmatch(r"churn-xgb-20260301100000-[0-9a-f]{6}-2", name)
+    job = aws.client("sagemaker").describe_training_job(TrainingJobName=name)
+    assert job["HyperParameters"]["eta"] == "0.3" and job["HyperParameters"]["num_round"] == "10"
+    assert job["HyperParameters"]["max_depth"] == "5"  # the request's own, kept
