@@ -35,6 +35,7 @@ import queue
 import re
 import select as select_fd
 import signal
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -401,6 +402,25 @@ def _serve(jobs: int, answers: int) -> None:
         _send(answers, answer)
 
 
+def _let_go_of_sockets() -> None:
+    """In a build process: every socket inherited from the server now points at /dev/null.
+
+    The server's listener, its clients' connections and its database connections stay the server's
+    alone: a connection the server closes really closes (a copy here would keep it open for the
+    client), and nothing here can write to them. The descriptor numbers stay taken, so objects that
+    still hold them close or write to /dev/null, never to a socket this process opens later.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd != devnull and stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.dup2(devnull, fd)
+        except OSError:  # the listing's own descriptor, closed since
+            pass
+    os.close(devnull)
+
+
 class BuildProcess:
     """A child process forked from the API server that runs builds one after another, at a lower CPU priority.
 
@@ -431,6 +451,7 @@ class BuildProcess:
                     signal.signal(signum, signal.SIG_DFL)
                 os.close(jobs_write)
                 os.close(answers_read)
+                _let_go_of_sockets()
                 os.nice(BUILD_NICENESS)
                 gc.freeze()  # the collector leaves the server's objects alone: fewer copied pages
                 _serve(jobs_read, answers_write)

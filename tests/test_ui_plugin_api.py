@@ -477,6 +477,21 @@ def test_a_build_process_killed_while_idle_is_replaced_for_the_next_build():
         process.stop()
 
 
+def test_a_connection_the_server_closes_is_closed_though_a_build_process_was_forked_meanwhile():
+    from stepfunctions_ui import service
+
+    server_end, client_end = socket.socketpair()
+    process = service.BuildProcess()
+    try:
+        assert process.run(os.getpid, timeout=60) != os.getpid()  # forked while the connection is open
+        server_end.close()
+        client_end.settimeout(30)
+        assert client_end.recv(1) == b""  # the client sees the close: the build process kept no copy
+    finally:
+        process.stop()
+        client_end.close()
+
+
 # -- the comparison with what is deployed -------------------------------------------------
 def deployed(ui, user: str = "admin") -> dict:
     """The comparison's answer once AWS answered ("pending" is a first answer while AWS is slower than 3 s)."""
