@@ -505,3 +505,33 @@ def test_a_mapped_training_try_sends_its_suffixed_name_and_merged_hyperparameter
     job = aws.client("sagemaker").describe_training_job(TrainingJobName=name)
     assert job["HyperParameters"]["eta"] == "0.3" and job["HyperParameters"]["num_round"] == "10"
     assert job["HyperParameters"]["max_depth"] == "5"  # the request's own, kept
+
+
+def test_a_distributed_map_runs_every_index_and_fails_the_task_in_the_interpreter(machine):
+    """The same iteration as a Distributed Map (child executions): one index failing every attempt."""
+    from airflow.sdk import DAG
+
+    from exporters.api import export_dag_object
+    from retraining import LambdaInvokeOperator, ResultRef, SageMakerTrainingJobOperator
+
+    with DAG(dag_id="mapped_distributed", schedule=None) as dag:
+        train = SageMakerTrainingJobOperator.partial(
+            task_id="train_candidate",
+            request=_request(),
+            executor_config={"step_functions": {"map_mode": "DISTRIBUTED"}},
+        ).expand(hyperparameters=[{"eta": "0.1"}, {"eta": "0.2"}, {"eta": "0.3"}])
+        report = LambdaInvokeOperator(
+            task_id="report",
+            function_name="report-candidates",
+            payload={"jobs": ResultRef("train_candidate", "TrainingJobName")},
+            trigger_rule="all_done",
+        )
+        train >> report
+    result = export_dag_object(dag)
+    assert _map_state(result, "train_candidate")["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    observed = run_machine(
+        machine, dag, result, Scenario("distributed", (("train_candidate", 1, "fail"),)), "distributed-0"
+    )
+    assert observed.attempts == {"report[-1]": 1, **{f"train_candidate[{i}]": 1 for i in range(3)}}
+    assert observed.lambdas["report"] == {"jobs": ["0", "2"]}
+    assert observed.state == "success"  # report (all_done) is the only leaf and succeeded, as in Airflow
