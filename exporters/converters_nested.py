@@ -8,7 +8,8 @@ input, so it overrides the child's params as a trigger's conf does.
 The child is the state machine named after its DAG id (``exporters.deploy.state_machine_name``, what
 ``python -m exporters deploy`` creates) in the parent's own partition, region and account: its ARN is
 computed from ``$$.StateMachine.Id`` at run time. The child must itself be exportable: it is loaded
-from the parent's DAG folder and compiled, and its problems are reported on the trigger task.
+from the parent's DAG folder (in the UI view, from what Airflow's DAG processor stored: the API server
+runs no DAG code) and compiled, and its problems are reported on the trigger task.
 ``nested_children`` lists the DAGs a parent starts (and theirs): the CloudFormation template holds their
 state machines beside the parent's, and ``deploy`` deploys them before the parent.
 """
@@ -35,16 +36,38 @@ def child_state_machine_arn(child_name: str) -> str:
     return f"States.Format('arn:{{}}:states:{{}}:{{}}:stateMachine:{child_name}', {parts})"
 
 
+def _stored_only(task: Any) -> bool:
+    """A task of Airflow's stored DAG with no parsed DAG at hand: the UI view, in Airflow's API server."""
+    return getattr(task, "operator_class_paths", None) is not None and getattr(task, "parsed", None) is None
+
+
+def load_child(child_id: str, trigger: Any) -> Any:
+    """The DAG ``trigger`` (a TriggerDagRunOperator task) starts: from the parent's DAG folder, or, in the UI
+    view, as Airflow's DAG processor stored it (Airflow's API server never runs DAG code)."""
+    if _stored_only(trigger):
+        from airflow.models.serialized_dag import SerializedDagModel  # Airflow's model: only in the UI view
+
+        from exporters.serialized import from_serialized
+
+        row = SerializedDagModel.get(child_id)
+        if row is None or row.data is None:
+            raise DagLoadError(f"DAG {child_id!r} is not in Airflow's metadata database (the DAG processor stores it)")
+        return from_serialized(row.data)
+    from exporters.loader import load_dag  # the loader imports Airflow's DagBag: only for nested pipelines
+
+    dag = trigger.dag
+    folder = Path(dag.fileloc).parent if getattr(dag, "fileloc", None) else None
+    return load_dag(child_id, folder)
+
+
 def _check_child(task: Any, child_id: str) -> None:
     """The child DAG exists next to the parent and exports (so the nested machine can be deployed)."""
     from exporters.compiler import compile_dag  # the compiler imports the converters: resolve at call time
-    from exporters.loader import load_dag
 
     if child_id in _COMPILING or child_id == task.dag.dag_id:
         raise Unsupported(f"triggering {child_id!r} forms a cycle of DAGs triggering each other")
-    folder = Path(task.dag.fileloc).parent if getattr(task.dag, "fileloc", None) else None
     try:
-        child = load_dag(child_id, folder)
+        child = load_child(child_id, task)
     except DagLoadError as err:
         raise Unsupported(f"the triggered DAG cannot be loaded: {err}", "put it in the same DAG folder") from None
     _COMPILING.add(child_id)
@@ -75,15 +98,12 @@ class NestedChild:
 
 def nested_children(dag: Any) -> list[NestedChild]:
     """The DAGs ``dag`` starts (``TriggerDagRunOperator``), and the DAGs they start: each once, a child
-    before its parent (the order to deploy them in). Loaded from the folder of the DAG that triggers them,
-    as the converter loads them; a child that cannot be loaded raises ``DagLoadError``."""
-    from exporters.loader import load_dag  # the loader imports Airflow's DagBag: only for nested pipelines
-
+    before its parent (the order to deploy them in). Loaded as the converter loads them (``load_child``);
+    a child that cannot be loaded raises ``DagLoadError``."""
     ordered: list[NestedChild] = []
     found: dict[str, NestedChild] = {}
 
     def visit(parent: Any) -> None:
-        folder = Path(parent.fileloc).parent if getattr(parent, "fileloc", None) else None
         for task in parent.tasks:
             if not _is_trigger(task):
                 continue
@@ -92,7 +112,7 @@ def nested_children(dag: Any) -> list[NestedChild]:
                 continue
             conf = field_value(task, "conf")
             if child_id not in found:
-                found[child_id] = NestedChild(child_id, load_dag(child_id, folder))
+                found[child_id] = NestedChild(child_id, load_child(child_id, task))
                 visit(found[child_id].dag)
                 ordered.append(found[child_id])
             found[child_id].conf_keys |= set(conf) if isinstance(conf, dict) else set()

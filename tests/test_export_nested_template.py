@@ -99,3 +99,34 @@ def test_deploy_creates_the_child_before_the_parent(aws, capsys):
     )
     assert "Done: nothing to change." in capsys.readouterr().out
     assert not {"CreateStateMachine", "UpdateStateMachine"} & set(calls)
+
+
+def test_the_ui_view_reads_the_child_as_airflow_stored_it_never_its_file(airflow_db, monkeypatch):
+    """In the UI view (Airflow's stored parent, no parsed DAG) the child comes from the metadata database."""
+    from exporters import loader
+    from exporters.api import export_dag_object
+    from exporters.cloudformation import build_template
+    from exporters.serialized import from_serialized, serialize
+    from tests.export14_harness import _serialize_to_db
+
+    parent, child_dag = load("nested_parent"), load("nested_child")
+    _serialize_to_db(parent)  # what the DAG processor does: both DAGs of the file stored
+    cli = export_dag_object(parent).definition
+    now = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
+    cli_template = build_template(export_dag_object(parent), parent, now=now)
+
+    def no_dag_files(*args, **kwargs):
+        raise AssertionError("a DAG file was loaded: the API server must not run DAG code")
+
+    monkeypatch.setattr(loader, "load_dag", no_dag_files)
+    view = from_serialized(serialize(parent))  # the stored form alone, as the view has it
+    result = export_dag_object(view)
+    assert result.definition == cli
+    template = build_template(result, view, now=now)
+    child = template["Resources"]["PipelineNestedChild"]["Properties"]
+    # The child as the view exports it on its own page (replace=True is not kept in Airflow's stored form: the
+    # view assumes the default, as for any DAG; the CLI template reads it from the file).
+    assert child["Definition"] == export_dag_object(from_serialized(serialize(child_dag))).definition
+    assert (
+        child["StateMachineName"] == cli_template["Resources"]["PipelineNestedChild"]["Properties"]["StateMachineName"]
+    )
