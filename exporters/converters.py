@@ -313,9 +313,10 @@ def convert_integration(row: IntegrationRow, task: Any, ctx: ConvertContext) -> 
     return Fragment.single(state, ctx.layout(task, **_row_value(row.layout, task)))
 
 
-def register_rows(rows: tuple[IntegrationRow, ...]) -> None:
+def register_table(rows: tuple[Any, ...], convert: Callable[[Any, Any, ConvertContext], Fragment]) -> None:
+    """Register ``convert(row, task, ctx)`` for each row's ``operator`` (a class, or "module.ClassName")."""
     for row in rows:
-        converter = functools.partial(convert_integration, row)
+        converter = functools.partial(convert, row)
         if isinstance(row.operator, str):
             module, _, class_name = row.operator.rpartition(".")
             register_lazy(module, class_name)(converter)
@@ -414,7 +415,7 @@ OWN_OPERATOR_ROWS = (
         },
     ),
 )
-register_rows(OWN_OPERATOR_ROWS)
+register_table(OWN_OPERATOR_ROWS, convert_integration)
 
 
 def endpoint_deploy_fragment(
@@ -759,7 +760,7 @@ STOCK_OPERATOR_ROWS = (
         layout={"prefix": ("Payload",)},
     ),
 )
-register_rows(STOCK_OPERATOR_ROWS)
+register_table(STOCK_OPERATOR_ROWS, convert_integration)
 
 # GlueJobOperator's job run; its converter (converters_stock) may get or create the job definition first.
 STOCK_GLUE_JOB_RUN = IntegrationRow(

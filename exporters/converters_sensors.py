@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters import asl
-from exporters.converters import ConvertContext, Fragment, Port, Unsupported, register_lazy, result_key, state_name
+from exporters.converters import (
+    ConvertContext,
+    Fragment,
+    Port,
+    Unsupported,
+    register_lazy,
+    register_table,
+    result_key,
+    state_name,
+)
 from exporters.converters_s3 import field_value, split_bucket_key
 from exporters.converters_sdk import sdk_state
 from retraining.refs import Format
@@ -287,9 +296,53 @@ def _status_check(
 # ---------------------------------------------------------------------------
 
 
-@register_lazy("airflow.providers.amazon.aws.sensors.glue", "GlueJobSensor")
-def convert_glue_job_sensor(task: Any, ctx: ConvertContext) -> Fragment:
-    request = {"JobName": field_value(task, "job_name"), "RunId": field_value(task, "run_id")}
+@dataclass(frozen=True)
+class StatusSensor:
+    """A sensor that pokes one describe call and reads one status field (the table row of its converter)."""
+
+    operator: str  # "module.ClassName", resolved when a DAG is exported
+    service: str
+    action: str
+    request: dict[str, str]  # API field -> the sensor's attribute holding its value
+    status_path: str
+    done: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+STATUS_SENSORS = (
+    StatusSensor(
+        "airflow.providers.amazon.aws.sensors.glue.GlueJobSensor",
+        "glue",
+        "GetJobRun",
+        {"JobName": "job_name", "RunId": "run_id"},
+        "$.JobRun.JobRunState",
+        done=GLUE_SUCCESS,
+        failed=GLUE_FAILURE,
+    ),
+    StatusSensor(
+        "airflow.providers.amazon.aws.sensors.sagemaker.SageMakerTrainingSensor",
+        "sagemaker",
+        "DescribeTrainingJob",
+        {"TrainingJobName": "job_name"},
+        "$.TrainingJobStatus",
+        pending=TRAINING_PENDING,
+        failed=TRAINING_FAILED,
+    ),
+    StatusSensor(
+        "airflow.providers.amazon.aws.sensors.sagemaker.SageMakerEndpointSensor",
+        "sagemaker",
+        "DescribeEndpoint",
+        {"EndpointName": "endpoint_name"},
+        "$.EndpointStatus",
+        pending=ENDPOINT_PENDING,
+        failed=ENDPOINT_FAILED,
+    ),
+)
+
+
+def convert_status_sensor(row: StatusSensor, task: Any, ctx: ConvertContext) -> Fragment:
+    request = {api_field: field_value(task, attribute) for api_field, attribute in row.request.items()}
     return sensor_fragment(
         task,
         ctx,
@@ -297,54 +350,18 @@ def convert_glue_job_sensor(task: Any, ctx: ConvertContext) -> Fragment:
             task,
             ctx,
             here,
-            "glue",
-            "GetJobRun",
+            row.service,
+            row.action,
             request,
-            "$.JobRun.JobRunState",
-            done=GLUE_SUCCESS,
-            failed=GLUE_FAILURE,
-        ),  # noqa: E501
-    )
-
-
-@register_lazy("airflow.providers.amazon.aws.sensors.sagemaker", "SageMakerTrainingSensor")
-def convert_training_sensor(task: Any, ctx: ConvertContext) -> Fragment:
-    request = {"TrainingJobName": field_value(task, "job_name")}
-    return sensor_fragment(
-        task,
-        ctx,
-        lambda here: _status_check(
-            task,
-            ctx,
-            here,
-            "sagemaker",
-            "DescribeTrainingJob",
-            request,
-            "$.TrainingJobStatus",
-            pending=TRAINING_PENDING,
-            failed=TRAINING_FAILED,
+            row.status_path,
+            done=row.done,
+            pending=row.pending,
+            failed=row.failed,
         ),
     )
 
 
-@register_lazy("airflow.providers.amazon.aws.sensors.sagemaker", "SageMakerEndpointSensor")
-def convert_endpoint_sensor(task: Any, ctx: ConvertContext) -> Fragment:
-    request = {"EndpointName": field_value(task, "endpoint_name")}
-    return sensor_fragment(
-        task,
-        ctx,
-        lambda here: _status_check(
-            task,
-            ctx,
-            here,
-            "sagemaker",
-            "DescribeEndpoint",
-            request,
-            "$.EndpointStatus",
-            pending=ENDPOINT_PENDING,
-            failed=ENDPOINT_FAILED,
-        ),
-    )
+register_table(STATUS_SENSORS, convert_status_sensor)
 
 
 _WILDCARD = re.compile(r"[\[*?]")
