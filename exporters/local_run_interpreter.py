@@ -232,6 +232,86 @@ def _string_expression(text: str):
     return StringIntrinsicFunction(intrinsic_function_derivation=text, function=function)
 
 
+Setattr = Callable[[Any, str, Any], None]
+Setitem = Callable[[dict, Any, Any], None]
+
+
+def install_sagemaker_and_fixes(setattr_: Setattr, setitem: Setitem, client_for: Callable[[str, str], Any]) -> None:
+    """The optimised SageMaker integration (calling ``client_for(region, service)``), ``SageMaker`` as the error
+    prefix of ``aws-sdk:sagemaker:*``, and moto 5.2.5's two bugs fixed; ``setattr_``/``setitem`` record what
+    they replace so the caller can undo it (``_Patches`` here, ``pytest.MonkeyPatch`` in the tests)."""
+    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
+        PayloadBindingStringExpressionSimple,
+    )
+    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadvaluelit.payload_value_str import (
+        PayloadValueStr,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk,
+        state_task_service_callback,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+    from moto.stepfunctions.parser.asl.parse import preprocessor
+
+    sagemaker_service = _sagemaker_service_class(client_for)
+    original_factory = state_task_factory.state_task_service_for
+
+    def state_task_service_for(service_name: str):
+        if service_name == "sagemaker":
+            return sagemaker_service()
+        return original_factory(service_name=service_name)
+
+    setattr_(state_task_factory, "state_task_service_for", state_task_service_for)
+    # aws-sdk error names: "SageMaker.<Name>Exception", not "sagemaker.sagemakerException".
+    setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, "sagemaker", "SageMaker")
+
+    # moto 5.2.5: the lexer reads "RoleArn.$" as the keyword of Credentials.RoleArn.$, so in a Parameters block
+    # it becomes a literal key "RoleArn.$" holding the path text, which an integration then drops as unknown
+    # (CreateTrainingJob would lose its role). Bind it as the path (or intrinsic function) it is.
+    original_binding_value = preprocessor.Preprocessor.visitPayload_binding_value
+
+    def visitPayload_binding_value(self, ctx):  # noqa: N802 - the ANTLR visitor's name
+        binding = original_binding_value(self, ctx)
+        if binding.field.endswith(".$") and isinstance(binding.payload_value, PayloadValueStr):
+            return PayloadBindingStringExpressionSimple(
+                field=binding.field[:-2], string_expression_simple=_string_expression(binding.payload_value.val)
+            )
+        return binding
+
+    setattr_(preprocessor.Preprocessor, "visitPayload_binding_value", visitPayload_binding_value)
+
+    # moto 5.2.5: _eval_integration_pattern calls callback_endpoint.interrupt_all() in a finally block, but the
+    # endpoint is None for .sync without .waitForTaskToken (Glue; SageMaker here): every such task would fail with
+    # States.Runtime "'NoneType' object has no attribute 'interrupt_all'". The same steps without that endpoint.
+    callback = state_task_service_callback.StateTaskServiceCallback
+    original_integration_pattern = callback._eval_integration_pattern
+
+    def _eval_integration_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        if ResourceCondition.WaitForTaskToken in self._supported_integration_patterns or self.heartbeat:
+            return original_integration_pattern(
+                self, env, resource_runtime_part, normalised_parameters, state_credentials
+            )
+        self.timeout.eval(env=env)
+        timeout_seconds = env.stack.pop()  # the task's output stays on the stack for the resolver
+        build = (
+            self._build_sync_resolver
+            if self.resource.condition == ResourceCondition.Sync
+            else self._build_sync2_resolver
+        )
+        resolver = build(env, resource_runtime_part, normalised_parameters, state_credentials)
+        outcome = self._eval_sync(
+            env=env,
+            sync_resolver=resolver,
+            timeout_seconds=timeout_seconds,
+            callback_endpoint=None,
+            heartbeat_endpoint=None,
+        )
+        env.stack.append(outcome)
+
+    setattr_(callback, "_eval_integration_pattern", _eval_integration_pattern)
+
+
 class _Patches:
     """Attribute and dict-item replacements, undone in reverse order."""
 
@@ -268,21 +348,8 @@ def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[threadin
     check_moto_version()
     import boto3
     from botocore.config import Config
-    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
-        PayloadBindingStringExpressionSimple,
-    )
-    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadvaluelit.payload_value_str import (
-        PayloadValueStr,
-    )
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_aws_sdk,
-        state_task_service_callback,
-    )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
-    from moto.stepfunctions.parser.asl.parse import preprocessor
     from moto.stepfunctions.parser.asl.utils import boto_client
 
     if not _ACTIVE.acquire(blocking=False):
@@ -323,58 +390,7 @@ def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[threadin
             ):
                 patches.setattr(module, "boto_client_for", boto_client_for)
 
-        sagemaker_service = _sagemaker_service_class(client_for)
-        original_factory = state_task_factory.state_task_service_for
-
-        def state_task_service_for(service_name: str):
-            if service_name == "sagemaker":
-                return sagemaker_service()
-            return original_factory(service_name=service_name)
-
-        patches.setattr(state_task_factory, "state_task_service_for", state_task_service_for)
-        patches.setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, "sagemaker", "SageMaker")
-
-        # moto 5.2.5: "RoleArn.$" in Parameters is lexed as the Credentials keyword and kept as a literal key.
-        original_binding_value = preprocessor.Preprocessor.visitPayload_binding_value
-
-        def visitPayload_binding_value(self, ctx):  # noqa: N802 - the ANTLR visitor's name
-            binding = original_binding_value(self, ctx)
-            if binding.field.endswith(".$") and isinstance(binding.payload_value, PayloadValueStr):
-                return PayloadBindingStringExpressionSimple(
-                    field=binding.field[:-2], string_expression_simple=_string_expression(binding.payload_value.val)
-                )
-            return binding
-
-        patches.setattr(preprocessor.Preprocessor, "visitPayload_binding_value", visitPayload_binding_value)
-
-        # moto 5.2.5: _eval_integration_pattern calls callback_endpoint.interrupt_all() in a finally block, but
-        # the endpoint is None for .sync without .waitForTaskToken. The same steps without that endpoint.
-        callback = state_task_service_callback.StateTaskServiceCallback
-        original_integration_pattern = callback._eval_integration_pattern
-
-        def _eval_integration_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials):
-            if ResourceCondition.WaitForTaskToken in self._supported_integration_patterns or self.heartbeat:
-                return original_integration_pattern(
-                    self, env, resource_runtime_part, normalised_parameters, state_credentials
-                )
-            self.timeout.eval(env=env)
-            timeout_seconds = env.stack.pop()  # the task's output stays on the stack for the resolver
-            build = (
-                self._build_sync_resolver
-                if self.resource.condition == ResourceCondition.Sync
-                else self._build_sync2_resolver
-            )
-            resolver = build(env, resource_runtime_part, normalised_parameters, state_credentials)
-            outcome = self._eval_sync(
-                env=env,
-                sync_resolver=resolver,
-                timeout_seconds=timeout_seconds,
-                callback_endpoint=None,
-                heartbeat_endpoint=None,
-            )
-            env.stack.append(outcome)
-
-        patches.setattr(callback, "_eval_integration_pattern", _eval_integration_pattern)
+        install_sagemaker_and_fixes(patches.setattr, patches.setitem, client_for)
 
         # Wait states and retry back-off: real waits, scaled. (moto's own wait re-waits forever on a
         # fractional remainder, so the scaled wait is ours; it still ends early when the execution stops.)

@@ -35,8 +35,9 @@ exported ``model_retraining`` uses:
 
 What :func:`installed` adds while its block runs (everything is undone afterwards):
 
-- :class:`StateTaskServiceSageMaker`, the optimised SageMaker integration as
-  Step Functions documents it, forwarding every call to moto's SageMaker:
+- The optimised SageMaker integration as Step Functions documents it (the code
+  ``exporters run --local`` uses: ``local_run_interpreter.install_sagemaker_and_fixes``),
+  forwarding every call to moto's SageMaker:
   ``createTrainingJob[.sync]``, ``createModel``, ``createEndpointConfig``,
   ``createEndpoint``, ``updateEndpoint``; ``.sync`` polls DescribeTrainingJob;
   service errors are ``SageMaker.AmazonSageMakerException``, a failed or
@@ -69,8 +70,6 @@ What :func:`installed` adds while its block runs (everything is undone afterward
 from __future__ import annotations
 
 import copy
-import datetime
-import functools
 import json
 import threading
 import traceback
@@ -83,6 +82,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from exporters.local_run_interpreter import install_sagemaker_and_fixes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,173 +157,6 @@ class Doubles:
 
 
 # --------------------------------------------------------------------------------------------
-# The optimised SageMaker integration
-# --------------------------------------------------------------------------------------------
-
-# Optimised SageMaker APIs Step Functions supports, and those it can run .sync.
-SAGEMAKER_ACTIONS = {
-    "createEndpoint",
-    "createEndpointConfig",
-    "createHyperParameterTuningJob",
-    "createLabelingJob",
-    "createModel",
-    "createProcessingJob",
-    "createTrainingJob",
-    "createTransformJob",
-    "updateEndpoint",
-}
-TRAINING_TERMINAL = {"Completed", "Failed", "Stopped"}
-
-
-def _epoch_millis(value: Any) -> Any:
-    """Step Functions reports the timestamps of a service answer as epoch milliseconds."""
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp() * 1000)
-    if isinstance(value, dict):
-        return {k: _epoch_millis(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_epoch_millis(v) for v in value]
-    return value
-
-
-@functools.cache
-def _sagemaker_model():
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model("sagemaker")
-
-
-@functools.cache
-def _sagemaker_request_members(api_action: str) -> frozenset[str]:
-    operation = _sagemaker_model().operation_model(api_action[0].upper() + api_action[1:])
-    return frozenset(operation.input_shape.members)
-
-
-def _sagemaker_service_class():
-    from botocore.exceptions import ClientError
-    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
-        StatesErrorNameType,
-    )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
-        StateTaskServiceCallback,
-    )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-    from moto.stepfunctions.parser.asl.utils import boto_client
-    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
-
-    class StateTaskServiceSageMaker(StateTaskServiceCallback):
-        """``arn:aws:states:::sagemaker:<action>[.sync]`` answered by moto's SageMaker."""
-
-        def __init__(self):
-            super().__init__(supported_integration_patterns={ResourceCondition.Sync})
-
-        def _get_supported_parameters(self) -> set[str] | None:
-            # None: the interpreter rejects the definition ("resource not recognized").
-            if self.resource.api_action not in SAGEMAKER_ACTIONS:
-                return None
-            return _sagemaker_request_members(self.resource.api_action)
-
-        def _eval_parameters(self, env) -> dict:
-            # The interpreter drops parameters an integration does not know; Step Functions rejects
-            # them. Fail loudly, so a misspelt or mis-parsed field cannot go unnoticed.
-            parameters = {}
-            if self.parargs is not None:
-                self.parargs.eval(env=env)
-                parameters = env.stack.pop()
-            unknown = sorted(set(parameters) - _sagemaker_request_members(self.resource.api_action))
-            if unknown:
-                raise ValueError(f"SageMaker {self.resource.api_action} has no parameter(s) {unknown}")
-            return parameters
-
-        def _validate_service_integration_is_supported(self):
-            super()._validate_service_integration_is_supported()
-            condition = self.resource.condition
-            if condition is not None and condition != ResourceCondition.Sync:
-                raise ValueError(f"{self.resource.resource_arn}: SageMaker has no .{condition} integration")
-            if condition == ResourceCondition.Sync and not self.resource.api_action.endswith("Job"):
-                raise ValueError(f"{self.resource.resource_arn}: only SageMaker job APIs can run .sync")
-
-        def _client(self, resource_runtime_part, state_credentials):
-            return boto_client.boto_client_for(
-                service="sagemaker", region=resource_runtime_part.region, state_credentials=state_credentials
-            )
-
-        def _from_error(self, env, ex):
-            if isinstance(ex, ClientError):
-                error = "SageMaker.AmazonSageMakerException"
-                meta = ex.response.get("ResponseMetadata", {})
-                cause = (
-                    f"{ex.response['Error'].get('Message', '')} (Service: AmazonSageMaker; "
-                    f"Status Code: {meta.get('HTTPStatusCode', 400)}; Error Code: {ex.response['Error'].get('Code')}; "
-                    f"Request ID: {meta.get('RequestId', '')}; Proxy: null)"
-                )
-                return FailureEvent(
-                    env=env,
-                    error_name=CustomErrorName(error),
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(
-                        taskFailedEventDetails=TaskFailedEventDetails(
-                            error=error,
-                            cause=cause,
-                            resource=self._get_sfn_resource(),
-                            resourceType=self._get_sfn_resource_type(),
-                        )
-                    ),
-                )
-            return super()._from_error(env=env, ex=ex)
-
-        def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
-            client = self._client(resource_runtime_part, state_credentials)
-            response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
-            response.pop("ResponseMetadata", None)
-            env.stack.append(_epoch_millis(response))
-
-        def _build_sync_resolver(self, env, resource_runtime_part, normalised_parameters, state_credentials):
-            if self.resource.api_action != "createTrainingJob":
-                raise RuntimeError(f"sfn_doubles: .sync of {self.resource.api_action} is not implemented")
-            env.stack.pop()  # the CreateTrainingJob answer
-            client = self._client(resource_runtime_part, state_credentials)
-            name = normalised_parameters["TrainingJobName"]
-
-            def resolve():
-                job = client.describe_training_job(TrainingJobName=name)
-                job.pop("ResponseMetadata", None)
-                job = _epoch_millis(job)
-                status = job["TrainingJobStatus"]
-                if status not in TRAINING_TERMINAL:
-                    return None
-                if status == "Completed":
-                    return job
-                raise FailureEventException(
-                    FailureEvent(
-                        env=env,
-                        error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                        event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(
-                            taskFailedEventDetails=TaskFailedEventDetails(
-                                error=StatesErrorNameType.StatesTaskFailed.to_name(),
-                                cause=to_json_str(job),
-                                resource=self._get_sfn_resource(),
-                                resourceType=self._get_sfn_resource_type(),
-                            )
-                        ),
-                    )
-                )
-
-            return resolve
-
-    return StateTaskServiceSageMaker
-
-
-# --------------------------------------------------------------------------------------------
 # Installation
 # --------------------------------------------------------------------------------------------
 
@@ -340,74 +174,24 @@ def _error_name_of(task, env, ex) -> tuple[str | None, str | None]:
         return type(ex).__name__, str(ex)
 
 
-def _string_expression(text: str):
-    """The sampler the preprocessor builds for the value of a ``"<field>.$"`` binding."""
-    from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
-        StringContextPath,
-        StringIntrinsicFunction,
-        StringJsonPath,
-    )
-    from moto.stepfunctions.parser.asl.parse.intrinsic.intrinsic_parser import IntrinsicParser
-
-    if text.startswith("$$"):
-        return StringContextPath(context_object_path=text)
-    if text.startswith("$"):
-        return StringJsonPath(json_path=text)
-    function, _ = IntrinsicParser.parse(text)
-    return StringIntrinsicFunction(intrinsic_function_derivation=text, function=function)
-
-
 def _install_interpreter(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
     from botocore.exceptions import ClientError
-    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
-        PayloadBindingStringExpressionSimple,
-    )
-    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadvaluelit.payload_value_str import (
-        PayloadValueStr,
-    )
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec import execute_state
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils, state_task_factory
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service,
         state_task_service_aws_sdk,
-        state_task_service_callback,
         state_task_service_glue,
     )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
-    from moto.stepfunctions.parser.asl.parse import preprocessor
     from moto.stepfunctions.parser.asl.utils import boto_client
 
-    # The optimised SageMaker integration.
-    sagemaker_service = _sagemaker_service_class()
-    original_factory = state_task_factory.state_task_service_for
-
-    def state_task_service_for(service_name: str):
-        if service_name == "sagemaker":
-            return sagemaker_service()
-        return original_factory(service_name=service_name)
-
-    mp.setattr(state_task_factory, "state_task_service_for", state_task_service_for)
-
-    # aws-sdk error names: "SageMaker.<Name>Exception", not "sagemaker.sagemakerException".
-    mp.setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, "sagemaker", "SageMaker")
-
-    # moto 5.2.5 bug: the lexer reads "RoleArn.$" as the keyword of Credentials.RoleArn.$, so in a
-    # Parameters block it becomes a literal key "RoleArn.$" holding the path text; an integration
-    # then drops it as an unknown parameter (CreateTrainingJob loses its RoleArn). Bind it as the
-    # path (or intrinsic function) it is.
-    original_binding_value = preprocessor.Preprocessor.visitPayload_binding_value
-
-    def visitPayload_binding_value(self, ctx):
-        binding = original_binding_value(self, ctx)
-        if binding.field.endswith(".$") and isinstance(binding.payload_value, PayloadValueStr):
-            return PayloadBindingStringExpressionSimple(
-                field=binding.field[:-2], string_expression_simple=_string_expression(binding.payload_value.val)
-            )
-        return binding
-
-    mp.setattr(preprocessor.Preprocessor, "visitPayload_binding_value", visitPayload_binding_value)
+    # The optimised SageMaker integration on moto's SageMaker, its error names, moto's two bugs fixed: the same code
+    # as `exporters run --local` (the client is looked up per call, so it is the cached one installed below).
+    install_sagemaker_and_fixes(
+        mp.setattr, mp.setitem, lambda region, service: boto_client.boto_client_for(region=region, service=service)
+    )
 
     # One boto3 client per (region, service) instead of a new one per call: same calls, faster.
     original_client_for = boto_client.boto_client_for
@@ -463,38 +247,6 @@ def _install_interpreter(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
 
     mp.setattr(base, "_before_eval_execution", _before_eval_execution)
     mp.setattr(base, "_eval_execution", _eval_execution)
-
-    # moto 5.2.5 bug: _eval_integration_pattern ends with callback_endpoint.interrupt_all() in a
-    # finally block, but the endpoint is None for an integration that has .sync and no
-    # .waitForTaskToken (Glue; our SageMaker double): every glue:startJobRun.sync then fails with
-    # States.Runtime "'NoneType' object has no attribute 'interrupt_all'". The same steps, without
-    # the callback endpoint such integrations cannot have.
-    callback = state_task_service_callback.StateTaskServiceCallback
-    original_integration_pattern = callback._eval_integration_pattern
-
-    def _eval_integration_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials):
-        if ResourceCondition.WaitForTaskToken in self._supported_integration_patterns or self.heartbeat:
-            return original_integration_pattern(
-                self, env, resource_runtime_part, normalised_parameters, state_credentials
-            )
-        self.timeout.eval(env=env)
-        timeout_seconds = env.stack.pop()  # the task's output stays on the stack for the resolver
-        build = (
-            self._build_sync_resolver
-            if self.resource.condition == ResourceCondition.Sync
-            else self._build_sync2_resolver
-        )
-        resolver = build(env, resource_runtime_part, normalised_parameters, state_credentials)
-        outcome = self._eval_sync(
-            env=env,
-            sync_resolver=resolver,
-            timeout_seconds=timeout_seconds,
-            callback_endpoint=None,
-            heartbeat_endpoint=None,
-        )
-        env.stack.append(outcome)
-
-    mp.setattr(callback, "_eval_integration_pattern", _eval_integration_pattern)
 
     # Virtual clock: record retry back-off and Wait states instead of sleeping.
     current = threading.local()
