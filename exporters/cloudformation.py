@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporters import iam
+from exporters import concurrency, iam
 from exporters.api import write_atomically
 from exporters.asl import walk_definition
 from exporters.errors import ExporterError
@@ -77,6 +77,12 @@ RESOURCE_IDS = {
     "GlueJobRole",
     "GlueScriptBucket",
     "GlueScriptKey",
+    "RunSlotTable",
+    "RunSlots",
+    "RunSlotCleanup",
+    "RunSlotCleanupRole",
+    "RunSlotCleanupRule",
+    "RunSlotCleanupRuleRole",
 }
 # Substitutions are inserted as raw text into JSON strings (and DefinitionSubstitutions re-scans
 # what it inserted): no quote, backslash or control character, and no "${".
@@ -87,6 +93,14 @@ LOWER_CASE = r"[^A-Z]*"  # SageMaker lower-cases names in ARNs; IAM compares ARN
 LAMBDA_NAME = r"[A-Za-z0-9_-]{1,64}"
 S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 STATES_PREFIX = iam.STATES_PREFIX
+# The run-slot table (max_active_runs): the one this stack creates, or the one the RunSlotTable parameter names.
+RUN_SLOT_TABLE_NAME = {"Fn::If": ["CreateRunSlotTable", {"Ref": "RunSlots"}, {"Ref": "RunSlotTable"}]}
+RUN_SLOT_TABLE_ARN = {
+    "Fn::Sub": [
+        "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Table}",
+        {"Table": RUN_SLOT_TABLE_NAME},
+    ]
+}
 
 
 class TemplateError(ExporterError, ValueError):
@@ -305,6 +319,7 @@ class _Builder:
         self.resources: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
         self.depends: list[str] = []
+        self.conditions: dict[str, Any] = {}
         self.schedule_source: str | None = None
         if "${" in json.dumps(result.definition):
             raise TemplateError(
@@ -324,6 +339,7 @@ class _Builder:
             origins=result.origins,
             logging=level != "OFF",
             tracing=tracing,
+            tables={concurrency.DEFAULT_TABLE: RUN_SLOT_TABLE_ARN},
         )
 
     # -- DAG params → template parameters --------------------------------------
@@ -445,6 +461,9 @@ class _Builder:
             else self.result.definition
         )
         substitutions = {logical: {"Ref": logical} for c in self.template_params.values() for logical in c.logicals()}
+        if concurrency.has_guard(definition):
+            definition = concurrency.with_table(definition, concurrency.TABLE_PLACEHOLDER)
+            substitutions[concurrency.TABLE_PLACEHOLDER[2:-1]] = RUN_SLOT_TABLE_NAME
 
         policy = iam.state_machine_policy(self.result.definition, self.context)
         self.warnings.extend(self.context.warnings)
@@ -485,6 +504,100 @@ class _Builder:
         self.outputs["StateMachineName"] = {
             "Description": "The state machine's name",
             "Value": {"Fn::GetAtt": ["StateMachine", "Name"]},
+        }
+        if concurrency.has_guard(self.result.definition):
+            self._run_slots()
+
+    def _run_slots(self) -> None:
+        """max_active_runs: the run-slot table (or the one named) and the cleanup of runs that end unseen."""
+        self.parameters["RunSlotTable"] = {
+            "Type": "String",
+            "Default": "",
+            "Description": "Existing DynamoDB table (key LockName, a string) holding the DAG's run slots "
+            "(max_active_runs); empty: this stack creates one",
+            "AllowedPattern": "^$|^[a-zA-Z0-9_.-]{3,255}$",
+            "ConstraintDescription": "a DynamoDB table name (3-255 of letters, digits, _ . -) or empty",
+        }
+        self.conditions["CreateRunSlotTable"] = {"Fn::Equals": [{"Ref": "RunSlotTable"}, ""]}
+        self.resources["RunSlots"] = {
+            "Type": "AWS::DynamoDB::Table",
+            "Condition": "CreateRunSlotTable",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",  # run slots are live counters: nothing to keep
+            "Properties": {
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": concurrency.LOCK_KEY, "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": concurrency.LOCK_KEY, "KeyType": "HASH"}],
+            },
+        }
+        release = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReleaseRunSlot",
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:UpdateItem"],
+                    "Resource": [RUN_SLOT_TABLE_ARN],
+                }
+            ],
+        }
+        self.resources["RunSlotCleanupRole"] = _role(
+            "states.amazonaws.com",
+            f"Gives back the run slot of an execution of DAG {self.dag_id} that timed out, was stopped or failed",
+            {"ReleaseRunSlot": release},
+        )
+        self.resources["RunSlotCleanup"] = {
+            "Type": "AWS::StepFunctions::StateMachine",
+            "Properties": {
+                "StateMachineType": "STANDARD",
+                "RoleArn": {"Fn::GetAtt": ["RunSlotCleanupRole", "Arn"]},
+                "Definition": concurrency.cleanup_definition(concurrency.TABLE_PLACEHOLDER, self.dag_id),
+                "DefinitionSubstitutions": {concurrency.TABLE_PLACEHOLDER[2:-1]: RUN_SLOT_TABLE_NAME},
+            },
+        }
+        self.resources["RunSlotCleanupRuleRole"] = _role(
+            "events.amazonaws.com",
+            f"Lets EventBridge start the run-slot cleanup of DAG {self.dag_id}",
+            {
+                "StartRunSlotCleanup": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "StartExecution",
+                            "Effect": "Allow",
+                            "Action": ["states:StartExecution"],
+                            "Resource": [{"Ref": "RunSlotCleanup"}],
+                        }
+                    ],
+                }
+            },
+        )
+        self.resources["RunSlotCleanupRule"] = {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Description": f"An execution of DAG {self.dag_id} ended without giving back its run slot"[:512],
+                "State": "ENABLED",
+                "EventPattern": {
+                    "source": ["aws.states"],
+                    "detail-type": ["Step Functions Execution Status Change"],
+                    "detail": {
+                        "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                        # Executions of the state machine, of its versions and of its alias.
+                        "stateMachineArn": [{"Ref": "StateMachine"}, {"prefix": {"Fn::Sub": "${StateMachine}:"}}],
+                    },
+                },
+                "Targets": [
+                    {
+                        "Id": "RunSlotCleanup",
+                        "Arn": {"Ref": "RunSlotCleanup"},
+                        "RoleArn": {"Fn::GetAtt": ["RunSlotCleanupRuleRole", "Arn"]},
+                    }
+                ],
+            },
+        }
+        self.outputs["RunSlotTableName"] = {
+            "Description": "The DynamoDB table holding the DAG's run slots (max_active_runs)",
+            "Value": RUN_SLOT_TABLE_NAME,
         }
 
     # -- nested pipelines ----------------------------------------------------------
@@ -1004,6 +1117,8 @@ class _Builder:
         }
         if self.parameters:
             template["Parameters"] = self.parameters
+        if self.conditions:
+            template["Conditions"] = self.conditions
         template["Resources"] = self.resources
         template["Outputs"] = self.outputs
         return template

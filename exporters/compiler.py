@@ -23,7 +23,7 @@ import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exporters import asl, trigger_rules
+from exporters import asl, concurrency, trigger_rules
 from exporters.converters import (
     ConvertContext,
     Failure,
@@ -205,11 +205,10 @@ class Compiler:
             self._finish(exits, machine.states, top_done)
         if self._run_failed_name is not None:
             machine.add(*self._run_failed_states())
-        if getattr(dag, "max_active_runs", None) == 1:
-            self.warnings.append(
-                "max_active_runs=1 has no Step Functions setting: overlapping executions are possible; "
-                "keep the schedule interval longer than a run"
-            )
+        defaults_state = machine.states[0]
+        run_slots = concurrency.run_slot_limit(dag)
+        if run_slots is not None:
+            concurrency.add_guard(machine, dag, run_slots, self._names | {s.name for s in asl.walk(machine.states)})
         self.warnings.extend(check_quotas(machine, dag, len(self.tasks)))
         return ExportResult(
             dag.dag_id,
@@ -217,7 +216,7 @@ class Compiler:
             self.warnings,
             _integrations(machine),
             dict(self._entries),
-            defaults_state=machine.states[0],
+            defaults_state=defaults_state,
             origins={expr: list(refs) for expr, refs in self.translator.origins.items()},
         )
 

@@ -124,6 +124,8 @@ class PolicyContext:
     tracing: bool = False
     usages: dict[str, set[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # DynamoDB table name in the definition → the ARN the template grants on (the table actually used).
+    tables: Mapping[str, Any] = field(default_factory=dict)
 
     def use(self, param: str, how: str) -> None:
         self.usages.setdefault(param, set()).add(how)
@@ -556,8 +558,15 @@ class _Task:
             function = _sub(f"{ARN_HEAD}:lambda:{REGIONAL}:function:{name}")
         self.out.add("LambdaInvoke", ["lambda:InvokeFunction"], [function])
 
+    def dynamodb_item(self, action: str) -> None:
+        name = self.name_text("TableName")
+        table = self.context.tables.get(name) or _sub(f"{ARN_HEAD}:dynamodb:{REGIONAL}:table/{name}")
+        self.out.add("DynamoDBRunSlots", [f"dynamodb:{action}"], [table])
+
 
 _HANDLERS = {
+    "dynamodb:updateItem": lambda t: t.dynamodb_item("UpdateItem"),
+    "dynamodb:getItem": lambda t: t.dynamodb_item("GetItem"),
     "glue:startJobRun.sync": lambda t: t.glue_start(True),
     "glue:startJobRun": lambda t: t.glue_start(False),
     "sagemaker:createTrainingJob.sync": lambda t: t.training_job(True),
