@@ -55,6 +55,8 @@ ACQUIRE = "Acquire run slot"
 NO_SLOT = "No run slot in time"
 RELEASE = "Release run slot"
 RELEASE_AFTER_FAILURE = "Release run slot after failure"
+RESERVED_ERROR = "Step Functions error?"
+RENAMED_ERROR = "Name the Step Functions error"
 FAILED = "Run failed, slot released"
 
 
@@ -75,7 +77,8 @@ def queue_bound(dag: Any) -> tuple[int, int, int]:
     timeout = getattr(dag, "dagrun_timeout", None)
     bound = max(1, int((timeout or DEFAULT_QUEUE_BOUND).total_seconds()))
     interval = max(1, math.ceil(bound / MAX_POLLS))
-    return bound, interval, max(1, bound // interval - 1)  # -1: the last poll ends before the execution's timeout
+    # The last try ends well before the execution's own timeout (the run then fails naming the limit, not "timed out").
+    return bound, interval, max(1, int(0.9 * bound / interval) - 1)
 
 
 def add_guard(machine: asl.StateMachine, dag: Any, limit: int, taken: set[str]) -> None:
@@ -131,8 +134,25 @@ def add_guard(machine: asl.StateMachine, dag: Any, limit: int, taken: set[str]) 
         cause_path=f"$.{ERROR_KEY}.Cause",
         comment="The run's failure, as recorded before the slot was given back",
     )
-    release_failed.next = failed.name
-    release_failed.catch.append(asl.Catch([SLOT_TAKEN], failed.name, result_path=None))
+    # A Fail state may not raise an error named "States.*" (the ASL spec reserves them): such an error is named
+    # StepFunctionsError, its own name leading the cause.
+    reserved = asl.Choice(
+        names.new(RESERVED_ERROR),
+        choices=[asl.ChoiceRule(variable=f"$.{ERROR_KEY}.Error", operator="StringMatches", value="States.*")],
+        default=failed.name,
+    )
+    renamed = asl.Pass(
+        names.new(RENAMED_ERROR),
+        parameters={
+            "Error": "StepFunctionsError",
+            "Cause.$": f"States.Format('{{}}: {{}}', $.{ERROR_KEY}.Error, $.{ERROR_KEY}.Cause)",
+        },
+        result_path=f"$.{ERROR_KEY}",
+        next=failed.name,
+    )
+    reserved.choices[0].next = renamed.name
+    release_failed.next = reserved.name
+    release_failed.catch.append(asl.Catch([SLOT_TAKEN], reserved.name, result_path=None))
 
     succeeds = [s for s in body if isinstance(s, asl.Succeed)]
     done = succeeds[0] if succeeds else asl.Succeed(names.new("Done"))
@@ -152,7 +172,7 @@ def add_guard(machine: asl.StateMachine, dag: Any, limit: int, taken: set[str]) 
     _retarget(out, retarget)
     release_ok.next = done.name
     release_ok.catch.append(asl.Catch([SLOT_TAKEN], done.name, result_path=None))  # already given back
-    machine.states = [acquire, *out, release_ok, done, release_failed, failed, no_slot]
+    machine.states = [acquire, *out, release_ok, done, release_failed, reserved, renamed, failed, no_slot]
     machine.start_at = acquire.name
 
 

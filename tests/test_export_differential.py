@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from exporters import concurrency
 from tests import sfn_doubles
 
 CORPUS = sfn_doubles.ROOT / "tests" / "export_dags" / "differential"
@@ -216,6 +217,7 @@ class MockedServices:
         self.keys: dict[str, str] = {}
         self.invocations: Counter = Counter()
         self.lock = threading.Lock()
+        self.dynamodb: Any = None  # moto's DynamoDB, holding the run slots of DAGs with max_active_runs
 
     def load(self, result, dag, scenario: Scenario) -> None:
         from exporters.converters import result_key
@@ -342,11 +344,20 @@ def machine_account():
                 lambda self: (
                     self.states.context_object.context_object_data.get("State") is not None
                     and services.states.get(self.next_state_name, {}).get("Type") == "Task"
+                    # The max_active_runs guard talks to moto's DynamoDB for real: it must not change outcomes.
+                    and services.states[self.next_state_name].get("Resource") != concurrency.UPDATE_ITEM
                 ),
             )
             mp.setattr(environment.Environment, "get_current_mocked_response", lambda self: services.respond(self))
             import boto3
 
+            services.dynamodb = boto3.client("dynamodb", region_name=REGION)
+            services.dynamodb.create_table(
+                TableName=concurrency.DEFAULT_TABLE,
+                AttributeDefinitions=[{"AttributeName": concurrency.LOCK_KEY, "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": concurrency.LOCK_KEY, "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
             yield services, boto3.client("stepfunctions", region_name=REGION)
 
 
@@ -370,6 +381,11 @@ def run_machine(account, result, dag, scenario: Scenario, run_name: str) -> Obse
     runtime = [e for e in events if "States.Runtime" in json.dumps(e.get("executionFailedEventDetails", {}))]
     assert not runtime, f"{dag.dag_id} / {scenario.name}: uncatchable States.Runtime: {runtime}"
     ran = frozenset(tid for tid, entry in result.task_entries.items() if entry in entered)
+    if concurrency.has_guard(result.definition):  # max_active_runs: the run gave its slot back, however it ended
+        item = services.dynamodb.get_item(
+            TableName=concurrency.DEFAULT_TABLE, Key={concurrency.LOCK_KEY: {"S": dag.dag_id}}, ConsistentRead=True
+        )["Item"]
+        assert item[concurrency.COUNT] == {"N": "0"}, f"{dag.dag_id} / {scenario.name}: run slot kept: {item}"
     state = {"SUCCEEDED": "success", "FAILED": "failed"}.get(described["status"], described["status"])
     return Observed(state, ran, services.attempts())
 
