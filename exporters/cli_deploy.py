@@ -81,6 +81,7 @@ def add_subcommands(subparsers: Any) -> None:
     deploy.add_argument(
         "--no-schedule", action="store_true", help="deploy only the state machine; leave any schedule untouched"
     )
+    _concurrency_table_option(deploy)
 
     start = subparsers.add_parser("start", help="start an execution of the 'live' alias; prints the execution ARN")
     _aws_options(start)
@@ -102,6 +103,16 @@ def add_subcommands(subparsers: Any) -> None:
     )
     _aws_options(diff)
     diff.add_argument("--dags-folder", default=None, help="default: Airflow's [core] dags_folder")
+    _concurrency_table_option(diff)
+
+
+def _concurrency_table_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency-table",
+        metavar="NAME",
+        help="DynamoDB table holding the run slots of a DAG with max_active_runs (it must exist; default: "
+        "airflow-run-slots; the CloudFormation template creates one)",
+    )
 
 
 def run(args: argparse.Namespace, *, clients: AwsClients | None = None) -> int:
@@ -118,6 +129,7 @@ def run(args: argparse.Namespace, *, clients: AwsClients | None = None) -> int:
                 role_arn=args.role_arn,
                 schedule_role_arn=args.schedule_role_arn,
                 with_schedule=not args.no_schedule,
+                concurrency_table=args.concurrency_table,
             )
             print("\n".join(deploy_report_lines(report)))
             return 0
@@ -136,7 +148,13 @@ def run(args: argparse.Namespace, *, clients: AwsClients | None = None) -> int:
 
 def _diff(args: argparse.Namespace, clients: AwsClients) -> int:
     try:
-        result = dep.diff(clients, args.dag_id, name=args.name, dags_folder=args.dags_folder)
+        result = dep.diff(
+            clients,
+            args.dag_id,
+            name=args.name,
+            dags_folder=args.dags_folder,
+            concurrency_table=args.concurrency_table,
+        )
     except dep.NotDeployed as err:
         print(f"not deployed: {err}", file=sys.stderr)
         return dep.NOT_DEPLOYED

@@ -16,6 +16,10 @@ calls AWS to change what differs.
   state machine's role, else the IAM role named by convention
   (``<name>-sfn-role``); schedule role likewise (``<name>-scheduler-role``). When
   none exists the error says to deploy the CloudFormation template or pass the ARN.
+- The run-slot table of a DAG with ``max_active_runs`` (``exporters.concurrency``) is never
+  created here either: ``concurrency_table`` (``--concurrency-table``), else the table the
+  export names (``airflow-run-slots``); it must exist (the template creates one), and the
+  deployed definition names it.
 
 ``deploy`` runs six steps, each a function of its own: ``export_for_deploy`` (load, export,
 validate, translate the schedule: all before any AWS call), ``inspect_deployed`` (what exists,
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from exporters import concurrency
 from exporters.api import export_dag_object
 from exporters.aws_clients import IAM_ROLE_ARN_RE, AwsClients, AwsCommandError, error_code
 from exporters.loader import load_dag
@@ -57,6 +62,7 @@ STATES_PRINCIPAL = "states.amazonaws.com"
 SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
 
 NAME_RE = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
+TABLE_NAME_RE = re.compile(r"^[0-9A-Za-z_.-]{3,255}$")
 
 # Exit codes of ``diff``.
 NO_DRIFT, DRIFT, NOT_DEPLOYED = 0, 3, 4
@@ -552,6 +558,38 @@ def resolve_roles(
     return role, schedule_role
 
 
+def resolve_run_slot_table(clients: AwsClients, export: Export, table: str | None, notes: list[str]) -> Export:
+    """Step 3b, the run-slot table of a DAG with max_active_runs: it must exist; the definition names it."""
+    if not concurrency.has_guard(export.definition):
+        if table:
+            notes.append(f"--concurrency-table {table} ignored: DAG {export.dag_id!r} sets no max_active_runs limit")
+        return export
+    name = table or concurrency.DEFAULT_TABLE
+    flag = "--concurrency-table"
+    if not TABLE_NAME_RE.match(name):
+        raise DeployError(f"invalid DynamoDB table name {name!r} ({flag})", "use 3-255 of letters, digits, _ . -")
+    try:
+        clients.client("dynamodb").describe_table(TableName=name)
+    except Exception as err:
+        code = error_code(err)
+        if code in ("ResourceNotFoundException", "ResourceNotFound"):
+            raise DeployError(
+                f"DAG {export.dag_id!r} sets max_active_runs: its run slots need the DynamoDB table {name!r}, "
+                f"which does not exist in {clients.region}",
+                f"deploy the CloudFormation template (it creates the table) and pass {flag} with the table it names, "
+                f"or create it (partition key {concurrency.LOCK_KEY}, a string; on-demand) or pass {flag} NAME",
+            ) from None
+        if code in ("AccessDenied", "AccessDeniedException"):
+            notes.append(f"could not check the run-slot table {name} (no dynamodb:DescribeTable permission); using it")
+        else:
+            raise
+    if name == concurrency.DEFAULT_TABLE:
+        return export
+    definition = concurrency.with_table(export.definition, name)
+    text = json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
+    return replace(export, definition=definition, text=text)
+
+
 def apply_state_machine(clients: AwsClients, export: Export, deployed: Deployed, role: str) -> StateMachineOutcome:
     """Step 4, the state machine: create it, or update it in place when its definition or role differ.
 
@@ -673,6 +711,7 @@ def deploy(
     with_schedule: bool = True,
     dag: Any = None,
     now: datetime | None = None,
+    concurrency_table: str | None = None,
 ) -> DeployReport:
     """Create or update the state machine, its ``live`` alias and its schedule; return what was done.
 
@@ -710,6 +749,7 @@ def _deploy_export(
     role, schedule_role = resolve_roles(
         clients, export, deployed, role_arn=role_arn, schedule_role_arn=schedule_role_arn, notes=notes
     )
+    export = resolve_run_slot_table(clients, export, concurrency_table, notes)
     state_machine = apply_state_machine(clients, export, deployed, role)
     alias = apply_alias(clients, export, deployed.target, state_machine.version_arn)
     schedule = apply_schedule(clients, export, deployed, schedule_role, now=now or datetime.now(UTC), notes=notes)
@@ -843,6 +883,7 @@ def diff(
     dags_folder: str | Path | None = None,
     dag: Any = None,
     definition: dict[str, Any] | None = None,
+    concurrency_table: str | None = None,
 ) -> DiffResult:
     """The deployed definition (``live``'s version, else the current revision) against a fresh export.
 
@@ -853,4 +894,6 @@ def diff(
     _, deployed, label = deployed_definition(clients, sm_name)
     if definition is None:
         definition = export_dag_object(dag if dag is not None else load_dag(dag_id, dags_folder)).definition
+    if concurrency_table and concurrency.has_guard(definition):  # the table deploy was told to use
+        definition = concurrency.with_table(definition, concurrency_table)
     return diff_definitions(deployed["definition"], definition, label=label, dag_id=dag_id)

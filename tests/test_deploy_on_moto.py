@@ -29,6 +29,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from exporters import concurrency
 from exporters import deploy as dep
 from exporters import schedule as schedule_module
 from exporters.__main__ import main
@@ -98,8 +99,19 @@ def make_role(aws, name: str, principal: str) -> str:
     return aws.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
 
+def make_run_slot_table(aws, name: str = concurrency.DEFAULT_TABLE) -> None:
+    """The DynamoDB table the retraining DAG's max_active_runs guard needs (the template would create it)."""
+    aws.client("dynamodb").create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": concurrency.LOCK_KEY, "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": concurrency.LOCK_KEY, "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 @pytest.fixture
 def roles(aws) -> dict[str, str]:
+    make_run_slot_table(aws)
     return {
         "sfn": make_role(aws, "RetrainingStatesRole", "states.amazonaws.com"),
         "scheduler": make_role(aws, "RetrainingSchedulerRole", "scheduler.amazonaws.com"),
@@ -206,7 +218,9 @@ def test_deploy_creates_state_machine_live_alias_and_schedule(aws, capsys, deplo
     assert "state machine: created, version 1" in out
     assert "alias live -> version 1: created" in out
     assert f"schedule {DAG_ID}: created, {spec.expression} UTC -> alias live" in out
-    assert "max_active_runs=1" in out  # the exporter's warnings are shown
+    assert concurrency.has_guard(
+        json.loads(described["definition"])
+    )  # max_active_runs=1: the run-slot guard, on the table that exists
 
 
 def test_redeploy_without_changes_calls_no_update(aws, capsys, deploy_args):
@@ -290,6 +304,7 @@ def test_recovers_a_missing_alias_by_publishing_the_current_revision(aws, capsys
 
 
 def test_roles_found_by_convention(aws, capsys):
+    make_run_slot_table(aws)
     make_role(aws, f"{DAG_ID}-sfn-role", "states.amazonaws.com")
     make_role(aws, f"{DAG_ID}-scheduler-role", "scheduler.amazonaws.com")
     code, out, err = cli(capsys, "deploy", DAG_ID, "--endpoint-url", aws.endpoint_url)
@@ -662,7 +677,9 @@ def test_deploy_returns_a_typed_report_and_prints_nothing(aws, capsys, roles, tm
     assert report.alias == dep.AliasOutcome("created", None)
     assert (report.schedule.action, report.schedule.name) == ("created", DAG_ID)
     assert (report.state_machine_arn, report.alias_arn, report.changed) == (arn, alias_arn, True)
-    assert any("max_active_runs" in warning for warning in report.export_warnings)
+    assert concurrency.has_guard(
+        json.loads(aws.client("stepfunctions").describe_state_machine(stateMachineArn=arn)["definition"])
+    )
 
     changed_folder = changed_dags(tmp_path, THRESHOLD_0_10, THRESHOLD_0_25)
     changed = dep.deploy(DAG_ID, dag=load(changed_folder), **options)

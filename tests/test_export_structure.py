@@ -389,8 +389,9 @@ def test_state_names_are_task_ids_and_short(retraining, retraining_dag):
         assert task_id in names
 
 
-def test_max_active_runs_warning(retraining):
-    assert any("max_active_runs" in w for w in retraining.warnings)
+def test_max_active_runs_is_a_run_slot_guard_not_a_warning(retraining):
+    assert not any("max_active_runs" in w for w in retraining.warnings)
+    assert retraining.definition["StartAt"] == "Acquire run slot"
 
 
 def test_export_is_deterministic_in_process(retraining):

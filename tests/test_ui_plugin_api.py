@@ -270,7 +270,7 @@ def test_the_view_shows_the_graph_with_every_stage_and_the_choice_rule(ui):
         assert f">{task_id}</text>" in svg, task_id
     assert CHOICE_RULE in svg
     assert 'data-status="exportable"' in html and ">Exportable<" in html
-    assert "max_active_runs=1 has no Step Functions setting" in html  # the export's warning
+    assert "Acquire run slot" in svg  # max_active_runs=1: the run-slot guard
     assert "<script>alert" not in html and "<?xml" not in html
 
 
