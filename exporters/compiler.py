@@ -208,7 +208,7 @@ class Compiler:
         defaults_state = machine.states[0]
         run_slots = concurrency.run_slot_limit(dag)
         if run_slots is not None:
-            concurrency.add_guard(machine, dag, run_slots, self._names | {s.name for s in asl.walk(machine.states)})
+            concurrency.add_guard(machine, dag, run_slots, {s.name for s in asl.walk(machine.states)})
         self.warnings.extend(check_quotas(machine, dag, len(self.tasks)))
         return ExportResult(
             dag.dag_id,

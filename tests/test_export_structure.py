@@ -133,6 +133,7 @@ def test_golden_definition(retraining):
 def test_stage_order_through_next(retraining):
     happy = walk(retraining.definition, choose=succeeding)
     assert happy == [
+        "Acquire run slot",  # max_active_runs=1
         "Param defaults",
         "Apply params",
         "extract_transform_load",
@@ -144,10 +145,12 @@ def test_stage_order_through_next(retraining):
         "create_model",
         "create_endpoint_config",
         "update_endpoint",
+        "Release run slot",
+        "Done",
     ]
     # One attempt of the deploy: a single-branch Parallel, so the task's retries re-run all of it.
     deploy = retraining.definition["States"]["update_endpoint"]
-    assert deploy["End"] is True
+    assert deploy["Next"] == "Release run slot"
     assert walk(deploy["Branches"][0]) == [
         "update_endpoint: request",
         "update_endpoint: endpoint exists?",
