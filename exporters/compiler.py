@@ -137,6 +137,9 @@ class Compiler:
         self.plans: dict[str, TaskPlan] = {}
         self.inspected: set[str] = set()  # tasks whose outcome some state reads
         self.skip_marks: dict[tuple[str, str], dict[str, str]] = {}  # (branch, taken target) -> {task: outcome}
+        # (branch, its outcome when it did not choose) -> {task in its sub-graphs: outcome}
+        self.unchosen_marks: dict[tuple[str, str], dict[str, str]] = {}
+        self._exit_outcomes: dict[int, str] = {}  # id(port) -> the task outcome that exit stands for
         self._chain_memo: dict[tuple[str, str], bool] = {}
         self._converters: dict[Any, Any] = {}  # operator class (or its import paths) -> converter
         self._cuts: set[str] = set()  # tasks after which only their own outcome matters (TaskGraph.cut_points)
@@ -372,15 +375,28 @@ class Compiler:
     def _analyse_branch(self, node: Branch, after: Later | None, in_parallel: bool) -> None:
         region_tasks = [t for region in node.regions.values() for t in tasks_in(region)]
         self._plan(node.task_id, Later([region_tasks], 0, after), in_parallel)
-        if self.plans[node.task_id].possible != {SUCCESS}:
-            raise StructureProblem(
-                node.task_id,
-                "a branch task that can end without choosing (it can fail, be skipped or upstream_failed while "
-                "the run goes on) is not supported",
-                "let a failure of the branch task end the run (no handler or non-default trigger rule around it)",
-            )
+        plan = self.plans[node.task_id]
+        # A sub-graph runs only when the branch task chose it, i.e. succeeded: plan it so.
+        possible, plan.possible = plan.possible, frozenset({SUCCESS})
         for region in node.regions.values():
             self._analyse(region, after, in_parallel)
+        plan.possible = possible
+        # When it did not choose (failed, skipped, upstream_failed), Airflow decides every target by its trigger rule.
+        for outcome in sorted(possible - {SUCCESS}):
+            forced = self._forced({node.task_id: frozenset({outcome})}, region_tasks)
+            if forced is None:
+                raise StructureProblem(
+                    node.task_id,
+                    f"when it ends {outcome}, Airflow runs tasks after its targets (a target's sub-graph has a "
+                    "trigger rule that fires then), but a branch's sub-graphs run only when it chooses them",
+                    "handle the branch task's failure after the join (e.g. a one_failed task downstream of it), "
+                    "or give the targets' sub-graphs trigger rules that fail or skip with it (e.g. all_success)",
+                )
+            for tid, outcomes in forced.items():
+                self.plans[tid].possible |= outcomes
+            self.unchosen_marks[(node.task_id, outcome)] = {
+                tid: next(iter(outcomes)) if len(outcomes) == 1 else "" for tid, outcomes in forced.items()
+            }
         # Airflow skips the targets not chosen; their sub-graphs must then stay unrun, as nothing runs them here.
         for taken in node.regions:
             marks: dict[str, str] = {}
@@ -627,7 +643,8 @@ class Compiler:
         if not gate.branches and gate.default != RUN:
             # Known at export time not to run: only its mark (when read), or the run's end.
             if tid in self.inspected or gate.default in plan.aborts:
-                return self._not_run(tid, gate.default, out, None)
+                entry, exits = self._not_run(tid, gate.default, out, None)
+                return entry, self._labelled(exits, gate.default)
             return None, []
         choice = None
         if gate.branches:
@@ -655,7 +672,13 @@ class Compiler:
         entry, exits = self._not_run(tid, decision, out, port)
         if entry is not None:
             port.link(entry)
-        return exits
+        return self._labelled(exits, decision)
+
+    def _labelled(self, ports: list[Port], outcome: str) -> list[Port]:
+        """``ports`` noted as the exits where the task ended in ``outcome`` (a branch's unchosen paths need it)."""
+        for port in ports:
+            self._exit_outcomes[id(port)] = outcome
+        return ports
 
     def _not_run(self, tid: str, decision: str, out: list[asl.State], port: Port | None):
         """Where a gate decision not to run leads: the run's end (if it can only fail), a mark, or straight on."""
@@ -694,7 +717,7 @@ class Compiler:
                     comment=f"{failure.error}: recorded as the task's failure",
                 )
                 out.append(state)
-                return state.name, [Port(state)]
+                return state.name, self._labelled([Port(state)], FAILED)
             fail = asl.Fail(state_name(tid), error=failure.error, cause=failure.cause)
             out.append(fail)
             return fail.name, []
@@ -710,7 +733,7 @@ class Compiler:
                 if plan.caught:
                     catch = asl.Catch(["States.ALL"], "", result_path=outcome_path(tid))
                     failure.state.catch.append(catch)
-                    exits.append(Port(catch))
+                    exits.extend(self._labelled([Port(catch)], FAILED))
                 continue
             if plan.caught:
                 record = asl.Pass(
@@ -719,7 +742,7 @@ class Compiler:
                     result_path=outcome_path(tid),
                 )
                 out.append(record)
-                exits.append(Port(record))
+                exits.extend(self._labelled([Port(record)], FAILED))
             else:
                 record = asl.Fail(
                     self._unique_name(state_name(tid, f"failed: {failure.error}")),
@@ -746,6 +769,9 @@ class Compiler:
         tid = node.task_id
         fragment = self.fragments[tid]
         entry, exits = self._emit_task(tid, out)
+        exits = self._mark_unchosen(tid, exits, out)
+        if SUCCESS not in self.plans[tid].possible:
+            return entry, exits  # it never chooses: no sub-graph runs
         for target, region in node.regions.items():
             port = fragment.branches[target]
             chain: list[Port] = [port]
@@ -769,6 +795,35 @@ class Compiler:
                 self._link(chain, region_entry)
                 exits.extend(region_exits)
         return entry, exits
+
+    def _mark_unchosen(self, tid: str, exits: list[Port], out: list[asl.State]) -> list[Port]:
+        """The branch task's exits without a choice, through the marks of its sub-graphs' tasks (those read later)."""
+        passing: list[Port] = []
+        by_marks: dict[tuple[tuple[str, str], ...], list[Port]] = {}
+        for port in exits:
+            outcome = self._exit_outcomes.get(id(port), "")
+            marks = self.unchosen_marks.get((tid, outcome), {})
+            read = tuple(sorted((marked, mark) for marked, mark in marks.items() if marked in self.inspected))
+            for marked, mark in read:
+                if not mark:
+                    raise StructureProblem(marked, f"its outcome when {tid!r} ends {outcome} is not known at export")
+            if read:
+                by_marks.setdefault(read, []).append(port)
+            else:
+                passing.append(port)
+        for read, chain in sorted(by_marks.items()):
+            for marked, mark in read:
+                state = asl.Pass(
+                    self._unique_name(state_name(marked, f"{mark} ({tid} chose none)")),
+                    result=mark,
+                    result_path=outcome_path(marked),
+                    comment=f"{tid!r} did not choose: Airflow marks {marked!r} {mark}",
+                )
+                out.append(state)
+                self._link(chain, state.name)
+                chain = [Port(state)]
+            passing.extend(chain)
+        return passing
 
     # -- params and the run's end ---------------------------------------------
     def _param_states(self) -> list[asl.State]:

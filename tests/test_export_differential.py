@@ -45,6 +45,7 @@ DAG_IDS = (
     "diff_fan",
     "diff_nested",
     "diff_branch_join",
+    "diff_branch_failure",
     "diff_handlers",
     "diff_handler_leaf",
     "diff_handler_on_fail",
@@ -352,12 +353,6 @@ def machine_account():
             import boto3
 
             services.dynamodb = boto3.client("dynamodb", region_name=REGION)
-            services.dynamodb.create_table(
-                TableName=concurrency.DEFAULT_TABLE,
-                AttributeDefinitions=[{"AttributeName": concurrency.LOCK_KEY, "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": concurrency.LOCK_KEY, "KeyType": "HASH"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
             yield services, boto3.client("stepfunctions", region_name=REGION)
 
 

@@ -1,10 +1,11 @@
 """DAGs for the differential test (tests/test_export_differential.py): Airflow's dag.test() vs the exported machine.
 
 Each shape the failure model must get right: chains, fan-out/fan-in, nested fan-out,
-branches that join, several handlers on one task, a handler as the only leaf, a
-handler on a FailRunOperator, graphs that are not series-parallel, every trigger
-rule, retries and timeouts, stock provider operators. Glue job runs stand for any
-AWS call; the metric check is a Lambda returning ``trainingMetrics``.
+branches that join, a branch task that fails while the run goes on, several
+handlers on one task, a handler as the only leaf, a handler on a FailRunOperator,
+graphs that are not series-parallel, every trigger rule, retries and timeouts,
+stock provider operators. Glue job runs stand for any AWS call; the metric check
+is a Lambda returning ``trainingMetrics``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ with DAG(dag_id="diff_branch_join", schedule=None, params=PARAMS) as diff_branch
     j_join = EmptyOperator(task_id="join", trigger_rule="none_failed_min_one_success")
     metric_check() >> metric_choice("choose", "good", "bad") >> [glue("good"), glue("bad")] >> j_join
     j_join >> glue("after")
+
+with DAG(dag_id="diff_branch_failure", schedule=None, params=PARAMS) as diff_branch_failure:
+    # The choice fails (metric missing) or is upstream_failed (the check fails): no target runs, the run goes on.
+    bf_report = EmptyOperator(task_id="report", trigger_rule="none_failed")
+    metric_check() >> metric_choice("choose", "good", "bad") >> [glue("good"), glue("bad", **RETRY)] >> bf_report
+    bf_report >> EmptyOperator(task_id="wrap_up", trigger_rule="all_done") >> glue("after")
 
 with DAG(dag_id="diff_handlers", schedule=None, params=PARAMS) as diff_handlers:
     h_b = glue("b", **RETRY)
