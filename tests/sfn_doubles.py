@@ -370,4 +370,20 @@ def installed() -> Iterator[Doubles]:
         _install_sagemaker(mp, doubles)
         _install_glue(mp, doubles)
         _install_lambda(mp)
+        create_run_slot_table()
         yield doubles
+
+
+def create_run_slot_table(region: str = "us-east-1") -> None:
+    """The DynamoDB table of the max_active_runs guard (exporters.concurrency), in moto (the template creates it)."""
+    # Lazy like the other doubles: importing this module must not load boto3 or the exporter.
+    import boto3
+
+    from exporters import concurrency
+
+    boto3.client("dynamodb", region_name=region).create_table(
+        TableName=concurrency.DEFAULT_TABLE,
+        AttributeDefinitions=[{"AttributeName": concurrency.LOCK_KEY, "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": concurrency.LOCK_KEY, "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from exporters import concurrency
 from tests import sfn_doubles
 
 REGION = "us-east-1"
@@ -127,6 +128,7 @@ class World:
         self.glue = boto3.client("glue", region_name=REGION)
         self.iam = boto3.client("iam", region_name=REGION)
         self.awslambda = boto3.client("lambda", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
         self.role = self.iam.create_role(RoleName="retraining", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         self._runs = itertools.count(1)
         self.machine = self.sfn.create_state_machine(
@@ -156,6 +158,9 @@ class World:
 
     def reset(self) -> None:
         self.doubles.reset()
+        # A run the test stopped keeps its max_active_runs slot (on AWS the template's cleanup rule frees it).
+        slot = {concurrency.LOCK_KEY: {"S": "model_retraining"}}
+        self.dynamodb.delete_item(TableName=concurrency.DEFAULT_TABLE, Key=slot)
         for endpoint in self.sagemaker.list_endpoints()["Endpoints"]:
             self.sagemaker.delete_endpoint(EndpointName=endpoint["EndpointName"])
         for config in self.sagemaker.list_endpoint_configs()["EndpointConfigs"]:

@@ -264,14 +264,24 @@ def test_choice_finds_the_metric_by_name_and_compares_with_the_threshold_param(r
         {"Variable": value, "NumericLessThanPath": "$.params.threshold", "Next": "create_model"},
     ]
     assert choice["Default"] == "model_accuracy_too_low"
-    # Airflow fails the branch task (AirflowFailException, no retry); nothing else would run: the run fails.
-    assert states[failed]["Type"] == "Fail" and states[failed]["Error"] == "MetricRuleNotEvaluable"
+    # Airflow fails the branch task (AirflowFailException, no retry); nothing else would run: the run fails
+    # with that error, once the run slot (max_active_runs=1) is given back.
+    assert states[failed]["Result"]["Error"] == "MetricRuleNotEvaluable"
+    assert states[failed]["Next"] == "Release run slot after failure"
 
 
 def test_default_branch_fails_like_the_fail_run_operator(retraining, retraining_dag):
     fail = retraining.definition["States"]["model_accuracy_too_low"]
     task = retraining_dag.get_task("model_accuracy_too_low")
-    assert fail == {"Type": "Fail", "Error": "ModelAccuracyTooLow", "Cause": task.cause}
+    # Recorded, then the run slot (max_active_runs=1) is given back and the run fails with this error and cause.
+    assert fail["Result"] == {"Error": "ModelAccuracyTooLow", "Cause": task.cause}
+    assert fail["Next"] == "Release run slot after failure"
+    assert retraining.definition["States"]["Run failed, slot released"] == {
+        "Type": "Fail",
+        "Comment": "The run's failure, as recorded before the slot was given back",
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
+    }
     assert task.error == "ModelAccuracyTooLow"
 
 
@@ -374,7 +384,7 @@ def test_timeouts_equal_execution_timeout_and_dagrun_timeout(retraining, retrain
 
 def test_param_defaults_state_holds_every_dag_param(retraining, retraining_dag):
     definition = retraining.definition
-    assert definition["StartAt"] == "Param defaults"
+    assert definition["States"][definition["StartAt"]]["Next"] == "Param defaults"  # after Acquire run slot
     defaults = definition["States"]["Param defaults"]["Parameters"]["param_defaults"]
     assert defaults == {name: retraining_dag.params[name] for name in retraining_dag.params}
     apply = definition["States"]["Apply params"]
