@@ -77,6 +77,14 @@ CORPUS = [
         ["register a converter", "Wait"],
         id="sensor",
     ),
+    pytest.param(
+        "branch_target_runs_on_failure.py",
+        "bad_branch_target_runs_on_failure",
+        "choose",
+        ["when it ends failed", "run only when it chooses them"],
+        ["after the join", "all_success"],
+        id="branch target that runs when the branch task fails",
+    ),
 ]
 
 
