@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporters import concurrency
 from exporters.api import DEFINITION_FILE, export_dag_object, write_atomically
 from exporters.errors import ExporterError
 from exporters.loader import load_dag
@@ -121,7 +122,7 @@ def unanswered_integrations(definition: dict[str, Any]) -> list[str]:
     """``state: resource`` for each Task the local backend cannot answer (e.g. S3, nested state machines)."""
     return [
         f"state {name!r} calls {state.get('Resource')}"
-        for name, state in _task_states(definition.get("States", {}))
+        for name, state in _task_states(concurrency.local_stand_in(definition).get("States", {}))
         if not str(state.get("Resource", "")).startswith(LOCAL_RESOURCE_PREFIXES)
     ]
 
@@ -372,7 +373,9 @@ def execute(
         sfn = StepFunctionsParserBackend(region_name=REGION, account_id=ACCOUNT)
         try:
             state_machine = sfn.create_state_machine(
-                name=_machine_name(machine), definition=json.dumps(definition), roleArn=ROLE_ARN
+                name=_machine_name(machine),
+                definition=json.dumps(concurrency.local_stand_in(definition)),  # max_active_runs: no table locally
+                roleArn=ROLE_ARN,
             )
         except InvalidDefinition as err:  # the interpreter cannot parse what we exported
             raise LocalRunError(

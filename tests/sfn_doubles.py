@@ -130,7 +130,8 @@ class Doubles:
         return [c for c in self.calls if c.action == action]
 
     def actions(self) -> list[str]:
-        return [c.action for c in self.calls]
+        """The DAG's service calls, in order (the max_active_runs guard's run-slot writes: ``calls_to`` them)."""
+        return [c.action for c in self.calls if c.action != RUN_SLOT_WRITE]
 
     def fail_calls(
         self, action: str, times: int, code: str = "ThrottlingException", message: str = "Rate exceeded"
@@ -372,6 +373,9 @@ def installed() -> Iterator[Doubles]:
         _install_lambda(mp)
         create_run_slot_table()
         yield doubles
+
+
+RUN_SLOT_WRITE = "dynamodb:updateItem"  # exporters.concurrency.UPDATE_ITEM, after arn:aws:states:::
 
 
 def create_run_slot_table(region: str = "us-east-1") -> None:

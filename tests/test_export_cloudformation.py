@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from exporters import cloudformation, concurrency
 from exporters.api import export_dag_object
 from exporters.aws_clients import IAM_ROLE_ARN_RE
 from exporters.cloudformation import (
@@ -99,6 +100,10 @@ def substituted_definition(template: dict) -> dict:
     props = template["Resources"]["StateMachine"]["Properties"]
     text = json.dumps(props["Definition"])
     for key, value in props.get("DefinitionSubstitutions", {}).items():
+        if key == "RunSlotTableName":  # the table the stack creates (or RunSlotTable names): the export's default name
+            assert value == cloudformation.RUN_SLOT_TABLE_NAME
+            text = text.replace("${" + key + "}", concurrency.DEFAULT_TABLE)
+            continue
         assert value == {"Ref": key}
         text = text.replace("${" + key + "}", template["Parameters"][key]["Default"])
     assert "${" not in text
@@ -414,7 +419,15 @@ def test_template_json_is_deterministic_and_keeps_the_state_order(retraining):
     second = template_json(build(retraining, include_lambda=True, include_glue=True))
     assert first == second and first.endswith("\n")
     parsed = json.loads(first)
-    assert list(parsed) == ["AWSTemplateFormatVersion", "Description", "Metadata", "Parameters", "Resources", "Outputs"]
+    assert list(parsed) == [
+        "AWSTemplateFormatVersion",
+        "Description",
+        "Metadata",
+        "Parameters",
+        "Conditions",  # max_active_runs=1: create the run-slot table unless RunSlotTable names one
+        "Resources",
+        "Outputs",
+    ]
     assert list(parsed["Resources"]) == sorted(parsed["Resources"])
     assert list(parsed["Parameters"]) == sorted(parsed["Parameters"])
     states = parsed["Resources"]["StateMachine"]["Properties"]["Definition"]["States"]

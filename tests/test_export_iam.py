@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exporters import iam
+from exporters import cloudformation, iam
 from exporters.api import export_dag_object
 from exporters.cloudformation import _glue_requests, build_template
 from exporters.errors import ExporterError
@@ -67,6 +67,8 @@ def by_sid(statements: list[dict]) -> dict[str, dict]:
 # ---------------------------------------------------------------------------
 
 RETRAINING_EXPECTED = {
+    # max_active_runs=1: the run-slot guard writes only the template's table (created, or named by RunSlotTable).
+    "DynamoDBRunSlots": ({"dynamodb:UpdateItem"}, [cloudformation.RUN_SLOT_TABLE_ARN]),
     "GlueJobRunSync": (
         {"glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"},
         [{"Fn::Sub": f"{HEAD}:glue:{REGIONAL}:job/${{GlueJobName}}"}],
@@ -188,9 +190,11 @@ def test_state_machine_arns_use_partition_region_and_account(retraining):
     for statement in role_policy(template_for(retraining, logging_level="OFF")):
         for resource in statement["Resource"]:
             if "Fn::Sub" in resource:
-                assert resource["Fn::Sub"].startswith(f"{HEAD}:")
-                assert "${AWS::AccountId}" in resource["Fn::Sub"]
-                assert "123456789012" not in resource["Fn::Sub"]
+                text = resource["Fn::Sub"]
+                text = text[0] if isinstance(text, list) else text  # [text, variables]
+                assert text.startswith(f"{HEAD}:")
+                assert "${AWS::AccountId}" in text
+                assert "123456789012" not in text
 
 
 def test_scheduler_and_rule_roles_may_only_start_this_state_machine(retraining):
