@@ -728,10 +728,22 @@ def deploy(
     parent = dag if dag is not None else load_dag(dag_id, dags_folder)
     export = export_for_deploy(parent, name=name, with_schedule=with_schedule)
     children = [export_for_deploy(nested.dag, with_schedule=with_schedule) for nested in nested_children(parent)]
+    # Every run-slot table (max_active_runs) is checked before anything is deployed.
+    notes: dict[str, list[str]] = {item.dag_id: [] for item in [*children, export]}
+    children = [
+        resolve_run_slot_table(
+            clients, child, concurrency_table if concurrency.has_guard(child.definition) else None, notes[child.dag_id]
+        )
+        for child in children
+    ]
+    export = resolve_run_slot_table(clients, export, concurrency_table, notes[export.dag_id])
     child_reports = tuple(
-        _deploy_export(clients, child, role_arn=None, schedule_role_arn=None, now=now) for child in children
+        _deploy_export(clients, child, role_arn=None, schedule_role_arn=None, now=now, notes=notes[child.dag_id])
+        for child in children
     )
-    report = _deploy_export(clients, export, role_arn=role_arn, schedule_role_arn=schedule_role_arn, now=now)
+    report = _deploy_export(
+        clients, export, role_arn=role_arn, schedule_role_arn=schedule_role_arn, now=now, notes=notes[export.dag_id]
+    )
     return replace(report, dag_id=dag_id, children=child_reports)
 
 
@@ -742,14 +754,13 @@ def _deploy_export(
     role_arn: str | None,
     schedule_role_arn: str | None,
     now: datetime | None,
+    notes: list[str],
 ) -> DeployReport:
-    """Steps 2-6 for one exported DAG."""
+    """Steps 2-6 for one exported DAG (its run-slot table already resolved)."""
     deployed = inspect_deployed(clients, export)
-    notes: list[str] = []
     role, schedule_role = resolve_roles(
         clients, export, deployed, role_arn=role_arn, schedule_role_arn=schedule_role_arn, notes=notes
     )
-    export = resolve_run_slot_table(clients, export, concurrency_table, notes)
     state_machine = apply_state_machine(clients, export, deployed, role)
     alias = apply_alias(clients, export, deployed.target, state_machine.version_arn)
     schedule = apply_schedule(clients, export, deployed, schedule_role, now=now or datetime.now(UTC), notes=notes)
