@@ -371,7 +371,8 @@ def test_good_model_is_deployed_to_a_new_endpoint_with_the_param_defaults(world,
         "EndpointConfigName": model_name,
         "EndpointArn": endpoint["EndpointArn"],
     }
-    assert outcome.entered()[-1] == "update_endpoint: deployed"
+    # max_active_runs=1: the run gives its slot back, then ends.
+    assert outcome.entered()[-3:] == ["update_endpoint: deployed", "Release run slot", "Done"]
 
 
 def test_good_model_updates_the_existing_endpoint(world, defaults):
@@ -397,7 +398,12 @@ def test_a_failed_endpoint_update_fails_the_run_and_the_old_config_keeps_serving
 
     assert outcome.status == "FAILED"
     assert outcome.error == "EndpointDeployFailed"
-    assert outcome.entered()[-1] == "update_endpoint: failed"
+    assert "update_endpoint: failed" in outcome.entered()  # then the run slot is given back (max_active_runs=1)
+    assert outcome.entered()[-3:] == [
+        "Release run slot after failure",
+        "Step Functions error?",
+        "Run failed, slot released",
+    ]
     endpoint = world.sagemaker.describe_endpoint(EndpointName=defaults["endpoint_name"])
     assert endpoint["EndpointConfigName"] == "churn-model-previous"
 
@@ -417,7 +423,13 @@ def test_poor_model_fails_the_run_and_deploys_nothing(world, dag, defaults, vali
     fail = dag.get_task("model_accuracy_too_low")
     assert outcome.status == "FAILED"
     assert (outcome.error, outcome.cause) == (fail.error, fail.cause)
-    assert outcome.entered()[-2:] == ["accuracy_check", "model_accuracy_too_low"]
+    assert outcome.entered()[-5:] == [
+        "accuracy_check",
+        "model_accuracy_too_low",
+        "Release run slot after failure",  # max_active_runs=1
+        "Step Functions error?",
+        "Run failed, slot released",
+    ]
     assert world.doubles.actions() == ["glue:startJobRun.sync", "sagemaker:createTrainingJob.sync", "lambda:invoke"]
     assert not DEPLOY_ACTIONS & set(world.doubles.actions())
     assert world.sagemaker.list_models()["Models"] == []
@@ -592,7 +604,12 @@ def test_a_missing_metric_fails_the_run_and_deploys_nothing(world):
 
     # Airflow fails the branch task (AirflowFailException); here a Fail state, never an uncatchable runtime error.
     assert (outcome.status, outcome.error) == ("FAILED", "MetricRuleNotEvaluable")
-    assert outcome.entered()[-1] == "accuracy_check: failed: MetricRuleNotEvaluable"
+    assert outcome.entered()[-4:] == [
+        "accuracy_check: failed: MetricRuleNotEvaluable",
+        "Release run slot after failure",  # max_active_runs=1
+        "Step Functions error?",
+        "Run failed, slot released",
+    ]
     assert not any("States.Runtime" in json.dumps(e.get("executionFailedEventDetails", {})) for e in outcome.events)
     assert not DEPLOY_ACTIONS & set(world.doubles.actions())
 
