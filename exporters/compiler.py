@@ -383,7 +383,7 @@ class Compiler:
         plan.possible = possible
         # When it did not choose (failed, skipped, upstream_failed), Airflow decides every target by its trigger rule.
         for outcome in sorted(possible - {SUCCESS}):
-            forced = self._forced({node.task_id: frozenset({outcome})}, region_tasks)
+            forced, _ = self._forced({node.task_id: frozenset({outcome})}, region_tasks)
             if forced is None:
                 raise StructureProblem(
                     node.task_id,
