@@ -207,6 +207,13 @@ def _sagemaker_service_class(client_for: Callable[[str, str], Any]):
     return StateTaskServiceSageMaker
 
 
+def aws_start_time(start: datetime.datetime) -> str:
+    """``$$.Execution.StartTime`` as Step Functions gives it (``2026-11-25T06:00:00.123Z``); moto 5.2.5 passes
+    a ``datetime``, which intrinsic functions (the schedule-time values' ``States.StringSplit``) reject."""
+    start = start.astimezone(datetime.UTC)
+    return start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{start.microsecond // 1000:03d}Z"
+
+
 def _with_request_id(parsed: dict[str, Any], **_: Any) -> None:
     """AWS answers every call with a request id, which the interpreter's error causes quote; the local backend
     sends none, so give each answer one (the interpreter would fail with KeyError 'RequestId')."""
@@ -351,6 +358,7 @@ def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[threadin
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
     from moto.stepfunctions.parser.asl.utils import boto_client
+    from moto.stepfunctions.parser.backend.execution import Execution
 
     if not _ACTIVE.acquire(blocking=False):
         raise RuntimeError("another local state machine run is active in this process")
@@ -403,6 +411,14 @@ def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[threadin
                 env.program_state_event.wait(left)
 
         patches.setattr(wait_function.WaitFunction, "_wait_interval", _wait_interval)
+        start_details = Execution.get_start_execution_details
+
+        def get_start_execution_details(self):
+            details = start_details(self)
+            details.start_time = aws_start_time(self.start_date)
+            return details
+
+        patches.setattr(Execution, "get_start_execution_details", get_start_execution_details)
         stopping = threading.Event()
         patches.setattr(
             retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: stopping.wait(max(0.0, seconds * time_scale)))

@@ -122,15 +122,17 @@ def test_exact_values_for_one_run(aws, airflow_db):
 @pytest.fixture
 def aws_start_time(monkeypatch):
     """moto 5.2.5 puts a ``datetime`` in ``$$.Execution.StartTime``; Step Functions a string like
-    ``2026-11-25T06:00:00.123Z`` (what intrinsic functions receive). Give the interpreter AWS's form."""
+    ``2026-11-25T06:00:00.123Z`` (what intrinsic functions receive). Give the interpreter AWS's form, as
+    ``python -m exporters run --local`` does."""
     from moto.stepfunctions.parser.backend.execution import Execution
+
+    from exporters.local_run_interpreter import aws_start_time
 
     original = Execution.get_start_execution_details
 
     def details(self):
         out = original(self)
-        start = self.start_date.astimezone(dt.UTC)
-        out.start_time = start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{start.microsecond // 1000:03d}Z"
+        out.start_time = aws_start_time(self.start_date)
         return out
 
     monkeypatch.setattr(Execution, "get_start_execution_details", details)
