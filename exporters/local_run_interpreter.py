@@ -245,7 +245,7 @@ Setitem = Callable[[dict, Any, Any], None]
 
 def install_sagemaker_and_fixes(setattr_: Setattr, setitem: Setitem, client_for: Callable[[str, str], Any]) -> None:
     """The optimised SageMaker integration (calling ``client_for(region, service)``), ``SageMaker`` as the error
-    prefix of ``aws-sdk:sagemaker:*``, and moto 5.2.5's two bugs fixed; ``setattr_``/``setitem`` record what
+    prefix of ``aws-sdk:sagemaker:*``, and moto 5.2.5's bugs fixed (see below); ``setattr_``/``setitem`` record what
     they replace so the caller can undo it (``_Patches`` here, ``pytest.MonkeyPatch`` in the tests)."""
     from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
         PayloadBindingStringExpressionSimple,
@@ -260,6 +260,7 @@ def install_sagemaker_and_fixes(setattr_: Setattr, setitem: Setitem, client_for:
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
     from moto.stepfunctions.parser.asl.parse import preprocessor
+    from moto.stepfunctions.parser.backend.execution import Execution
 
     sagemaker_service = _sagemaker_service_class(client_for)
     original_factory = state_task_factory.state_task_service_for
@@ -318,6 +319,17 @@ def install_sagemaker_and_fixes(setattr_: Setattr, setitem: Setitem, client_for:
 
     setattr_(callback, "_eval_integration_pattern", _eval_integration_pattern)
 
+    # moto 5.2.5: $$.Execution.StartTime is a datetime; Step Functions gives ISO text, which intrinsic functions
+    # (the schedule-time values' States.StringSplit) need.
+    start_details = Execution.get_start_execution_details
+
+    def get_start_execution_details(self):
+        details = start_details(self)
+        details.start_time = aws_start_time(self.start_date)
+        return details
+
+    setattr_(Execution, "get_start_execution_details", get_start_execution_details)
+
 
 class _Patches:
     """Attribute and dict-item replacements, undone in reverse order."""
@@ -358,7 +370,6 @@ def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[threadin
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
     from moto.stepfunctions.parser.asl.utils import boto_client
-    from moto.stepfunctions.parser.backend.execution import Execution
 
     if not _ACTIVE.acquire(blocking=False):
         raise RuntimeError("another local state machine run is active in this process")
@@ -411,14 +422,6 @@ def interpreter(endpoint_url: str, time_scale: float = 1.0) -> Iterator[threadin
                 env.program_state_event.wait(left)
 
         patches.setattr(wait_function.WaitFunction, "_wait_interval", _wait_interval)
-        start_details = Execution.get_start_execution_details
-
-        def get_start_execution_details(self):
-            details = start_details(self)
-            details.start_time = aws_start_time(self.start_date)
-            return details
-
-        patches.setattr(Execution, "get_start_execution_details", get_start_execution_details)
         stopping = threading.Event()
         patches.setattr(
             retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: stopping.wait(max(0.0, seconds * time_scale)))

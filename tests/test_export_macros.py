@@ -119,26 +119,8 @@ def test_exact_values_for_one_run(aws, airflow_db):
     )
 
 
-@pytest.fixture
-def aws_start_time(monkeypatch):
-    """moto 5.2.5 puts a ``datetime`` in ``$$.Execution.StartTime``; Step Functions a string like
-    ``2026-11-25T06:00:00.123Z`` (what intrinsic functions receive). Give the interpreter AWS's form, as
-    ``python -m exporters run --local`` does."""
-    from moto.stepfunctions.parser.backend.execution import Execution
-
-    from exporters.local_run_interpreter import aws_start_time
-
-    original = Execution.get_start_execution_details
-
-    def details(self):
-        out = original(self)
-        out.start_time = aws_start_time(self.start_date)
-        return out
-
-    monkeypatch.setattr(Execution, "get_start_execution_details", details)
-
-
-def test_manual_start_renders_its_start_time(aws_start_time):
+def test_manual_start_renders_its_start_time():
+    """The interpreter gets ``$$.Execution.StartTime`` in AWS's form (``local_run_interpreter.aws_start_time``)."""
     from retraining.refs import format_run_time
 
     with Interpreter() as sfn:
