@@ -8,7 +8,10 @@ never bypassed, where it cannot express what a test needs:
   (what SageMaker does when an update fails). New endpoints can be told to end
   ``Failed`` with a ``FailureReason``.
 - ``CreateTrainingJob`` with a name already in use is rejected with SageMaker's
-  own ``ResourceInUse`` error (moto would silently replace the job).
+  own ``ResourceInUse`` error (moto would silently replace the job);
+  ``CreateModel``/``CreateEndpointConfig``/``CreateEndpoint`` likewise with
+  ``ValidationException: Cannot create already existing ...`` (the message
+  Airflow's ``SageMakerEndpointOperator`` looks for to fall back to an update).
 - Training jobs and Glue job runs end the way a test asks (failed with a reason,
   final metrics such as ``validation:error``); moto otherwise always succeeds.
 - Lambda ``Invoke`` runs the real handler from ``lambda/`` in-process (moto would
@@ -142,7 +145,29 @@ def sagemaker_patches(outcomes: Any) -> list[tuple[Any, str, Any]]:
         endpoint.last_modified_time = str(utcnow())
         return ActionResult({"EndpointArn": endpoint.arn})
 
+    def unique(method: str, name_arg: str, registry: str, kind: str, label: str):
+        # SageMaker refuses to create a model, endpoint config or endpoint under a name in use; moto replaces it.
+        original = getattr(models.SageMakerModelBackend, method)
+
+        def create(self, *args, **kwargs):
+            name = kwargs[name_arg] if name_arg in kwargs else args[0]
+            if name in getattr(self, registry):
+                arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:{kind}/{name.lower()}"
+                raise ValidationError(message=f'Cannot create already existing {label} "{arn}".')
+            return original(self, *args, **kwargs)
+
+        return (models.SageMakerModelBackend, method, create)
+
     return [
+        unique("create_model", "model_name", "_models", "model", "model"),
+        unique(
+            "create_endpoint_config",
+            "endpoint_config_name",
+            "endpoint_configs",
+            "endpoint-config",
+            "endpoint configuration",
+        ),
+        unique("create_endpoint", "endpoint_name", "endpoints", "endpoint", "endpoint"),
         (models.SageMakerModelBackend, "create_training_job", create_training_job),
         (models.FakeTrainingJob, "__init__", training_job_init),
         (models.FakeTrainingJob, "response_object", property(training_job_response)),

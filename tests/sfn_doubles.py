@@ -275,35 +275,9 @@ def _install_interpreter(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
 
 
 def _install_sagemaker(mp: pytest.MonkeyPatch, doubles: Doubles) -> None:
-    from moto.sagemaker import models
-    from moto.sagemaker.exceptions import ValidationError
-
     from tests.aws_doubles import sagemaker_patches
 
-    backend_cls = models.SageMakerModelBackend
-
-    def unique(method: str, name_arg: str, registry: str, kind: str, label: str):
-        # SageMaker refuses to create a model, endpoint config or endpoint under a name in use.
-        original = getattr(backend_cls, method)
-
-        def create(self, *args, **kwargs):
-            name = kwargs[name_arg] if name_arg in kwargs else args[0]
-            if name in getattr(self, registry):
-                arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:{kind}/{name.lower()}"
-                raise ValidationError(message=f'Cannot create already existing {label} "{arn}".')
-            return original(self, *args, **kwargs)
-
-        mp.setattr(backend_cls, method, create)
-
-    unique("create_model", "model_name", "_models", "model", "model")
-    unique(
-        "create_endpoint_config",
-        "endpoint_config_name",
-        "endpoint_configs",
-        "endpoint-config",
-        "endpoint configuration",
-    )
-    unique("create_endpoint", "endpoint_name", "endpoints", "endpoint", "endpoint")
+    # Includes SageMaker's refusal of a model, endpoint config or endpoint name in use.
     for owner, attribute, value in sagemaker_patches(doubles):
         mp.setattr(owner, attribute, value, raising=False)
 
