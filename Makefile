@@ -29,9 +29,10 @@ run: venv
 	$(PY) -m localaws.run --dag $(DAG) $(if $(ONCE),--once,) $(if $(SFN),--state-machine,)
 
 # Two pytest workers by default (TEST_WORKERS=0 runs in one process): the suite mostly waits on servers and Spark.
+# --dist loadfile keeps each file on one worker, so its module fixtures (backends, Airflow runs) are built once.
 TEST_WORKERS ?= 2
 test: venv system-deps browser-deps asl-validator lint
-	$(PY) -m pytest tests -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+	$(PY) -m pytest tests -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # ruff's lint and format check (configuration in pyproject.toml).
 lint: venv
