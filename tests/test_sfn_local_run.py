@@ -322,7 +322,7 @@ def test_training_failure_stops_both_paths_at_training(local_env, dag, exports):
     # max_active_runs=1: the run gives its slot back first; a Fail state may not raise a States.* name.
     assert machine.history["error"] == "StepFunctionsError"
     assert machine.history["cause"].startswith("States.TaskFailed: ")
-    cause = json.loads(machine.history["cause"])
+    cause = json.loads(machine.history["cause"].removeprefix("States.TaskFailed: "))
     assert cause["TrainingJobStatus"] == "Failed" and "num_round" in cause["FailureReason"]
 
     assert airflow.stages() == machine.stages() == ["extract_transform_load", "train_model"]
