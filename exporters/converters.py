@@ -756,8 +756,9 @@ STOCK_OPERATOR_ROWS = (
         "arn:aws:states:::lambda:invoke",
         request=_stock_lambda_request,
         result_selector={"Payload.$": "$.Payload"},
-        # The stock operator's XCom is the decoded payload string; keep it under Payload.
-        layout={"prefix": ("Payload",)},
+        # The stock operator's XCom is the payload as a JSON string: Airflow cannot read a field of it
+        # (Jinja: "'str object' has no attribute ..."), so no field is offered; the answer is kept under Payload.
+        layout={"prefix": ("Payload",), "fields": frozenset()},
     ),
 )
 register_table(STOCK_OPERATOR_ROWS, convert_integration)

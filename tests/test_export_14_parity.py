@@ -11,6 +11,8 @@ import io
 import json
 import zipfile
 
+import pytest
+
 from tests.aws_doubles import ROOT
 from tests.export14_harness import Interpreter, airflow_run, export_checked, load
 
@@ -94,3 +96,22 @@ def test_fixed_names_run_twice_then_a_new_version(aws, airflow_db):
         "TrainingJobStatus": "Completed",
         "trainingMetrics": [{"MetricName": k, "Value": v} for k, v in METRICS.items()],
     }
+
+
+def test_a_field_of_the_stock_lambdas_xcom_is_refused_as_airflow_cannot_read_it():
+    """Airflow renders ``xcom_pull(task_ids='check_metrics')['TrainingJobStatus']`` on the payload string and
+    fails ("'str object' has no attribute 'TrainingJobStatus'"); the export refuses it rather than read it."""
+    from airflow.providers.amazon.aws.operators.lambda_function import LambdaInvokeFunctionOperator
+    from airflow.sdk import DAG
+
+    from exporters.api import export_dag_object
+    from exporters.errors import ExportError
+
+    with DAG("stock_lambda_field", schedule=None) as dag:
+        first = LambdaInvokeFunctionOperator(task_id="check_metrics", function_name="f", payload="{}")
+        reader = "{{ ti.xcom_pull(task_ids='check_metrics')['TrainingJobStatus'] }}"
+        first >> LambdaInvokeFunctionOperator(task_id="again", function_name="f", payload=json.dumps({"s": reader}))
+    with pytest.raises(ExportError) as refused:
+        export_dag_object(dag)
+    assert "'TrainingJobStatus' is not kept in Step Functions" in str(refused.value)
+    assert "again" in str(refused.value)
