@@ -625,17 +625,24 @@ class _Builder:
             logical = "Pipeline" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", child_id) if p)
             while logical in self.resources or logical + "Role" in self.resources or logical in self.parameters:
                 logical += "X"
-            # A param the trigger's conf sets is only known per execution: names scoped by it become '*'.
-            params = {k: (None if k in nested.conf_keys else v) for k, v in param_defaults(child).items()}
+            # A param the triggers' conf sets is scoped by the value they set when it is known at export time
+            # (a literal, or the parent's param default, as the parent's own role is); otherwise by '*'.
+            params = param_defaults(child)
+            per_run = set()
+            for key in nested.conf_keys & set(params):
+                known, value = nested.known_conf_value(key)
+                params[key] = value if known else None
+                if not known:
+                    per_run.add(key)
             context = iam.PolicyContext(
                 params=params, origins=result.origins, logging=self.level != "OFF", tracing=self.tracing
             )
             policy = iam.state_machine_policy(result.definition, context)
             self.warnings.extend(f"nested DAG {child_id!r}: {w}" for w in (*result.warnings, *context.warnings))
-            if nested.conf_keys & set(params):
+            if per_run:
                 self.warnings.append(
-                    f"nested DAG {child_id!r}: params {sorted(nested.conf_keys & set(params))} are set by the "
-                    f"trigger's conf in DAG {self.dag_id!r}: permissions its role scopes by them cover any value"
+                    f"nested DAG {child_id!r}: params {sorted(per_run)} are set by the trigger's conf in DAG "
+                    f"{self.dag_id!r} to values only a run knows: permissions its role scopes by them cover any value"
                 )
             self.resources[f"{logical}Role"] = _role(
                 "states.amazonaws.com",

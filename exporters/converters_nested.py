@@ -16,6 +16,8 @@ state machines beside the parent's, and ``deploy`` deploys them before the paren
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from exporters import asl
 from exporters.converters import ConvertContext, Fragment, Unsupported, register_lazy, result_key, state_name
 from exporters.converters_s3 import field_value
 from exporters.errors import DagLoadError, ExportError
+from retraining.refs import ParamRef
 
 # $$.StateMachine.Id = arn:<partition>:states:<region>:<account>:stateMachine:<name>
 _ARN_PART = "States.ArrayGetItem(States.StringSplit($$.StateMachine.Id, ':'), {})"
@@ -94,6 +97,41 @@ class NestedChild:
     dag_id: str
     dag: Any
     conf_keys: set[str] = field(default_factory=set)
+    # What the triggers' conf sets each key to, as JSON text; UNKNOWN_CONF_VALUE where only a run knows it.
+    conf_values: dict[str, set[str]] = field(default_factory=dict)
+
+    def known_conf_value(self, key: str) -> tuple[bool, Any]:
+        """(True, value) when every trigger sets ``key`` to the same value known at export time."""
+        values = self.conf_values.get(key, {UNKNOWN_CONF_VALUE})
+        if len(values) != 1 or UNKNOWN_CONF_VALUE in values:
+            return False, None
+        return True, json.loads(next(iter(values)))
+
+
+UNKNOWN_CONF_VALUE = "<known per run>"
+_PARAM_TEMPLATE = re.compile(r"\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _conf_value_at_export(value: Any, parent: Any, parent_conf_keys: set[str]) -> str:
+    """A conf value as the trigger renders it with the parent's param defaults, or UNKNOWN_CONF_VALUE.
+
+    Only literals and a whole ``{{ params.x }}`` (read as a ``ParamRef``) qualify; a param the parent itself gets from a
+    trigger's conf is only known per run."""
+    whole = _PARAM_TEMPLATE.fullmatch(value.strip()) if isinstance(value, str) else None
+    name = value.name if isinstance(value, ParamRef) else whole.group(1) if whole else None
+    if name is not None:
+        # Lazy: the compiler imports the converters (this module among them).
+        from exporters.compiler import param_defaults
+
+        defaults = param_defaults(parent)
+        if name in parent_conf_keys or name not in defaults:
+            return UNKNOWN_CONF_VALUE
+        return json.dumps(defaults[name], sort_keys=True)
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        return UNKNOWN_CONF_VALUE
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return json.dumps(value)
+    return UNKNOWN_CONF_VALUE
 
 
 def nested_children(dag: Any) -> list[NestedChild]:
@@ -104,6 +142,7 @@ def nested_children(dag: Any) -> list[NestedChild]:
     found: dict[str, NestedChild] = {}
 
     def visit(parent: Any) -> None:
+        parent_conf_keys = found[parent.dag_id].conf_keys if parent.dag_id in found else set()
         for task in parent.tasks:
             if not _is_trigger(task):
                 continue
@@ -111,11 +150,17 @@ def nested_children(dag: Any) -> list[NestedChild]:
             if not isinstance(child_id, str) or child_id == dag.dag_id:
                 continue
             conf = field_value(task, "conf")
-            if child_id not in found:
+            first_time = child_id not in found
+            if first_time:
                 found[child_id] = NestedChild(child_id, load_child(child_id, task))
-                visit(found[child_id].dag)
-                ordered.append(found[child_id])
-            found[child_id].conf_keys |= set(conf) if isinstance(conf, dict) else set()
+            child = found[child_id]
+            # Recorded before the child is visited: its own triggers resolve against what this conf sets.
+            child.conf_keys |= set(conf) if isinstance(conf, dict) else set()
+            for key, value in conf.items() if isinstance(conf, dict) else ():
+                child.conf_values.setdefault(key, set()).add(_conf_value_at_export(value, parent, parent_conf_keys))
+            if first_time:
+                visit(child.dag)
+                ordered.append(child)
 
     visit(dag)
     return ordered
