@@ -67,8 +67,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_installed = False
+
+
 def install() -> None:
-    """Patch moto's backends (in this process: ThreadedMotoServer shares them)."""
+    """Patch moto's backends (in this process: ThreadedMotoServer shares them), once per process.
+
+    Done at session start (conftest): a test that patches moto for itself (tests/sfn_doubles.py) then
+    restores these patches, not moto's originals, whatever order a pytest worker runs the files in."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
     _install_sagemaker()
     _install_glue()
     _install_lambda()

@@ -66,6 +66,14 @@ def airflow_db() -> Path:
     return _AIRFLOW_HOME
 
 
+@pytest.fixture(scope="session", autouse=True)
+def moto_patched_before_any_test() -> None:
+    """moto's backends extended before any test runs (see aws_doubles.install)."""
+    from tests import aws_doubles
+
+    aws_doubles.install()
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> str:
     """One moto server over HTTP for the session, extended where moto lacks behaviour (see aws_doubles)."""
