@@ -625,14 +625,15 @@ class _Builder:
             logical = "Pipeline" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", child_id) if p)
             while logical in self.resources or logical + "Role" in self.resources or logical in self.parameters:
                 logical += "X"
-            # A param the triggers' conf sets is scoped by the value they set when it is known at export time
-            # (a literal, or the parent's param default, as the parent's own role is); otherwise by '*'.
+            # A param the triggers' conf sets keeps its scope when they set it to the child's own default (a
+            # literal, or the parent's param default, as the parent's own role is scoped); any other value
+            # (another literal, or one only a run knows) widens what it scopes to '*', so no start is denied.
             params = param_defaults(child)
             per_run = set()
             for key in nested.conf_keys & set(params):
                 known, value = nested.known_conf_value(key)
-                params[key] = value if known else None
-                if not known:
+                if not known or value != params[key]:
+                    params[key] = None
                     per_run.add(key)
             context = iam.PolicyContext(
                 params=params, origins=result.origins, logging=self.level != "OFF", tracing=self.tracing
@@ -642,7 +643,8 @@ class _Builder:
             if per_run:
                 self.warnings.append(
                     f"nested DAG {child_id!r}: params {sorted(per_run)} are set by the trigger's conf in DAG "
-                    f"{self.dag_id!r} to values only a run knows: permissions its role scopes by them cover any value"
+                    f"{self.dag_id!r} to values other than its defaults (or only a run knows): permissions its role "
+                    "scopes by them cover any value"
                 )
             self.resources[f"{logical}Role"] = _role(
                 "states.amazonaws.com",

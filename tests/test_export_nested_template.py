@@ -39,8 +39,8 @@ def test_the_template_holds_the_child_state_machine_and_its_role():
     assert child["Properties"]["RoleArn"] == {"Fn::GetAtt": ["PipelineNestedChildRole", "Arn"]}
     assert resources["StateMachine"]["DependsOn"] == ["PipelineNestedChild"]
     # The child's own least privilege: it writes objects where the conf says. Both triggers pass the parent's
-    # bucket param (its default scopes the grant, as the parent's own role is scoped); the label differs
-    # between the triggers, so the key is only known per run.
+    # bucket param, whose default is the child's own (the grant keeps that bucket); the label differs from
+    # the child's default, so the key part it scopes covers any value.
     (child_policy,) = resources["PipelineNestedChildRole"]["Properties"]["Policies"]
     statements = {s["Sid"]: s for s in child_policy["PolicyDocument"]["Statement"]}
     assert statements["S3PutObject"]["Resource"] == [
@@ -48,7 +48,9 @@ def test_the_template_holds_the_child_state_machine_and_its_role():
     ]
     assert not any(a.startswith("states:") for s in statements.values() for a in s["Action"])
     warnings = template["Metadata"]["AirflowExport"]["Warnings"]
-    assert any("params ['label'] are set by the trigger's conf" in w and "only a run knows" in w for w in warnings)
+    assert any(
+        "params ['label'] are set by the trigger's conf" in w and "other than its defaults" in w for w in warnings
+    )
     # The parent's role: start the child, follow and stop its executions, and the rule .sync:2 waits through.
     (parent_policy,) = resources["StateMachineRole"]["Properties"]["Policies"]
     parent = {s["Sid"]: s for s in parent_policy["PolicyDocument"]["Statement"]}
