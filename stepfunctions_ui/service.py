@@ -15,8 +15,10 @@ Cache and concurrency:
 - a build (and a graph rendering) runs in a child process forked for it, at a lower CPU priority:
   the compile is pure CPU, and in the API server's process it would hold the GIL that Airflow's own
   routes need. The child reads the stored JSON in a short database session of its own, compiles it
-  and sends back plain data; it is killed after ``BUILD_SECONDS`` (the view then says so, and the
-  DAG version is tried again after ``FAILED_RETRY_SECONDS``);
+  and sends back plain data; it is killed once it has used ``BUILD_CPU_SECONDS`` of CPU or run
+  ``BUILD_SECONDS`` (the view then says so, and the DAG version is tried again after
+  ``FAILED_RETRY_SECONDS``). CPU time is the real bound: a niced build on a busy machine may wait
+  long for the CPU without being at fault; the wall-clock bound only ends a build that is stuck;
 - requests wait asynchronously (no worker thread and no database session held while waiting)
   and at most ``WAIT_SECONDS``: then they answer "still building" (503, Retry-After) and the
   build goes on to fill the cache.
@@ -65,7 +67,8 @@ DAG_ID_RE = re.compile(r"^[\w.-]{1,250}$", re.ASCII)
 EXPORTER_ADDED = "added by the exporter"
 WAIT_SECONDS = 15.0  # the longest a request waits for a build before answering "still building"
 BUILD_PROCESSES = 2  # builds at once (each in its own child process)
-BUILD_SECONDS = 60.0  # a build or graph rendering still running then is killed
+BUILD_CPU_SECONDS = 60.0  # a build (graph rendering included) that has used this much CPU is killed
+BUILD_SECONDS = 300.0  # a build still running after this long (stuck, not busy) is killed
 FAILED_RETRY_SECONDS = 300.0  # a killed build's answer is kept this long, then the DAG version is tried again
 BUILD_NICENESS = 10  # builds yield the CPU to the API server's own requests
 
@@ -462,20 +465,27 @@ class BuildProcess:
         self.pid, self.jobs, self.answers, self.exited = pid, jobs_write, answers_read, os.pidfd_open(pid)
         self.done = 0
 
-    def run(self, work: Callable[..., Any], *args: Any, timeout: float) -> Any:
-        """``work(*args)`` in the build process (both go by pickle); raises ``ChildFailed`` past ``timeout``."""
+    def run(self, work: Callable[..., Any], *args: Any, timeout: float, cpu_limit: float | None = None) -> Any:
+        """``work(*args)`` in the build process (both go by pickle).
+
+        Raises ``ChildFailed`` once the work has run ``timeout`` seconds or used ``cpu_limit`` seconds of CPU
+        (default ``BUILD_CPU_SECONDS``).
+        """
+        cpu_limit = BUILD_CPU_SECONDS if cpu_limit is None else cpu_limit
         if self.pid is not None and select_fd.select([self.exited], [], [], 0)[0]:
             self.stop()  # it ended while idle (killed from outside): a new one takes the build
         if self.pid is None:
             self._start()
         try:
             try:
+                cpu_before = self._cpu_seconds()
                 _send(self.jobs, (work, args))
             except BrokenPipeError:  # it ended just now
                 self.stop()
                 self._start()
+                cpu_before = self._cpu_seconds()
                 _send(self.jobs, (work, args))
-            ok, value = pickle.loads(self._answer(time.monotonic() + timeout, timeout))
+            ok, value = pickle.loads(self._answer(time.monotonic() + timeout, timeout, cpu_before + cpu_limit, cpu_limit))
         except BaseException:
             self.stop()
             raise
@@ -486,18 +496,32 @@ class BuildProcess:
             raise ChildFailed(value)
         return value
 
-    def _answer(self, deadline: float, timeout: float) -> bytes:
+    CPU_CHECK_SECONDS = 0.5
+
+    def _cpu_seconds(self) -> float:
+        """CPU time the build process and its waited-for children (Graphviz) have used; 0 once it is gone."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as stat_file:
+                # Fields after the command name: utime, stime, cutime, cstime are the 14th-17th of the line.
+                after_name = stat_file.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return sum(int(ticks) for ticks in after_name[11:15]) / _CLOCK_TICKS
+
+    def _answer(self, deadline: float, timeout: float, cpu_deadline: float, cpu_limit: float) -> bytes:
         received = bytearray()
         while len(received) < 8 or len(received) < 8 + int.from_bytes(received[:8], "big"):
             left = deadline - time.monotonic()
-            ready = select_fd.select([self.answers, self.exited], [], [], left)[0] if left > 0 else []
+            if left <= 0:
+                raise ChildFailed(f"stopped after {timeout:g} s")
+            if self._cpu_seconds() >= cpu_deadline:
+                raise ChildFailed(f"stopped after using {cpu_limit:g} s of CPU")
+            ready = select_fd.select([self.answers, self.exited], [], [], min(left, self.CPU_CHECK_SECONDS))[0]
             chunk = os.read(self.answers, 1 << 20) if self.answers in ready else b""
             if chunk:
                 received += chunk
             elif ready:  # end of file, or the process exited with nothing more to read
                 raise ChildFailed("the build process ended without an answer")
-            else:
-                raise ChildFailed(f"stopped after {timeout:g} s")
         return bytes(received[8:])
 
     def stop(self) -> None:
@@ -513,6 +537,7 @@ class BuildProcess:
         self.pid = None
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SHIPPED = [f.name for f in fields(ExportView) if f.name not in ("dag", "result", "_lock", "api_json", "page")]
 
 
@@ -581,11 +606,12 @@ class ExportCache:
                 self._building.pop(record.key, None)
 
     def _build_in_process(self, record: DagRecord) -> ExportView:
-        """``build_view`` in a build process, stopped after ``BUILD_SECONDS``; the view says why when it is."""
+        """``build_view`` in a build process, within its CPU and time bounds; the view says why when stopped."""
         started = time.perf_counter()
         process = self._processes.get()  # one per pool thread: never waits
         try:
-            return ExportView(**process.run(built_in_build_process, record, timeout=BUILD_SECONDS))
+            built = process.run(built_in_build_process, record, timeout=BUILD_SECONDS, cpu_limit=BUILD_CPU_SECONDS)
+            return ExportView(**built)
         except ChildFailed as err:
             log.warning("Building the export of %s (%s) failed: %s", record.dag_id, record.version_label, err)
             return ExportView(

@@ -210,7 +210,7 @@ def test_50_concurrent_viewers_across_dags_all_get_the_export_and_airflow_keeps_
 
     poller = threading.Thread(target=poll_version)
     poller.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # builds are niced: on a loaded machine they wait long for the CPU
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
             answers = list(pool.map(lambda path: (path, answered(server, path, "viewer", deadline)), requests))
@@ -231,7 +231,7 @@ def test_no_route_as_any_user_imports_a_dag_file_in_the_api_server(server):
     everything = [f"{VIEW}/", f"{VIEW}/api/dags", f"{VIEW}/static/icon.svg"]
     for dag_id in dag_ids(server):
         everything += routes(dag_id)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     for user in (None, *USERS):
         for path in everything:
             status, body = answered(server, path, user, deadline) if user else server.get(path)

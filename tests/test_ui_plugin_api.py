@@ -458,6 +458,31 @@ def test_a_build_that_hangs_is_killed_and_says_so_while_other_dags_answer(ui, mo
         cache.stop()
 
 
+def spin_forever() -> None:
+    while True:
+        pass
+
+
+def test_a_build_is_bounded_by_the_cpu_it_uses_not_by_the_time_it_waits():
+    """A busy machine may keep a niced build waiting for the CPU: only CPU used (or a stuck build) ends it."""
+    from stepfunctions_ui import service
+
+    process = service.BuildProcess()
+    try:
+        # Sleeping uses no CPU: 2 s of waiting is within a 0.5 s CPU bound, and the process answers.
+        assert process.run(time.sleep, 2, timeout=60, cpu_limit=0.5) is None
+        spinner = process.run(os.getpid, timeout=60)
+        with pytest.raises(service.ChildFailed, match=r"stopped after using 1 s of CPU"):
+            process.run(spin_forever, timeout=60, cpu_limit=1)
+        with pytest.raises(ProcessLookupError):
+            os.kill(spinner, 0)  # killed and reaped
+        assert process.run(os.getpid, timeout=60) not in (spinner, os.getpid())  # a new one takes the next build
+        with pytest.raises(service.ChildFailed, match=r"stopped after 1 s"):  # stuck: the wall-clock bound
+            process.run(time.sleep, 30, timeout=1, cpu_limit=60)
+    finally:
+        process.stop()
+
+
 def test_a_build_process_killed_while_idle_is_replaced_for_the_next_build():
     from stepfunctions_ui import service
 
