@@ -485,7 +485,8 @@ class BuildProcess:
                 self._start()
                 cpu_before = self._cpu_seconds()
                 _send(self.jobs, (work, args))
-            ok, value = pickle.loads(self._answer(time.monotonic() + timeout, timeout, cpu_before + cpu_limit, cpu_limit))
+            answer = self._answer(time.monotonic() + timeout, timeout, cpu_before + cpu_limit, cpu_limit)
+            ok, value = pickle.loads(answer)
         except BaseException:
             self.stop()
             raise
