@@ -54,6 +54,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stepfunctions_ui import aws, local_executions, service
+from stepfunctions_ui.admission import stepped_aside
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,8 @@ def create_app() -> FastAPI:
         records = await in_thread(readable_records, user)
         builds = {r.key: service.CACHE.start(r) for r in records if service.CACHE.cached(r) is None}
         if builds:  # every build under way at once, one shared bound (no thread held while waiting)
-            await asyncio.wait([asyncio.wrap_future(f) for f in builds.values()], timeout=service.WAIT_SECONDS)
+            async with stepped_aside():
+                await asyncio.wait([asyncio.wrap_future(f) for f in builds.values()], timeout=service.WAIT_SECONDS)
         rows = []
         for record in records:
             view = service.CACHE.cached(record)

@@ -25,6 +25,7 @@ from typing import Any
 
 from exporters import deploy
 from exporters.aws_clients import AwsClients
+from stepfunctions_ui.admission import stepped_aside
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ async def compare_async(view: Any) -> Deployed:
         return cached
     future = _start(view, key, conn_id)
     try:
-        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), WAIT_SECONDS)
+        async with stepped_aside():  # the request's admission place goes to others while AWS answers
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), WAIT_SECONDS)
     except TimeoutError:
         return _pending(conn_id, key)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from stepfunctions_ui.admission import AdmissionMiddleware
+
 URL_PREFIX = "/stepfunctions"
 # Relative hrefs: the Airflow UI resolves them against its <base href> (the API server's root path).
 DAG_VIEW_HREF = "stepfunctions/dags/{DAG_ID}"
@@ -44,6 +46,15 @@ class LazyApp:
 APP = LazyApp()
 
 FASTAPI_APPS = [{"app": APP, "url_prefix": URL_PREFIX, "name": "Step Functions view"}]
+# In front of Airflow's router: a burst of view requests never floods the loop Airflow's own routes share.
+FASTAPI_ROOT_MIDDLEWARES = [
+    {
+        "middleware": AdmissionMiddleware,
+        "args": [],
+        "kwargs": {"prefix": URL_PREFIX},
+        "name": "Step Functions view admission",
+    }
+]
 
 EXTERNAL_VIEWS = [
     {
@@ -71,4 +82,5 @@ class StepFunctionsViewPlugin(AirflowPlugin):
 
     name = "stepfunctions_view"
     fastapi_apps = FASTAPI_APPS
+    fastapi_root_middlewares = FASTAPI_ROOT_MIDDLEWARES
     external_views = EXTERNAL_VIEWS

@@ -58,6 +58,7 @@ from exporters.errors import DagLoadError, ExportError
 from exporters.rendering import render
 from exporters.serialized import from_serialized
 from exporters.validation import validate_definition
+from stepfunctions_ui.admission import stepped_aside
 from stepfunctions_ui.aws import aws_conn_id_of
 
 log = logging.getLogger(__name__)
@@ -638,8 +639,9 @@ class ExportCache:
         limit = WAIT_SECONDS if timeout is None else timeout
         started = time.monotonic()
         try:
-            # shield: a request that stops waiting never cancels the build others wait for.
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), limit)
+            async with stepped_aside():  # the request's admission place goes to others meanwhile
+                # shield: a request that stops waiting never cancels the build others wait for.
+                return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), limit)
         except TimeoutError:
             raise StillBuilding(record, time.monotonic() - started) from None
 

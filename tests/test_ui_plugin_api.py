@@ -177,6 +177,11 @@ def test_plugin_registers_the_app_a_dag_tab_and_a_menu_entry(ui):
     plugins = {p["name"]: p for p in get(ui, "/api/v2/plugins", "admin").json()["plugins"]}
     plugin = plugins["stepfunctions_view"]
     assert plugin["fastapi_apps"][0]["url_prefix"] == VIEW
+    # The admission gate sits in front of Airflow's router, on the app that serves these requests.
+    assert [m["name"] for m in plugin["fastapi_root_middlewares"]] == ["Step Functions view admission"]
+    from stepfunctions_ui.admission import AdmissionMiddleware
+
+    assert any(m.cls is AdmissionMiddleware and m.kwargs == {"prefix": VIEW} for m in ui.app.user_middleware)
     views = {v["destination"]: v for v in plugin["external_views"]}
     assert views["dag"]["name"] == "Step Functions" and views["dag"]["href"] == "stepfunctions/dags/{DAG_ID}"
     assert views["nav"]["href"] == "stepfunctions/" and views["nav"]["category"] == "browse"
