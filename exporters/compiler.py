@@ -20,6 +20,9 @@ would run in Airflow), it is left to end the execution at once: an
 from __future__ import annotations
 
 import copy
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -945,4 +948,25 @@ def _advice_for(task: Any) -> str:
 
 
 def compile_dag(dag: Any) -> ExportResult:
-    return Compiler(dag).compile()
+    with _collector_skips_what_exists():
+        return Compiler(dag).compile()
+
+
+@contextmanager
+def _collector_skips_what_exists() -> Iterator[None]:
+    """The objects alive when the compile starts (the DAG above all) are left out of garbage collections meanwhile.
+
+    The compile allocates states that live until it ends; each full collection they trigger would
+    walk the whole DAG again, which made the compile of a 5,000-task DAG 8x (not 5x) that of 1,000
+    tasks. ``gc.freeze`` only defers collecting those objects (unlike ``gc.disable``, new garbage is
+    still collected), and they are handed back at the end. A process that froze objects itself
+    (the view's build processes) keeps its own arrangement.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -102,3 +102,35 @@ def test_a_long_fan_out_keeps_its_bookkeeping_at_the_gates(corpus):
         assert [rule["Next"] for rule in gate["Choices"]] == ["Run failed"]
     size = len(json.dumps(definition, separators=(",", ":")))
     assert size / (STAGES * 11) < 800, size
+
+
+def test_the_compile_leaves_the_garbage_collector_as_it_found_it(corpus, monkeypatch):
+    """The compile keeps the objects alive at its start out of collections, and gives them back at its end.
+
+    It also leaves alone a process that froze objects itself (the view's build processes do, after fork).
+    """
+    import gc
+
+    from exporters import compiler
+    from exporters.serialized import as_view
+
+    view = as_view(corpus["long_fan_out"])
+    frozen_during: list[int] = []
+    real_compile = compiler.Compiler.compile
+
+    def compile_watching(self):
+        frozen_during.append(gc.get_freeze_count())
+        return real_compile(self)
+
+    monkeypatch.setattr(compiler.Compiler, "compile", compile_watching)
+    assert gc.get_freeze_count() == 0
+    first = compiler.compile_dag(view).definition
+    assert frozen_during[-1] > 0  # the DAG and everything else alive were frozen for the compile
+    assert gc.get_freeze_count() == 0  # and handed back
+    gc.freeze()  # a process with its own frozen set
+    own = gc.get_freeze_count()
+    try:
+        assert compiler.compile_dag(view).definition == first
+        assert frozen_during[-1] == own and gc.get_freeze_count() == own  # untouched
+    finally:
+        gc.unfreeze()
