@@ -19,11 +19,13 @@ calls AWS to change what differs.
 - The run-slot table of a DAG with ``max_active_runs`` (``exporters.concurrency``) is never
   created here either: ``concurrency_table`` (``--concurrency-table``), else the table the
   export names (``airflow-run-slots``); it must exist (the template creates one), and the
-  deployed definition names it.
+  deployed definition names it. Nor is the cleanup of runs that time out or are stopped (an
+  EventBridge rule and a small release machine, in the template): without one, the report warns.
 
 ``deploy`` runs six steps, each a function of its own: ``export_for_deploy`` (load, export,
 validate, translate the schedule: all before any AWS call), ``inspect_deployed`` (what exists,
-whose it is), ``resolve_roles``, ``apply_state_machine``, ``apply_alias``, ``apply_schedule``.
+whose it is), ``resolve_roles``, ``apply_state_machine``, ``apply_alias``, ``apply_schedule``
+(then ``check_run_slot_cleanup`` for a DAG with ``max_active_runs``).
 It returns a ``DeployReport`` and prints nothing; the CLI prints the report.
 
 Nothing is read from Airflow connections; the only data sent are the exported
@@ -590,6 +592,60 @@ def resolve_run_slot_table(clients: AwsClients, export: Export, table: str | Non
     return replace(export, definition=definition, text=text)
 
 
+RULE_PAGES = 20  # EventBridge rules looked through for the run-slot cleanup (100 a page)
+
+
+def check_run_slot_cleanup(clients: AwsClients, export: Export, state_machine_arn: str, notes: list[str]) -> None:
+    """Step 7, a DAG with max_active_runs: a warning when no EventBridge rule frees the slot of a run that ended unseen.
+
+    An execution that times out or is stopped runs none of its states, so only the template's cleanup
+    (an EventBridge rule on the execution's status starting a small release machine) gives its slot back.
+    ``deploy`` creates no rule (it would need roles, which it never creates); it says when none exists.
+    """
+    if not concurrency.has_guard(export.definition):
+        return
+    events = clients.client("events")
+    try:
+        pages = events.get_paginator("list_rules").paginate(PaginationConfig={"MaxItems": RULE_PAGES * 100})
+        for page in pages:
+            for rule in page.get("Rules", []):
+                if rule.get("State") == "ENABLED" and _frees_run_slots(rule.get("EventPattern"), state_machine_arn):
+                    targets = events.list_targets_by_rule(Rule=rule["Name"]).get("Targets", [])
+                    if any(":states:" in target.get("Arn", "") for target in targets):
+                        return
+    except Exception as err:
+        if error_code(err) in ("AccessDenied", "AccessDeniedException"):
+            notes.append("could not look for the run-slot cleanup rule (no events:ListRules permission)")
+            return
+        raise
+    notes.append(
+        f"warning: no enabled EventBridge rule gives back the run slot of an execution of "
+        f"{export.state_machine_name} that times out or is stopped (none of its states runs then): such an "
+        f"execution keeps its slot (max_active_runs), and later runs wait queued behind it until their bound. "
+        f"The CloudFormation template written by `python -m exporters export {export.dag_id}` has the rule and "
+        f"its release state machine (RunSlotCleanupRule, RunSlotCleanup): deploy it, or create the same for "
+        f"this state machine"
+    )
+
+
+def _frees_run_slots(pattern_text: str | None, state_machine_arn: str) -> bool:
+    """Whether an EventBridge event pattern matches this state machine's TIMED_OUT and ABORTED status changes."""
+    try:
+        pattern = json.loads(pattern_text or "")
+        detail = pattern.get("detail", {})
+        statuses, machines = detail.get("status", []), detail.get("stateMachineArn", [])
+    except (ValueError, AttributeError):
+        return False
+    if "aws.states" not in pattern.get("source", []) or not {"TIMED_OUT", "ABORTED"} <= set(statuses):
+        return False
+    for machine in machines:
+        if machine == state_machine_arn:
+            return True
+        if isinstance(machine, dict) and state_machine_arn.startswith(str(machine.get("prefix", "\0"))):
+            return True
+    return False
+
+
 def apply_state_machine(clients: AwsClients, export: Export, deployed: Deployed, role: str) -> StateMachineOutcome:
     """Step 4, the state machine: create it, or update it in place when its definition or role differ.
 
@@ -764,6 +820,7 @@ def _deploy_export(
     state_machine = apply_state_machine(clients, export, deployed, role)
     alias = apply_alias(clients, export, deployed.target, state_machine.version_arn)
     schedule = apply_schedule(clients, export, deployed, schedule_role, now=now or datetime.now(UTC), notes=notes)
+    check_run_slot_cleanup(clients, export, deployed.target.arn, notes)
     return DeployReport(
         dag_id=export.dag_id,
         state_machine_name=export.state_machine_name,

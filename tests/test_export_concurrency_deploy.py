@@ -89,3 +89,43 @@ def test_the_named_table_is_the_one_the_deployed_machine_uses_and_diff_knows_it(
     assert _cli(capsys, "diff", DAG_ID, *common, "--concurrency-table", "team-run-slots")[0] == 0
     code, out, err = _cli(capsys, "diff", DAG_ID, *common)
     assert code == 3 and '"TableName": "airflow-run-slots"' in out
+
+
+def test_without_a_rule_freeing_the_slots_of_runs_that_end_unseen_deploy_warns_and_with_one_it_does_not(
+    aws, capsys, deploy_args
+):
+    _table(aws, concurrency.DEFAULT_TABLE)
+    code, out, err = _cli(capsys, "deploy", DAG_ID, *deploy_args)
+    assert code == 0, err
+    assert f"warning: no enabled EventBridge rule gives back the run slot of an execution of {DAG_ID}" in out
+    assert "RunSlotCleanupRule" in out and f"python -m exporters export {DAG_ID}" in out
+
+    # The rule the template creates, for this state machine: the warning is gone.
+    sfn = aws.client("stepfunctions")
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    cleanup = sfn.create_state_machine(
+        name=f"{DAG_ID}-run-slot-cleanup",
+        definition=json.dumps(concurrency.cleanup_definition(concurrency.DEFAULT_TABLE, DAG_ID)),
+        roleArn=_role(aws, "CleanupRole", "states.amazonaws.com"),
+    )["stateMachineArn"]
+    events = aws.client("events")
+    pattern = {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": [arn, {"prefix": f"{arn}:"}]},
+    }
+    events.put_rule(Name="run-slot-cleanup", EventPattern=json.dumps(pattern), State="DISABLED")
+    events.put_targets(
+        Rule="run-slot-cleanup",
+        Targets=[{"Id": "cleanup", "Arn": cleanup, "RoleArn": _role(aws, "RuleRole", "events.amazonaws.com")}],
+    )
+    code, out, err = _cli(capsys, "deploy", DAG_ID, *deploy_args)
+    assert code == 0 and "warning: no enabled EventBridge rule" in out, out  # a disabled rule frees nothing
+    events.enable_rule(Name="run-slot-cleanup")
+    code, out, err = _cli(capsys, "deploy", DAG_ID, *deploy_args)
+    assert code == 0 and "EventBridge rule" not in out and "Done: nothing to change." in out, out
+    # A rule for another state machine's runs is not one for these.
+    other = {**pattern, "detail": {**pattern["detail"], "stateMachineArn": [f"{arn}-other"]}}
+    events.put_rule(Name="run-slot-cleanup", EventPattern=json.dumps(other), State="ENABLED")
+    code, out, err = _cli(capsys, "deploy", DAG_ID, *deploy_args)
+    assert code == 0 and "warning: no enabled EventBridge rule" in out, out
