@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import html
 import json
 import weakref
 from collections.abc import AsyncIterator
@@ -105,14 +106,25 @@ async def stepped_aside() -> AsyncIterator[None]:
         place.semaphore = semaphore
 
 
-async def _busy(send: Any, reason: str) -> None:
-    body = json.dumps({"detail": f"The Step Functions view is busy ({reason}); try again shortly."}).encode()
+async def _busy(scope: Any, send: Any, reason: str) -> None:
+    """503 with Retry-After: JSON, or for a browser asking for a page, a page that reloads itself."""
+    message = f"The Step Functions view is busy ({reason}); try again shortly."
+    accept = dict(scope.get("headers") or []).get(b"accept", b"")
+    if b"text/html" in accept:
+        content_type = b"text/html; charset=utf-8"
+        body = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="refresh" content="{RETRY_AFTER_SECONDS}"><title>Busy</title></head>'
+            f"<body><p>{html.escape(message)} This page reloads in {RETRY_AFTER_SECONDS} s.</p></body></html>"
+        ).encode()
+    else:
+        content_type, body = b"application/json", json.dumps({"detail": message}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": 503,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
                 (b"cache-control", b"no-store"),
@@ -145,7 +157,7 @@ class AdmissionMiddleware:
         try:
             semaphore = await GATE.enter()
         except Busy as err:
-            await _busy(send, str(err))
+            await _busy(scope, send, str(err))
             return
         place = _Place(semaphore)
         token = _place.set(place)

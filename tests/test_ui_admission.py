@@ -128,6 +128,12 @@ def test_past_the_queue_bound_or_the_wait_bound_the_answer_is_503_with_retry_aft
             monkeypatch.setattr(admission, "WAIT_SECONDS", 0.3)
             waited_too_long = await asyncio.wait_for(http.get(f"{PREFIX}/dags/late"), 5)
             assert waited_too_long.status_code == 503 and "within 0.3 s" in waited_too_long.json()["detail"]
+            # A browser asking for the page gets a page that says so and reloads itself.
+            page = await asyncio.wait_for(http.get(f"{PREFIX}/dags/late", headers={"Accept": "text/html"}), 5)
+            assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+            assert (
+                "busy" in page.text and f'http-equiv="refresh" content="{admission.RETRY_AFTER_SECONDS}"' in page.text
+            )
             app.release.set()
             assert [a.status_code for a in await asyncio.gather(*held)] == [200] * (admission.ADMITTED + 3)
         assert f"{PREFIX}/dags/one-too-many" not in app.entered and f"{PREFIX}/dags/late" not in app.entered
