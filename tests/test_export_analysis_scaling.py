@@ -131,6 +131,7 @@ def test_the_compile_leaves_the_garbage_collector_as_it_found_it(corpus, monkeyp
     own = gc.get_freeze_count()
     try:
         assert compiler.compile_dag(view).definition == first
-        assert frozen_during[-1] == own and gc.get_freeze_count() == own  # untouched
+        # Untouched: nothing more frozen, nothing handed back (frozen objects may still be freed by refcount).
+        assert frozen_during[-1] <= own and 0 < gc.get_freeze_count() <= own
     finally:
         gc.unfreeze()
