@@ -96,14 +96,19 @@ async def stepped_aside() -> AsyncIterator[None]:
         yield
         return
     place.release()
+    client_gone = False
     try:
         yield
+    except asyncio.CancelledError:
+        client_gone = True  # nothing more to work on: no place to take again
+        raise
     finally:
-        # Back in line (without the waiting bound: the request was admitted once and its answer is near).
-        # The place is recorded only once acquired: a request cancelled in line gives back nothing.
-        semaphore = GATE.semaphore()
-        await semaphore.acquire()
-        place.semaphore = semaphore
+        if not client_gone:
+            # Back in line (without the waiting bound: the request was admitted once and its answer is near).
+            # The place is recorded only once acquired: a request cancelled in line gives back nothing.
+            semaphore = GATE.semaphore()
+            await semaphore.acquire()
+            place.semaphore = semaphore
 
 
 async def _busy(scope: Any, send: Any, reason: str) -> None:

@@ -34,9 +34,11 @@ class HeldApp:
         try:
             if b"aside=1" in scope.get("query_string", b""):
                 self.inside -= 1  # stepped aside: not worked on while it waits
-                async with admission.stepped_aside():
-                    await self.release.wait()
-                self.inside += 1
+                try:
+                    async with admission.stepped_aside():
+                        await self.release.wait()
+                finally:
+                    self.inside += 1  # counted out again by the outer finally
                 self.most_inside = max(self.most_inside, self.inside)
             elif scope["path"].startswith(PREFIX + "/"):
                 await self.release.wait()
@@ -155,6 +157,20 @@ def test_requests_abandoned_while_waiting_or_stepped_aside_give_back_no_place_th
             assert admission.GATE.waiting == 0
             app.release.set()
             await asyncio.gather(*held)
+
+            # A client that goes away while its request waits stepped aside (a cold build) takes no place again:
+            # it ends at once, although every place is taken meanwhile.
+            app.release = asyncio.Event()
+            aside = asyncio.create_task(http.get(f"{PREFIX}/dags/cold?aside=1"))
+            await until(lambda: f"{PREFIX}/dags/cold" in app.entered)
+            held = [asyncio.create_task(http.get(f"{PREFIX}/dags/busy{i}")) for i in range(admission.ADMITTED)]
+            await until(lambda: app.inside == admission.ADMITTED)
+            aside.cancel()
+            done, _ = await asyncio.wait([aside], timeout=2)
+            assert done == {aside}
+            app.release.set()
+            await asyncio.gather(*held)
+
             # Still exactly ADMITTED places: no more, no fewer.
             app.release = asyncio.Event()
             app.most_inside = 0
