@@ -9,6 +9,8 @@ seconds; the MD5 is unique per execution as the timestamp is per run), or fail. 
 characters before the suffix so the result stays within SageMaker's 63 (Airflow cuts to 52 for its
 10 digits). The result keeps the stock shape, ``{"Training": <DescribeTrainingJob>}``.
 
+``SageMakerDeleteModelOperator``: DeleteModel of ``config["ModelName"]`` (the only key it reads).
+
 ``GlueJobOperator``: its job run is the table row ``STOCK_GLUE_JOB_RUN`` of ``exporters.converters``; when the
 operator also manages the job definition, GetJob → CreateJob (or UpdateJob) runs first, as ``GlueJobHook`` does.
 """
@@ -130,6 +132,20 @@ def convert_stock_training_job(task: Any, ctx: ConvertContext) -> Fragment:
         exits=[Port(create_named), Port(create_renamed)],
         layout=layout,
     )
+
+
+@register_lazy(SAGEMAKER_OPERATORS, "SageMakerDeleteModelOperator")
+def convert_stock_delete_model(task: Any, ctx: ConvertContext) -> Fragment:
+    """DeleteModel of ``config["ModelName"]``, all ``SageMakerHook.delete_model`` sends; no result (its XCom is None).
+
+    A model that does not exist fails the task in both (SageMaker's ValidationException), retries included.
+    """
+    config = field_value(task, "config")
+    name = config.get("ModelName") if isinstance(config, dict) else None
+    if not isinstance(name, (str, Ref)):
+        raise Unsupported("config must be a dict whose ModelName is a string or a param/result reference")
+    delete = sdk_state(task, ctx, "sagemaker", "DeleteModel", {"ModelName": name}, result_path=None)
+    return Fragment.single(delete)
 
 
 # ---------------------------------------------------------------------------

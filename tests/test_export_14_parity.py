@@ -115,3 +115,39 @@ def test_a_field_of_the_stock_lambdas_xcom_is_refused_as_airflow_cannot_read_it(
         export_dag_object(dag)
     assert "'TrainingJobStatus' is not kept in Step Functions" in str(refused.value)
     assert "again" in str(refused.value)
+
+
+CLEANUP_TASKS = ["start", "create_model", "delete_model"]
+
+
+def _models(client) -> list[str]:
+    return sorted(m["ModelName"] for m in client("sagemaker").list_models()["Models"])
+
+
+def test_a_model_created_for_a_run_is_deleted_at_its_end_run_after_run(aws, airflow_db):
+    """SageMakerDeleteModelOperator (all_done, the provider's teardown): the same version twice, models gone."""
+    dag = load("stock_model_cleanup")
+    definition = export_checked(dag)
+    airflow = [airflow_run(dag), airflow_run(dag)]
+    airflow_models = _models(aws.client)
+    with Interpreter() as sfn:
+        machine = sfn.create(definition)
+        exported = [sfn.run(machine, CLEANUP_TASKS), sfn.run(machine, CLEANUP_TASKS)]
+        exported_models = _models(sfn.client)
+        deleted = [call.parameters for call in sfn.doubles.calls if call.state == "delete_model"]
+
+    assert exported == airflow
+    assert [r.state for r in airflow] == ["success", "success"]
+    assert all(r.tasks == {"start": "success", "create_model": "success", "delete_model": "success"} for r in airflow)
+    assert exported_models == airflow_models == []
+    assert deleted == [{"ModelName": "churn-scratch-v1"}]  # the last run's call: the one key the hook sends
+
+
+def test_deleting_a_model_that_does_not_exist_fails_the_task_in_both(aws, airflow_db):
+    dag = load("stock_delete_missing_model")
+    definition = export_checked(dag)
+    airflow = airflow_run(dag)
+    with Interpreter() as sfn:
+        exported = sfn.run(sfn.create(definition), ["delete_model"])
+    assert exported == airflow
+    assert airflow.state == "failed" and airflow.tasks == {"delete_model": "failed"}
