@@ -370,7 +370,7 @@ class _Builder:
         lookaheads = [JSON_SAFE]
         notes = []
         used = self.context.usages.get(name, set())
-        if used & {"sagemaker-name", "lambda-function", "glue-job", "s3-location", "dynamodb-table"}:
+        if used & {"sagemaker-name", "lambda-function", "glue-job", "glue-catalog", "s3-location", "dynamodb-table"}:
             lookaheads.append(NO_WILDCARDS)
             notes.append("no '*' or '?': it scopes IAM permissions")
         if "sagemaker-name" in used:

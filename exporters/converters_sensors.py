@@ -440,6 +440,51 @@ def convert_s3_key_sensor(task: Any, ctx: ConvertContext) -> Fragment:
     return sensor_fragment(task, ctx, build)
 
 
+@register_lazy("airflow.providers.amazon.aws.sensors.glue_catalog_partition", "GlueCatalogPartitionSensor")
+def convert_glue_catalog_partition_sensor(task: Any, ctx: ConvertContext) -> Fragment:
+    """``GlueCatalogHook.check_for_partition``: GetPartitions with the expression, done when one partition comes back.
+
+    The hook's paginator stops at the first partition and follows ``NextToken`` until then (Glue may answer a
+    page without partitions but with a token): so does the check, a page of at most one partition at a time.
+    """
+    table = field_value(task, "table_name")
+    database = field_value(task, "database_name")
+    expression = field_value(task, "expression")
+    if isinstance(table, str) and "." in table:  # poke() splits "database.table" (and drops database_name)
+        if table.count(".") != 1:
+            raise Unsupported(f"table_name {table!r}: poke() splits it on its one '.' (Airflow raises ValueError)")
+        database, table = table.split(".")
+    elif not isinstance(table, str):
+        raise Unsupported(
+            "table_name from a reference: poke() splits 'database.table' at run time",
+            "give table_name literally, or the database in database_name and the table in table_name",
+        )
+    tid = task.task_id
+
+    def build(here: str) -> Check:
+        request = {"DatabaseName": database, "TableName": table, "Expression": expression, "MaxResults": 1}
+        first = sdk_state(
+            task, ctx, "glue", "GetPartitions", request, name=state_name(tid, "poke"), result_path=f"{here}.Poke"
+        )
+        next_page = sdk_state(
+            task,
+            ctx,
+            "glue",
+            "GetPartitions",
+            request,
+            name=state_name(tid, "poke: next page"),
+            result_path=f"{here}.Poke",
+        )
+        next_page.parameters["NextToken.$"] = f"{here}.Poke.NextToken"
+        found = asl.ChoiceRule(variable=f"{here}.Poke.Partitions[0]", operator="IsPresent", value=True)
+        more = asl.ChoiceRule(variable=f"{here}.Poke.NextToken", operator="IsPresent", value=True, next=next_page.name)
+        choice = asl.Choice(state_name(tid, "found?"), choices=[found, more], comment="GetPartitions answer")
+        first.next = next_page.next = choice.name
+        return Check(first.name, [first, next_page, choice], done=[Port(found)], pending=[Port(choice, "default")])
+
+    return sensor_fragment(task, ctx, build)
+
+
 @register_lazy("airflow.providers.standard.sensors.external_task", "ExternalTaskSensor")
 def convert_external_task_sensor(task: Any, ctx: ConvertContext) -> Fragment:
     raise Unsupported(

@@ -131,7 +131,13 @@ def _sagemaker(task: Any, action: str) -> None:
     task.out.add(f"SageMaker{action}", [f"sagemaker:{action}"], [task.sagemaker(kind, key)])
 
 
+GLUE_CATALOG_READS = {"GetPartitions", "GetPartition", "GetTable"}
+
+
 def _glue(task: Any, action: str) -> None:
+    if action in GLUE_CATALOG_READS:
+        _glue_catalog(task, action)
+        return
     key = "JobName" if ("JobName" in task.params or "JobName.$" in task.params) else "Name"
     if key not in task.params and f"{key}.$" not in task.params:
         raise iam.PolicyError(f"state {task.name!r}: Glue {action} names no job: cannot scope its permission")
@@ -139,6 +145,18 @@ def _glue(task: Any, action: str) -> None:
     task.out.add(f"Glue{action}", [f"glue:{action}"], [_arn(f"{HEAD}:glue:{REGIONAL}:job/{name}")])
     if action in ("CreateJob", "UpdateJob"):
         _pass_role_to_glue(task, action)
+
+
+def _glue_catalog(task: Any, action: str) -> None:
+    """A Data Catalog read: the catalog, the database and the table it names (Glue's resource-level rules)."""
+    for key in ("DatabaseName", "TableName"):
+        if key not in task.params and f"{key}.$" not in task.params:
+            raise iam.PolicyError(f"state {task.name!r}: Glue {action} names no {key}: cannot scope its permission")
+    database = task.name_text("DatabaseName", usage="glue-catalog")
+    table = task.name_text("TableName", usage="glue-catalog")
+    resources = [f"{HEAD}:glue:{REGIONAL}:catalog", f"{HEAD}:glue:{REGIONAL}:database/{database}"]
+    resources.append(f"{HEAD}:glue:{REGIONAL}:table/{database}/{table}")
+    task.out.add(f"Glue{action}", [f"glue:{action}"], [_arn(r) for r in resources])
 
 
 def _pass_role_to_glue(task: Any, action: str) -> None:

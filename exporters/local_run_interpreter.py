@@ -11,9 +11,11 @@ The interpreter runs the exported definition unchanged. What :func:`interpreter`
   ``Failed``/``Stopped`` fail the task with ``States.TaskFailed`` and the job description as the cause (as
   ``glue:startJobRun.sync`` does in the interpreter); a service error is ``SageMaker.AmazonSageMakerException``.
 - ``aws-sdk:sagemaker:*`` errors named ``SageMaker.<Code>`` (moto names them ``sagemaker.<code>``).
-- Two moto 5.2.5 bugs fixed: ``.sync`` without ``.waitForTaskToken`` (Glue) ends with a ``States.Runtime``
+- moto 5.2.5 bugs fixed: ``.sync`` without ``.waitForTaskToken`` (Glue) ends with a ``States.Runtime``
   "'NoneType' object has no attribute 'interrupt_all'"; a ``"RoleArn.$"`` key in ``Parameters`` is lexed as
-  the Credentials keyword and kept as a literal key (CreateTrainingJob would lose its role).
+  the Credentials keyword and kept as a literal key (CreateTrainingJob would lose its role); aws-sdk answers
+  keep boto3's datetimes (Step Functions: epoch milliseconds); intrinsic functions' string literals are read
+  unlike Step Functions (``\\'``, ``\\{``, ``\\}``, ``\\\\`` escapes; ``States.Format`` with literal braces).
 - Wait states and retry back-off really wait, multiplied by ``time_scale`` (1 = real time).
 
 moto is imported lazily: it is heavy and only ``exporters run --local`` needs it.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import re
 import sys
 import threading
 import time
@@ -329,6 +332,96 @@ def install_sagemaker_and_fixes(setattr_: Setattr, setitem: Setitem, client_for:
         return details
 
     setattr_(Execution, "get_start_execution_details", get_start_execution_details)
+
+    # moto 5.2.5: an aws-sdk answer keeps boto3's datetimes (e.g. GetPartitions' CreationTime), which the
+    # execution's output cannot hold; Step Functions gives them as epoch milliseconds, as for SageMaker above.
+    aws_sdk = state_task_service_aws_sdk.StateTaskServiceAwsSdk
+    original_sdk_call = aws_sdk._eval_service_task
+
+    def _eval_sdk_call(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        original_sdk_call(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+        env.stack[-1] = _epoch_millis(env.stack[-1])
+
+    setattr_(aws_sdk, "_eval_service_task", _eval_sdk_call)
+    _install_intrinsic_string_fixes(setattr_)
+
+
+class _IntrinsicLiteral(str):
+    """A string literal of an intrinsic function, unescaped; ``raw`` keeps its escapes for ``States.Format``."""
+
+    raw: str
+
+
+_INTRINSIC_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _unescape_intrinsic(raw: str, other: Callable[[re.Match], str] = lambda m: m.group(0)) -> _IntrinsicLiteral:
+    """Step Functions: ``\\'``, ``\\{``, ``\\}``, ``\\\\`` stand for the character itself; ``other`` reads the rest."""
+    text = _IntrinsicLiteral(_INTRINSIC_ESCAPE.sub(lambda m: m.group(1) if m.group(1) in "'{}\\" else other(m), raw))
+    text.raw = raw
+    return text
+
+
+def _format(template: str, values: list[str]) -> str:
+    """``States.Format``: each unescaped ``{}`` of the template replaced in turn; escaped braces are literal."""
+    raw = getattr(template, "raw", None)
+    if raw is None:  # a template read from the state data: no escapes to honour
+        raw = template.replace("\\", "\\\\")
+    out, placeholders, i = [], 0, 0
+    while i < len(raw):
+        if raw[i] == "\\" and i + 1 < len(raw):
+            out.append(raw[i + 1] if raw[i + 1] in "'{}\\" else raw[i : i + 2])
+            i += 2
+        elif raw.startswith("{}", i):
+            if placeholders >= len(values):
+                raise ValueError(f"States.Format: more {{}} than arguments in {template!r}")
+            out.append(values[placeholders])
+            placeholders += 1
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    if placeholders != len(values):
+        raise ValueError(f"States.Format: {len(values)} arguments for {placeholders} {{}} in {template!r}")
+    return "".join(out)
+
+
+def _install_intrinsic_string_fixes(setattr_: Setattr) -> None:
+    """moto 5.2.5 reads intrinsic functions' string literals unlike Step Functions.
+
+    - The ``"Field.$"`` value is not JSON-decoded before the intrinsic parser reads it, so ``\\'`` in the
+      definition's JSON reaches it as an escaped backslash and the literal ends early.
+    - In a literal, ``\\'``, ``\\{``, ``\\}`` and ``\\\\`` keep their backslash (Step Functions: the character).
+    - ``States.Format`` uses Python's ``str.format``, so an escaped literal brace breaks it.
+    """
+    import json
+
+    from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringIntrinsicFunction
+    from moto.stepfunctions.parser.asl.component.intrinsic.function.statesfunction.generic import string_format
+    from moto.stepfunctions.parser.asl.parse import preprocessor
+    from moto.stepfunctions.parser.asl.parse.intrinsic import preprocessor as intrinsic_preprocessor
+    from moto.stepfunctions.parser.asl.parse.intrinsic.intrinsic_parser import IntrinsicParser
+
+    def visitString_intrinsic_function(self, ctx):  # noqa: N802 - the ANTLR visitor's name
+        derivation = json.loads(ctx.STRINGINTRINSICFUNC().getText())
+        function, _ = IntrinsicParser.parse(derivation)
+        return StringIntrinsicFunction(intrinsic_function_derivation=derivation, function=function)
+
+    setattr_(preprocessor.Preprocessor, "visitString_intrinsic_function", visitString_intrinsic_function)
+
+    moto_escapes = intrinsic_preprocessor.Preprocessor._replace_escaped_characters  # \\n, \\t, \\r, \\"
+
+    def _text_of_str(parse_tree):
+        return _unescape_intrinsic(parse_tree.getText()[1:-1], moto_escapes)
+
+    setattr_(intrinsic_preprocessor.Preprocessor, "_text_of_str", staticmethod(_text_of_str))
+
+    def _eval_body(self, env) -> None:
+        self.argument_list.eval(env=env)
+        args = env.stack.pop()
+        env.stack.append(_format(args[0], [self._to_str_repr(value) for value in args[1:]]))
+
+    setattr_(string_format.StringFormat, "_eval_body", _eval_body)
 
 
 class _Patches:

@@ -147,3 +147,111 @@ def test_sensor_modes_without_a_faithful_translation_are_refused():
     assert "check_fn" in problems["fn"].reason
     assert "use_regex" in problems["regex"].reason
     assert "another DAG" in problems["other_dag"].reason and "TriggerDagRunOperator" in problems["other_dag"].fix
+
+
+PARTITION_TASKS = ["wait_for_orders", "wait_for_returns", "build_features"]
+
+
+def _catalog(client, orders: list[str], returns: list[tuple[str, str]]) -> None:
+    """The sales database: orders partitioned by day, returns by day and region, with the given partitions."""
+    glue = client("glue")
+    glue.create_database(DatabaseInput={"Name": "sales"})
+    for table, keys in (("orders", ["ds"]), ("returns", ["ds", "region"])):
+        glue.create_table(
+            DatabaseName="sales",
+            TableInput={"Name": table, "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys]},
+        )
+    for values, table in [([day], "orders") for day in orders] + [(list(v), "returns") for v in returns]:
+        glue.create_partition(
+            DatabaseName="sales",
+            TableName=table,
+            PartitionInput={
+                "Values": values,
+                "StorageDescriptor": {"Location": f"s3://sales/{table}/{'/'.join(values)}/"},
+            },
+        )
+
+
+@pytest.mark.parametrize(
+    "orders, returns, outcome",
+    [
+        (
+            ["2026-11-28", "2026-11-29"],
+            [("2026-11-28", "us"), ("2026-11-28", "eu")],
+            {"wait_for_orders": "success", "wait_for_returns": "success", "build_features": "success"},
+        ),
+        (
+            ["2026-11-28"],
+            [("2026-11-28", "eu")],
+            {"wait_for_orders": "failed", "wait_for_returns": "not run", "build_features": "not run"},
+        ),
+        (
+            ["2026-11-29"],
+            [("2026-11-28", "us"), ("2026-11-29", "eu")],
+            {"wait_for_orders": "success", "wait_for_returns": "failed", "build_features": "not run"},
+        ),
+    ],
+    ids=["both-there", "todays-orders-never-come", "only-other-regions-returns"],
+)
+def test_glue_catalog_partition_sensor_in_airflow_and_step_functions(aws, airflow_db, orders, returns, outcome):
+    dag = load("partition_sensor")
+    definition = export_checked(dag)
+    _catalog(aws.client, orders, returns)
+    airflow = airflow_run(dag)
+    with Interpreter() as sfn:
+        _catalog(sfn.client, orders, returns)
+        exported = sfn.run(sfn.create(definition), PARTITION_TASKS)
+        waits = list(sfn.doubles.waits)
+        pokes = [call.parameters for call in sfn.doubles.calls if call.state == "wait_for_orders: poke"]
+
+    assert exported == airflow
+    assert airflow.tasks == outcome
+    # The expression as Airflow renders it from the param; at most one partition asked for.
+    assert pokes[0] == {
+        "DatabaseName": "sales",
+        "TableName": "orders",
+        "Expression": "ds='2026-11-29'",
+        "MaxResults": 1,
+    }
+    if outcome["wait_for_orders"] == "failed":
+        assert exported.error == "SensorTimeout"
+        assert [s for name, s in waits if name == "wait_for_orders: wait"] == [1, 1, 1]
+
+
+def test_the_interpreter_reads_intrinsic_string_literals_as_step_functions_does():
+    """moto 5.2.5 kept the escapes of intrinsic literals (``exporters/local_run_interpreter.py`` fixes it).
+
+    The exporter escapes ``'``, ``{``, ``}`` and ``\\`` in every literal part of a ``States.Format`` (a Glue
+    partition expression needs quotes); run locally, the machine must compute what Step Functions computes.
+    """
+    import json
+    import time
+
+    states = {
+        "Strings": {
+            "Type": "Pass",
+            "Parameters": {
+                "quoted.$": "States.Format('ds=\\'{}\\'', $.day)",
+                "backslash.$": "States.Format('a\\\\b {}', $.day)",
+                "braces.$": "States.Format('literal \\{\\} then {}', $.day)",
+                "split.$": "States.StringSplit('it\\'s,done', ',')",
+                "from_data.$": "States.Format($.template, $.day)",
+            },
+            "End": True,
+        }
+    }
+    with Interpreter() as sfn:
+        machine = sfn.create({"StartAt": "Strings", "States": states}, name="strings")
+        arn = sfn.sfn.start_execution(
+            stateMachineArn=machine, input=json.dumps({"day": "2026-11-29", "template": "day {} done"})
+        )["executionArn"]
+        while (described := sfn.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            time.sleep(0.05)
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"]) == {
+        "quoted": "ds='2026-11-29'",
+        "backslash": "a\\b 2026-11-29",
+        "braces": "literal {} then 2026-11-29",
+        "split": ["it's", "done"],
+        "from_data": "day 2026-11-29 done",
+    }
