@@ -526,9 +526,21 @@ class Backend:
                 ]
 
             with self.endpoints.transition():
-                if self.store.compare_and_set("endpoint", endpoint, ours, record) is not None:
-                    self.endpoints.swap(endpoint, loaded)
-                    LOG.info("endpoint %s now serves %s", endpoint, config_name)
+                # The model is swapped in before the store says InService: a caller that reads InService must
+                # find it serving (invocations do not take this lock). Deletes do, so nothing changes meanwhile;
+                # if the record is refused all the same, the previous model is put back.
+                current = self.store.find("endpoint", endpoint)
+                if current is None or not ours(current):
+                    return
+                previous = self.endpoints.get(endpoint)
+                self.endpoints.swap(endpoint, loaded)
+                if self.store.compare_and_set("endpoint", endpoint, ours, record) is None:
+                    if previous is None:
+                        self.endpoints.remove(endpoint)
+                    else:
+                        self.endpoints.swap(endpoint, previous)
+                    return
+                LOG.info("endpoint %s now serves %s", endpoint, config_name)
 
         def work() -> None:
             time.sleep(provisioning_seconds())

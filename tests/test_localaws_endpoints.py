@@ -91,7 +91,8 @@ def _race(calls) -> list:
 
 def _create(server: LocalBackend, name: str, config: str) -> None:
     server.aws("SageMaker.CreateEndpoint", {"EndpointName": name, "EndpointConfigName": config})
-    assert _settled(server, name)["EndpointConfigName"] == config
+    settled = _settled(server, name)
+    assert (settled["EndpointStatus"], settled["EndpointConfigName"]) == ("InService", config), settled
 
 
 def test_concurrent_updates_exactly_one_is_accepted_and_describe_matches_the_serving_model(server, configs):
