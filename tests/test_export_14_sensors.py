@@ -255,3 +255,18 @@ def test_the_interpreter_reads_intrinsic_string_literals_as_step_functions_does(
         "split": ["it's", "done"],
         "from_data": "day 2026-11-29 done",
     }
+
+
+def test_a_partition_poke_that_errors_is_retried_as_the_task_then_fails_in_both(aws, airflow_db):
+    """No such table: GetPartitions raises in poke(), so the task fails, its retry pokes again, then the run fails."""
+    dag = load("partition_sensor")
+    definition = export_checked(dag)
+    airflow = airflow_run(dag)  # nothing in the catalog
+    with Interpreter() as sfn:
+        exported = sfn.run(sfn.create(definition), PARTITION_TASKS)
+        pokes = [call for call in sfn.doubles.calls if call.state.startswith("wait_for_orders: poke")]
+
+    assert exported == airflow
+    assert airflow.tasks == {"wait_for_orders": "failed", "wait_for_returns": "not run", "build_features": "not run"}
+    assert exported.attempts == airflow.attempts == {"wait_for_orders": 2, "wait_for_returns": 0, "build_features": 0}
+    assert len(pokes) == 2 and all(call.error == "Glue.EntityNotFoundException" for call in pokes), pokes
