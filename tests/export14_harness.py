@@ -249,3 +249,28 @@ def run_of(described: dict[str, Any], events: list[dict[str, Any]], tasks: list[
     output = json.loads(described["output"]) if described.get("output") else {}
     results = {t: output[t] for t in tasks if isinstance(output, dict) and t in output}
     return Run("failed" if failed else "success", status, attempts, results, described.get("error"))
+
+
+# --------------------------------------------------------------------------------------------
+# Both sides, run after run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BothSides:
+    airflow: list[Run]
+    exported: list[Run]
+    airflow_seen: Any  # ``observe`` on the moto server after Airflow's runs
+    exported_seen: Any  # ``observe`` in the interpreter's account after the machine's runs
+    exported_calls: list[Any]  # the service calls of the machine's last run
+
+
+def run_on_both_sides(aws: Any, dag: Any, tasks: list[str], confs: list[dict[str, Any] | None], observe) -> BothSides:
+    """``dag`` run once per conf, one run after the other, in Airflow and as its checked export in the interpreter."""
+    definition = export_checked(dag)
+    airflow = [airflow_run(dag, conf) for conf in confs]
+    airflow_seen = observe(aws.client)
+    with Interpreter() as sfn:
+        machine = sfn.create(definition)
+        exported = [sfn.run(machine, tasks, conf) for conf in confs]
+        return BothSides(airflow, exported, airflow_seen, observe(sfn.client), list(sfn.doubles.calls))

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 
 from tests.aws_doubles import ROOT
-from tests.export14_harness import Interpreter, airflow_run, export_checked, load
+from tests.export14_harness import Interpreter, airflow_run, export_checked, load, run_on_both_sides
 
 TASKS = ["check_metrics", "create_model", "create_endpoint_config", "deploy"]
 METRICS = {"validation:error": 0.05, "train:error": 0.03}
@@ -126,20 +126,14 @@ def _models(client) -> list[str]:
 
 def test_a_model_created_for_a_run_is_deleted_at_its_end_run_after_run(aws, airflow_db):
     """SageMakerDeleteModelOperator (all_done, the provider's teardown): the same version twice, models gone."""
-    dag = load("stock_model_cleanup")
-    definition = export_checked(dag)
-    airflow = [airflow_run(dag), airflow_run(dag)]
-    airflow_models = _models(aws.client)
-    with Interpreter() as sfn:
-        machine = sfn.create(definition)
-        exported = [sfn.run(machine, CLEANUP_TASKS), sfn.run(machine, CLEANUP_TASKS)]
-        exported_models = _models(sfn.client)
-        deleted = [call.parameters for call in sfn.doubles.calls if call.state == "delete_model"]
+    both = run_on_both_sides(aws, load("stock_model_cleanup"), CLEANUP_TASKS, [None, None], _models)
+    airflow, exported = both.airflow, both.exported
+    deleted = [call.parameters for call in both.exported_calls if call.state == "delete_model"]
 
     assert exported == airflow
     assert [r.state for r in airflow] == ["success", "success"]
     assert all(r.tasks == {"start": "success", "create_model": "success", "delete_model": "success"} for r in airflow)
-    assert exported_models == airflow_models == []
+    assert both.exported_seen == both.airflow_seen == []
     assert deleted == [{"ModelName": "churn-scratch-v1"}]  # the last run's call: the one key the hook sends
 
 

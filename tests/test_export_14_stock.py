@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.export14_harness import Interpreter, airflow_run, export_checked, load
+from tests.export14_harness import Interpreter, load, run_on_both_sides
 
 
 def _jobs(client) -> list[str]:
@@ -19,14 +19,8 @@ def _jobs(client) -> list[str]:
 
 
 def test_a_fixed_training_job_name_works_run_after_run(aws, airflow_db):
-    dag = load("stock_training")
-    definition = export_checked(dag)
-    airflow = [airflow_run(dag), airflow_run(dag)]
-    airflow_jobs = _jobs(aws.client)
-    with Interpreter() as sfn:
-        machine = sfn.create(definition)
-        exported = [sfn.run(machine, ["train_model"]), sfn.run(machine, ["train_model"])]
-        exported_jobs = _jobs(sfn.client)
+    both = run_on_both_sides(aws, load("stock_training"), ["train_model"], [None, None], _jobs)
+    airflow, exported, airflow_jobs, exported_jobs = both.airflow, both.exported, both.airflow_seen, both.exported_seen
 
     assert exported == airflow
     assert [r.state for r in airflow] == ["success", "success"]
